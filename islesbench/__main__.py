@@ -1,0 +1,5 @@
+import sys
+
+from islesbench.cli import main
+
+sys.exit(main())

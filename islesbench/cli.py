@@ -1,0 +1,70 @@
+"""The `islesbench` command line: one sub-command per pipeline stage.
+
+This is the one place that joins the stages (data_prep → islesbench → tuning/reports); the library
+modules never import upward. Each command module exposes `configure_parser(parser)` and
+`run_command(args) -> int`, and keeps TensorFlow imports inside functions so `--help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+
+from islesbench.errors import IslesbenchError
+
+# name -> (module, one-line help). Order is the order of the pipeline.
+COMMANDS = {
+    "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort in the ISLES 2018 layout"),
+    "prepare": ("islesbench.data_prep.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
+    "run": ("islesbench.run", "train and validate one configuration over the folds (resumable)"),
+    "predict": ("islesbench.predict", "segment ISLES-layout cases with a trained model"),
+    "ensemble": ("islesbench.ensemble", "average the probability maps of several runs and evaluate"),
+    "evaluate": ("islesbench.evaluate", "ISLES metrics of predicted masks against reference masks"),
+    "tune": ("islesbench.tuning.tune", "cross-validated KerasTuner search for one model/loss pair"),
+    "benchmark": ("islesbench.reports.benchmark", "run the paper's comparison grid over all folds"),
+    "report": ("islesbench.reports.report", "comparison tables, statistics and figures from a runs folder"),
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The top-level parser with every sub-command's arguments."""
+    parser = argparse.ArgumentParser(
+        prog="islesbench",
+        description="Ischemic stroke lesion segmentation benchmark on CT perfusion (ISLES 2018 layout).",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Run `islesbench COMMAND --help` for a command's options and defaults.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module_name, help_text) in COMMANDS.items():
+        module = importlib.import_module(module_name)
+        p = sub.add_parser(
+            name,
+            help=help_text,
+            description=(module.__doc__ or help_text).strip(),
+            formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+        )
+        module.configure_parser(p)
+        p.set_defaults(_module=module)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the `islesbench` console script."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args._module.run_command(args) or 0)
+    except IslesbenchError as exc:
+        print(f"islesbench {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"islesbench {args.command}: interrupted; re-run the same command to resume", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,127 @@
+"""The results layout on disk, which every stage writes and the reports read.
+
+    RUNS/<config-name>/config.json              resolved ExperimentConfig of the run
+    RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number
+                               history.csv      one row per epoch (Keras CSVLogger)
+                               progress.png     loss and validation Dice per epoch
+                               checkpoint_best.keras, checkpoint_last.keras
+                               backup/          BackupAndRestore state of an unfinished run
+                               logs/            TensorBoard
+                               threshold.json   probability threshold chosen on the training cases
+                               validation/<case>.nii.gz        binary mask, original geometry
+                               validation/<case>_prob.nii.gz   probability map, original geometry
+                               validation/metrics.csv          per-case metrics (islesbench.metrics)
+                               validation/summary.json         aggregate metrics (islesbench.metrics)
+                               DONE             written last: the fold is complete
+    RUNS/<config-name>/ensemble/...             `islesbench ensemble` output, same validation/ layout
+
+No other module builds these paths.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+DONE_MARKER = "DONE"
+
+
+@dataclass(frozen=True)
+class FoldPaths:
+    """Every path of one fold's results."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "config.json"
+
+    @property
+    def history_csv(self) -> Path:
+        return self.root / "history.csv"
+
+    @property
+    def progress_png(self) -> Path:
+        return self.root / "progress.png"
+
+    @property
+    def checkpoint_best(self) -> Path:
+        return self.root / "checkpoint_best.keras"
+
+    @property
+    def checkpoint_last(self) -> Path:
+        return self.root / "checkpoint_last.keras"
+
+    @property
+    def backup_dir(self) -> Path:
+        return self.root / "backup"
+
+    @property
+    def tensorboard_dir(self) -> Path:
+        return self.root / "logs"
+
+    @property
+    def threshold_json(self) -> Path:
+        return self.root / "threshold.json"
+
+    @property
+    def validation_dir(self) -> Path:
+        return self.root / "validation"
+
+    @property
+    def metrics_csv(self) -> Path:
+        return self.validation_dir / "metrics.csv"
+
+    @property
+    def summary_json(self) -> Path:
+        return self.validation_dir / "summary.json"
+
+    @property
+    def done_marker(self) -> Path:
+        return self.root / DONE_MARKER
+
+    def mask_path(self, case_id: str) -> Path:
+        return self.validation_dir / f"{case_id}.nii.gz"
+
+    def probability_path(self, case_id: str) -> Path:
+        return self.validation_dir / f"{case_id}_prob.nii.gz"
+
+    def is_done(self) -> bool:
+        return self.done_marker.exists()
+
+
+def run_dir(runs_root, config_name: str) -> Path:
+    """The folder of one configuration's run."""
+    return Path(runs_root) / config_name
+
+
+def fold_paths(runs_root, config_name: str, fold: int) -> FoldPaths:
+    """The paths of fold `fold` of configuration `config_name`."""
+    return FoldPaths(run_dir(runs_root, config_name) / f"fold_{fold}")
+
+
+def ensemble_paths(run_root) -> FoldPaths:
+    """The paths of an ensemble's output, laid out like a fold."""
+    return FoldPaths(Path(run_root))
+
+
+def list_runs(runs_root) -> list[Path]:
+    """Run folders (those with a config.json) under `runs_root`, sorted by name."""
+    root = Path(runs_root)
+    return sorted(p.parent for p in root.glob("*/config.json"))
+
+
+def list_folds(run_root) -> list[tuple[int, FoldPaths]]:
+    """(fold number, paths) of every fold folder of a run, sorted by fold."""
+    folds = []
+    for p in Path(run_root).glob("fold_*"):
+        suffix = p.name.split("_", 1)[1]
+        if p.is_dir() and suffix.isdigit():
+            folds.append((int(suffix), FoldPaths(p)))
+    return sorted(folds, key=lambda item: item[0])
+
+
+def read_run_config(run_root) -> dict:
+    """The config.json of a run as a dict."""
+    return json.loads((Path(run_root) / "config.json").read_text())
