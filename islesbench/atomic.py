@@ -11,7 +11,9 @@ from pathlib import Path
 def temporary_name(path: Path) -> Path:
     """The temporary sibling a file is written to before it is renamed into place."""
     path = Path(path)
-    return path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    # Keep the extensions last: writers such as nibabel and Keras pick the format from them.
+    base, dot, ext = path.name.partition(".")
+    return path.with_name(f".{base}.tmp-{os.getpid()}{dot}{ext}")
 
 
 @contextlib.contextmanager

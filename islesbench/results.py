@@ -13,7 +13,8 @@
                                validation/metrics.csv          per-case metrics (islesbench.metrics)
                                validation/summary.json         aggregate metrics (islesbench.metrics)
                                DONE             written last: the fold is complete
-    RUNS/<config-name>/ensemble/...             `islesbench ensemble` output, same validation/ layout
+    An ensemble (`islesbench ensemble RUN_DIRS --out RUNS/ensemble-...`) is written in this same layout:
+    its fold_<k>/validation/ holds the cases that fold validated, averaged over the member runs.
 
 No other module builds these paths.
 """
@@ -99,11 +100,6 @@ def run_dir(runs_root, config_name: str) -> Path:
 def fold_paths(runs_root, config_name: str, fold: int) -> FoldPaths:
     """The paths of fold `fold` of configuration `config_name`."""
     return FoldPaths(run_dir(runs_root, config_name) / f"fold_{fold}")
-
-
-def ensemble_paths(run_root) -> FoldPaths:
-    """The paths of an ensemble's output, laid out like a fold."""
-    return FoldPaths(Path(run_root))
 
 
 def list_runs(runs_root) -> list[Path]:

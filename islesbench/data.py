@@ -1,0 +1,159 @@
+"""The tf.data input pipelines used by training: files of a fold → interleave → parse → augment → batch.
+
+2-D models read slice records, oversampling slices that contain lesion (DataConfig.lesion_slice_fraction);
+3-D models read volume records and crop or pad a slab of DataConfig.slab_depth slices. Augmentation is
+stateless and seeded by (seed, element index), so the same seed gives the same batches.
+"""
+
+from __future__ import annotations
+
+import math
+
+import tensorflow as tf
+
+from islesbench import records
+from islesbench.config import ExperimentConfig
+from islesbench.manifest import PreparedData
+
+AUTOTUNE = tf.data.AUTOTUNE
+
+
+def _resize_pair(image, mask, size: int):
+    if size is None:
+        return image, mask
+    image = tf.image.resize(image, [size, size], method="bilinear")
+    mask = tf.cast(tf.image.resize(mask, [size, size], method="bilinear") > 0.5, tf.float32)
+    return image, mask
+
+
+def _records(files, shuffle: bool, seed: int):
+    files_ds = tf.data.Dataset.from_tensor_slices(list(files))
+    if shuffle:
+        files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
+    return files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
+                               num_parallel_calls=AUTOTUNE, deterministic=True)
+
+
+def augment(image, mask, seed, strength: float = 1.0):
+    """Flips, scale jitter (±10 %·strength, crop/pad back) and per-channel intensity jitter, seeded.
+
+    Works on (H, W, C) slices and on (D, H, W, C) slabs (the same transform for every slice).
+    """
+    seeds = tf.random.experimental.stateless_split(seed, num=5)
+    both = tf.concat([image, mask], axis=-1)
+    both = tf.image.stateless_random_flip_left_right(both, seeds[0])
+    both = tf.image.stateless_random_flip_up_down(both, seeds[1])
+    if strength > 0:
+        size = tf.shape(both)[-2]
+        scale = tf.random.stateless_uniform([], seeds[2], 1 - 0.1 * strength, 1 + 0.1 * strength)
+        new = tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
+        both = tf.image.resize(both, tf.stack([new, new]), method="bilinear")
+        both = tf.image.resize_with_crop_or_pad(both, size, size)
+    channels = tf.shape(image)[-1]
+    image, mask = both[..., :channels], tf.cast(both[..., channels:] > 0.5, tf.float32)
+    if strength > 0:
+        gain = tf.random.stateless_uniform([channels], seeds[3], 1 - 0.1 * strength, 1 + 0.1 * strength)
+        shift = tf.random.stateless_uniform([channels], seeds[4], -0.05 * strength, 0.05 * strength)
+        image = image * gain + shift
+    return image, mask
+
+
+def _with_seeds(ds, seed: int):
+    return ds.enumerate().map(lambda i, x: (x, tf.stack([tf.constant(seed, tf.int64), i])))
+
+
+def slice_count(prepared: PreparedData, case_ids) -> int:
+    """Number of slice records of these cases (from the manifest)."""
+    return sum(int(prepared.cases[c]["num_slices"]) for c in case_ids)
+
+
+def lesion_slice_count(prepared: PreparedData, case_ids) -> int:
+    """Number of slices with lesion among these cases (from the manifest)."""
+    return sum(int(prepared.cases[c]["lesion_slices"]) for c in case_ids)
+
+
+def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, training: bool,
+                  batch_size: int, seed: int | None = None):
+    """Batches of (image (B,S,S,C), mask (B,S,S,1)) from slice records; infinite when training."""
+    files = prepared.slice_files(case_ids)
+    records.check_record_files(files)
+    seed = config.train.seed if seed is None else seed
+    size = config.data.input_size
+    ds = _records(files, shuffle=training, seed=seed).map(records.parse_slice, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda f: (*_resize_pair(f["image"], f["mask"], size), f["has_lesion"]),
+                num_parallel_calls=AUTOTUNE).cache()
+    if not training:
+        n_batches = math.ceil(slice_count(prepared, case_ids) / batch_size)
+        ds = ds.map(lambda im, m, _: (im, m)).batch(batch_size)
+        # A known length keeps Keras from warning that validation "ran out of data".
+        return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
+    fraction = config.data.lesion_slice_fraction
+    n_lesion = lesion_slice_count(prepared, case_ids)
+    buffer = max(64, slice_count(prepared, case_ids))
+    if 0 < fraction < 1 and n_lesion > 0:
+        lesion = ds.filter(lambda im, m, l: l > 0).shuffle(buffer, seed=seed).repeat()
+        other = ds.filter(lambda im, m, l: l == 0).shuffle(buffer, seed=seed + 1).repeat()
+        ds = tf.data.Dataset.sample_from_datasets([lesion, other], [fraction, 1 - fraction], seed=seed,
+                                                  rerandomize_each_iteration=True)
+    else:
+        ds = ds.shuffle(buffer, seed=seed).repeat()
+    ds = ds.map(lambda im, m, _: (im, m))
+    if config.data.augment:
+        strength = float(config.data.augment_strength)
+        ds = _with_seeds(ds, seed).map(lambda x, s: augment(x[0], x[1], s, strength), num_parallel_calls=AUTOTUNE)
+    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def _crop_or_pad_depth(image, mask, depth: int, seed):
+    d = tf.shape(image)[0]
+    pad = tf.maximum(depth - d, 0)
+    image = tf.pad(image, [[0, pad], [0, 0], [0, 0], [0, 0]])
+    mask = tf.pad(mask, [[0, pad], [0, 0], [0, 0], [0, 0]])
+    start = tf.random.stateless_uniform([], seed, 0, tf.maximum(d - depth, 0) + 1, dtype=tf.int32)
+    return image[start:start + depth], mask[start:start + depth]
+
+
+def volume_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, training: bool,
+                   batch_size: int, seed: int | None = None):
+    """3-D data: training slabs of slab_depth (B,D,S,S,C), or whole volumes one at a time for validation."""
+    files = prepared.volume_files(case_ids)
+    records.check_record_files(files)
+    seed = config.train.seed if seed is None else seed
+    size = config.data.input_size
+    ds = _records(files, shuffle=training, seed=seed).map(records.parse_volume, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda f: _resize_pair(f["image"], f["mask"], size), num_parallel_calls=AUTOTUNE).cache()
+    if not training:
+        return ds.batch(1).apply(tf.data.experimental.assert_cardinality(len(files))).prefetch(AUTOTUNE)
+    depth = config.data.slab_depth
+    ds = _with_seeds(ds.shuffle(len(files), seed=seed).repeat(), seed)
+
+    def slab(x, s):
+        seeds = tf.random.experimental.stateless_split(s, num=2)
+        image, mask = _crop_or_pad_depth(x[0], x[1], depth, seeds[0])
+        if config.data.augment:
+            image, mask = augment(image, mask, seeds[1], float(config.data.augment_strength))
+        return image, mask
+
+    return ds.map(slab, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+
+
+def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool) -> int:
+    """One pass over the training slices (2-D) or slices/slab_depth slabs (3-D), unless configured."""
+    if config.train.steps_per_epoch:
+        return int(config.train.steps_per_epoch)
+    n = slice_count(prepared, case_ids)
+    per_step = config.train.batch_size * (config.data.slab_depth if is_3d else 1)
+    return max(1, math.ceil(n / per_step))
+
+
+def distributed_training_dataset(strategy, prepared, case_ids, config: ExperimentConfig, is_3d: bool, seed=None):
+    """The training dataset built per input pipeline by the strategy (sharded, per-replica batches)."""
+    global_batch = config.train.batch_size
+
+    def dataset_fn(input_context):
+        per_replica = input_context.get_per_replica_batch_size(global_batch)
+        build = volume_dataset if is_3d else slice_dataset
+        base_seed = (config.train.seed if seed is None else seed) + 1000 * input_context.input_pipeline_id
+        return build(prepared, case_ids, config, training=True, batch_size=per_replica, seed=base_seed)
+
+    return strategy.distribute_datasets_from_function(dataset_fn)

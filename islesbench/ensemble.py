@@ -1,0 +1,93 @@
+"""Average the validation probability maps of several runs: `islesbench ensemble`.
+
+The paper's final submission was an ensemble. Under cross-validation the leak-free ensemble averages,
+case by case, the probability maps that the member runs' own validation folds produced (every member
+saw the case only as validation). Each case is thresholded at the mean of the members' thresholds for
+the fold that validated it (each chosen on training cases). The output is an ordinary run folder in
+the results layout, one fold_<k> per fold of the first member, so reports read it like any run.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from islesbench import isles, manifest, results, training
+from islesbench.atomic import write_json_atomic
+from islesbench.errors import IslesbenchError
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("runs", nargs="+", help="run folders (RUNS/<config-name>) to average")
+    parser.add_argument("--out", required=True, help="output run folder, e.g. runs/ensemble")
+    parser.add_argument("--force", action="store_true", help="recompute folds already finished")
+
+
+def run_command(args) -> int:
+    summary = ensemble_runs([Path(r) for r in args.runs], Path(args.out), force=args.force)
+    print(f"ensemble of {len(args.runs)} run(s): mean Dice {summary['metrics']['dice']['mean']:.3f} -> {args.out}")
+    return 0
+
+
+def _validated_cases(run_root: Path) -> dict:
+    """case -> (fold paths, threshold) for every finished fold of a run."""
+    cases = {}
+    for k, paths in results.list_folds(run_root):
+        if not paths.is_done():
+            continue
+        threshold = json.loads(paths.threshold_json.read_text())["threshold"] if paths.threshold_json.is_file() else 0.5
+        for p in sorted(paths.validation_dir.glob("*_prob.nii*")):
+            case_id = p.name.split("_prob.nii")[0]
+            cases[case_id] = (k, paths, threshold)
+    return cases
+
+
+def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False) -> dict:
+    """Write the ensemble of `run_dirs` into `out_dir` (results layout) and return its summary."""
+    from islesbench import metrics
+
+    if len(run_dirs) < 1:
+        raise IslesbenchError("an ensemble needs at least one run folder")
+    members = []
+    for run in run_dirs:
+        if not (Path(run) / "config.json").is_file():
+            raise IslesbenchError(f"{run}: not a run folder (no config.json)")
+        cases = _validated_cases(Path(run))
+        if not cases:
+            raise IslesbenchError(f"{run}: no finished fold with validation probability maps")
+        members.append((Path(run), results.read_run_config(run), cases))
+    common = sorted(set.intersection(*(set(c) for _, _, c in members)), key=isles.natural_key)
+    if not common:
+        raise IslesbenchError("the runs share no validated case (were they run on the same cohort?)")
+    prepared = manifest.PreparedData(members[0][1]["prepared"])
+    config = {"name": out_dir.name, "model": {"arch": "ensemble", "pretrained": None},
+              "loss": {"name": "mean of members"}, "members": [m[1]["name"] for m in members],
+              "member_runs": [str(m[0].resolve()) for m in members],
+              "cohort": members[0][1].get("cohort"), "prepared": members[0][1]["prepared"],
+              "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile")}
+    write_json_atomic(out_dir / "config.json", config)
+    by_fold = {}
+    for case_id in common:
+        by_fold.setdefault(members[0][2][case_id][0], []).append(case_id)
+    all_rows = []
+    for k in sorted(by_fold):
+        paths = results.FoldPaths(out_dir / f"fold_{k}")
+        if paths.is_done() and not force:
+            all_rows += metrics.read_case_metrics(paths.metrics_csv)
+            continue
+        training.prepare_fold_dir(paths)
+        write_json_atomic(paths.config, {**config, "fold": k})
+        thresholds = {c: float(np.mean([m[2][c][2] for m in members])) for c in by_fold[k]}
+        threshold = float(np.mean(list(thresholds.values())))
+        write_json_atomic(paths.threshold_json, {"threshold": threshold, "chosen_on": "mean of the members' thresholds"})
+
+        def probability_of(case_id):
+            maps = [isles.read_nifti(m[2][case_id][1].probability_path(case_id))[0] for m in members]
+            return np.mean(maps, axis=0).astype(np.float32)
+
+        training.write_validation(paths, prepared, by_fold[k], probability_of, threshold)
+        training.finish_fold(paths)
+        all_rows += metrics.read_case_metrics(paths.metrics_csv)
+    return metrics.summarize(all_rows)

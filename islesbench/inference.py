@@ -1,0 +1,81 @@
+"""Whole-volume prediction: normalised grid volume → model → probability map in the case's own geometry.
+
+2-D models see every slice (resized to the model's input size); 3-D models see the whole slab at once
+(the V-Net pads and crops depth itself). Probabilities are resized back to the prepared grid, then
+`preprocessing.from_grid` undoes the in-plane resampling.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from islesbench import preprocessing
+
+
+def model_input_size(model) -> int | None:
+    """The fixed in-plane side a model expects (None when it accepts any)."""
+    shape = model.inputs[0].shape
+    return shape[-2] if shape[-2] is not None else None
+
+
+def predict_grid(model, image_zhwc: np.ndarray, is_3d: bool, batch_size: int = 8) -> np.ndarray:
+    """Probabilities (Z, G, G) for a normalised grid volume (Z, G, G, C)."""
+    import keras
+
+    z, g = image_zhwc.shape[0], image_zhwc.shape[1]
+    size = model_input_size(model) or g
+    x = image_zhwc
+    if size != g:
+        x = keras.ops.convert_to_numpy(keras.ops.image.resize(x, (size, size), interpolation="bilinear"))
+    if is_3d:
+        out = model.predict_on_batch(x[None])
+        out = out[0] if not isinstance(out, (list, tuple, dict)) else _main_output(out)[0]
+    else:
+        parts = []
+        for start in range(0, z, batch_size):
+            o = model.predict_on_batch(x[start:start + batch_size])
+            parts.append(_main_output(o) if isinstance(o, (list, tuple, dict)) else o)
+        out = np.concatenate(parts, axis=0)
+    out = np.asarray(out, np.float32)
+    if size != g:
+        out = keras.ops.convert_to_numpy(keras.ops.image.resize(out, (g, g), interpolation="bilinear"))
+    return np.clip(out[..., 0], 0.0, 1.0)
+
+
+def _main_output(outputs):
+    if isinstance(outputs, dict):
+        return np.asarray(outputs["mask"])
+    return np.asarray(outputs[0])
+
+
+def grid_to_original(prob_zgg: np.ndarray, shape_xyz) -> np.ndarray:
+    """Probability map (X, Y, Z) in the case's original geometry from a grid map (Z, G, G)."""
+    prob = np.moveaxis(prob_zgg, 0, 2)
+    out = preprocessing.from_grid(prob, tuple(shape_xyz[:2]), order=1)
+    return np.clip(out, 0.0, 1.0).astype(np.float32)
+
+
+def predict_case_arrays(models, volumes: dict, modalities, grid: int, is_3d: bool, params=None) -> np.ndarray:
+    """Mean probability (X, Y, Z) of one or more models on a raw case's volumes."""
+    if params is None:
+        params = preprocessing.normalization_params(volumes, modalities)
+    image, _ = preprocessing.case_to_records_arrays(volumes, None, modalities, params, grid)
+    shape = next(iter(volumes.values())).shape
+    probs = [grid_to_original(predict_grid(m, image, is_3d), shape) for m in models]
+    return np.mean(probs, axis=0).astype(np.float32)
+
+
+def choose_threshold(probabilities: list, masks: list, candidates=None) -> tuple[float, float]:
+    """The probability threshold with the best mean Dice over the given (training) cases."""
+    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2) if candidates is None else candidates
+    best = (0.5, -1.0)
+    for t in candidates:
+        dices = []
+        for p, m in zip(probabilities, masks):
+            pred = p >= t
+            denom = pred.sum() + m.sum()
+            dices.append(1.0 if denom == 0 else 2.0 * np.logical_and(pred, m).sum() / denom)
+        score = float(np.mean(dices)) if dices else 0.0
+        if score > best[1] + 1e-9:
+            best = (float(t), score)
+    return best

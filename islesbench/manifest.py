@@ -1,0 +1,127 @@
+"""The prepared-data layout: `manifest.json`, `splits.json` and the record files beside them.
+
+    PREP/manifest.json            schema version, source, grid, modalities, normalisation, per-case entries
+    PREP/splits.json              K folds grouped by patient: [{"train": [...], "val": [...]}, ...] (editable)
+    PREP/patients.json            case -> patient grouping used for the folds, and how it was found
+    PREP/records/<case>.slices.tfrecord, <case>.volume.tfrecord, <case>.json (per-case entry, written last)
+
+No other module builds these paths or reads these files directly.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from islesbench import records
+from islesbench.atomic import write_json_atomic
+from islesbench.errors import IslesbenchError
+
+MANIFEST = "manifest.json"
+SPLITS = "splits.json"
+PATIENTS = "patients.json"
+RECORDS_DIR = "records"
+
+
+@dataclass(frozen=True)
+class PreparedPaths:
+    """Paths inside one prepared directory."""
+
+    root: Path
+
+    @property
+    def manifest(self) -> Path:
+        return self.root / MANIFEST
+
+    @property
+    def splits(self) -> Path:
+        return self.root / SPLITS
+
+    @property
+    def patients(self) -> Path:
+        return self.root / PATIENTS
+
+    @property
+    def records_dir(self) -> Path:
+        return self.root / RECORDS_DIR
+
+    def slices_file(self, case_id: str) -> Path:
+        return self.records_dir / f"{case_id}{records.SLICES_SUFFIX}"
+
+    def volume_file(self, case_id: str) -> Path:
+        return self.records_dir / f"{case_id}{records.VOLUME_SUFFIX}"
+
+    def case_entry_file(self, case_id: str) -> Path:
+        return self.records_dir / f"{case_id}.json"
+
+
+def is_prepared_dir(path) -> bool:
+    """True when `path` holds a manifest.json (as opposed to a raw ISLES-layout cohort)."""
+    return (Path(path) / MANIFEST).is_file()
+
+
+class PreparedData:
+    """A prepared directory, read: manifest, splits and per-case entries."""
+
+    def __init__(self, root):
+        self.paths = PreparedPaths(Path(root))
+        if not self.paths.manifest.is_file():
+            raise IslesbenchError(f"{root}: no {MANIFEST}; run `islesbench prepare --data RAW --out {root}`")
+        self.manifest = json.loads(self.paths.manifest.read_text())
+        version = self.manifest.get("schema_version")
+        if version != records.SCHEMA_VERSION:
+            raise IslesbenchError(
+                f"{self.paths.manifest}: prepared with schema version {version}, this islesbench reads "
+                f"version {records.SCHEMA_VERSION}; re-run `islesbench prepare`")
+        self.cases = {c["case_id"]: c for c in self.manifest["cases"]}
+
+    @property
+    def root(self) -> Path:
+        return self.paths.root
+
+    @property
+    def modalities(self) -> list:
+        return list(self.manifest["modalities"])
+
+    @property
+    def grid(self) -> int:
+        return int(self.manifest["grid"])
+
+    @property
+    def cohort_label(self) -> str:
+        return self.manifest.get("cohort", "unknown")
+
+    def case_ids(self, split: str | None = "TRAINING") -> list:
+        return [c for c, e in self.cases.items() if split is None or e["split"] == split]
+
+    def splits(self) -> list:
+        """The folds: list of {"train": [...], "val": [...]}, checked against the manifest."""
+        if not self.paths.splits.is_file():
+            raise IslesbenchError(f"{self.paths.splits} is missing; re-run `islesbench prepare`")
+        folds = json.loads(self.paths.splits.read_text())["folds"]
+        known = set(self.cases)
+        for k, fold in enumerate(folds):
+            unknown = sorted((set(fold["train"]) | set(fold["val"])) - known)
+            if unknown:
+                raise IslesbenchError(f"{self.paths.splits}: fold {k} names cases not in the manifest: {unknown}")
+            overlap = sorted(set(fold["train"]) & set(fold["val"]))
+            if overlap:
+                raise IslesbenchError(f"{self.paths.splits}: fold {k} has cases in both train and val: {overlap}")
+        return folds
+
+    def slice_files(self, case_ids) -> list:
+        return [str(self.paths.slices_file(c)) for c in case_ids]
+
+    def volume_files(self, case_ids) -> list:
+        return [str(self.paths.volume_file(c)) for c in case_ids]
+
+
+def write_splits(paths: PreparedPaths, folds: list, seed: int, method: str) -> None:
+    """Write splits.json (nnU-Net's splits_final.json, with the seed and method recorded)."""
+    write_json_atomic(paths.splits, {"seed": seed, "method": method, "folds": folds})
+
+
+def write_manifest(paths: PreparedPaths, manifest: dict) -> None:
+    """Write manifest.json atomically."""
+    write_json_atomic(paths.manifest, manifest)

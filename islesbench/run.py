@@ -1,0 +1,172 @@
+"""Train and validate one configuration over the cross-validation folds: `islesbench run`.
+
+`--data` takes a raw ISLES-layout cohort (prepared on the fly into OUT/prepared and reused next time)
+or a prepared directory. Each fold is written in the results layout (islesbench.results); a finished
+fold is skipped unless --force, and an interrupted one continues from its last completed epoch.
+`--arch threshold` evaluates the clinical rCBF < 30 % rule on the same folds, in the same layout.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import time
+from pathlib import Path
+
+from islesbench import distribute, manifest, results, training
+from islesbench.config import ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, load_config_file, profile_config
+from islesbench.errors import IslesbenchError
+
+# Fields whose change does not change a run's numbers (a resumed run may differ in them).
+_IGNORED_FOR_IDENTITY = ("fold",)
+
+
+def configure_parser(parser) -> None:
+    parser.add_argument("--arch", choices=ARCHS, default="pspnet", help="network, or the threshold baseline")
+    parser.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="imagenet|PATH",
+                        help="PSPNet encoder weights: `imagenet` (the default when the flag is given bare), a "
+                             "ResNet-50 weights file, or an islesbench .keras checkpoint; absent: from scratch")
+    parser.add_argument("--loss", choices=LOSSES, default="focal", help="training loss")
+    parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or a prepared directory")
+    parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (when preparing)")
+    parser.add_argument("--fold", default="all", help="fold index to run, or `all`")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="quick: small input, few epochs (CPU minutes); paper: the paper's settings (GPU)")
+    parser.add_argument("--config", default=None, help="JSON file of configuration overrides")
+    parser.add_argument("--hparams", default=None, help="best_hparams.json from `islesbench tune`")
+    parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument("--name", default=None, help="run name (default: derived, e.g. pspnet-imagenet-focal)")
+    parser.add_argument("--out", default="runs", help="runs folder")
+    parser.add_argument("--seed", type=int, default=0, help="seed of folds, initialisation and augmentation")
+    parser.add_argument("--force", action="store_true", help="re-run folds that are already finished")
+
+
+def config_from_args(args) -> ExperimentConfig:
+    """Profile defaults, then --config, --hparams and the flags, validated."""
+    config = profile_config(args.profile)
+    if args.config:
+        config = apply_overrides(config, load_config_file(args.config))
+    if args.hparams:
+        config = apply_overrides(config, read_hparams_overrides(args.hparams))
+    flags = {"model": {"arch": args.arch, "pretrained": args.pretrained}, "loss": {"name": args.loss},
+             "train": {"seed": args.seed}}
+    if args.epochs:
+        flags["train"]["epochs"] = args.epochs
+    if args.name:
+        flags["name_override"] = args.name
+    return apply_overrides(config, flags).validate()
+
+
+def read_hparams_overrides(path) -> dict:
+    """The `config_overrides` of a tuning result file."""
+    data = load_config_file(path)
+    if "config_overrides" not in data:
+        raise IslesbenchError(f"{path}: not an `islesbench tune` result (no config_overrides)")
+    return data["config_overrides"]
+
+
+def run_command(args) -> int:
+    config = config_from_args(args)
+    folds = "all" if args.fold == "all" else [_fold_index(args.fold)]
+    run_configuration(config, args.data, args.out, folds=folds, num_folds=args.folds, force=args.force)
+    return 0
+
+
+def _fold_index(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise IslesbenchError(f"--fold must be a fold number or `all`, not {text!r}") from None
+
+
+def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int) -> manifest.PreparedData:
+    """A prepared directory as is, or a raw cohort prepared (resumably) into RUNS/prepared."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise IslesbenchError(f"--data {data_dir} does not exist")
+    if manifest.is_prepared_dir(data_dir):
+        return manifest.PreparedData(data_dir)
+    from islesbench.data_prep.prepare import prepare_cohort
+
+    return prepare_cohort(data_dir, Path(runs_root) / "prepared", folds=num_folds, seed=seed)
+
+
+def _identity(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in _IGNORED_FOR_IDENTITY}
+
+
+def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all", num_folds: int = 5,
+                      force: bool = False) -> Path:
+    """Train and validate `config` on the requested folds; return the run folder."""
+    config.validate()
+    if config.model.pretrained:
+        from islesbench.models import pretrained as pretrained_weights
+
+        pretrained_weights.check_available(config.model.pretrained)
+    prepared = resolve_prepared(data_dir, runs_root, num_folds, config.train.seed)
+    config = apply_overrides(config, {"data": {"modalities": list(prepared.modalities)}})
+    splits = prepared.splits()
+    fold_ids = list(range(len(splits))) if folds == "all" else list(folds)
+    bad = [k for k in fold_ids if not 0 <= k < len(splits)]
+    if bad:
+        raise IslesbenchError(f"fold {bad[0]} does not exist: {prepared.paths.splits} has {len(splits)} folds")
+    chief = distribute.is_chief()
+    run_root = results.run_dir(runs_root, config.name)
+    extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
+              "prepared": str(prepared.root.resolve()), "grid": prepared.grid}
+    record = {**config.to_dict(), **extras}
+    config_file = run_root / "config.json"
+    if config_file.is_file() and not force:
+        previous = json.loads(config_file.read_text())
+        if _identity(previous) != _identity(json.loads(json.dumps(record))):
+            changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != json.loads(json.dumps(record)).get(k))
+            raise IslesbenchError(
+                f"{run_root} holds a run of a different configuration (differs in: {', '.join(changed)}); "
+                f"use another --out or --name, or --force to replace it")
+    if chief:
+        config.save(config_file, **extras)
+    t_run = time.time()
+    for k in fold_ids:
+        paths = results.fold_paths(runs_root, config.name, k)
+        if paths.is_done() and not force:
+            print(f"{config.name} fold {k}: finished earlier, skipped (--force re-runs it)", flush=True)
+            continue
+        if force and chief and paths.root.exists():
+            shutil.rmtree(paths.root)
+        t0 = time.time()
+        if chief:
+            training.prepare_fold_dir(paths)
+            config.save(paths.config, fold=k, **extras)
+        train_ids, val_ids = splits[k]["train"], splits[k]["val"]
+        print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train, {len(val_ids)} val cases", flush=True)
+        if config.model.arch == "threshold":
+            summary = validate_threshold_fold(prepared, val_ids, paths) if chief else None
+        else:
+            training.fit_fold(config, prepared, train_ids, val_ids, paths)
+            summary = training.validate_fold(config, prepared, train_ids, val_ids, paths) if chief else None
+        if chief:
+            training.finish_fold(paths)
+            print(f"{config.name} fold {k}: mean Dice {summary['metrics']['dice']['mean']:.3f} "
+                  f"({time.time() - t0:.0f} s)", flush=True)
+    print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
+    return run_root
+
+
+def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:
+    """The rCBF rule on the fold's validation cases, written like a trained fold."""
+    from islesbench import threshold
+
+    training.prepare_fold_dir(paths)
+
+    def probability_of(case_id):
+        volumes = load_source_volumes(prepared.cases[case_id], ("CT_CBF", "CT"))
+        return threshold.core_mask(volumes).astype("float32")
+
+    return training.write_validation(paths, prepared, val_ids, probability_of, threshold=0.5)
+
+
+def load_source_volumes(entry: dict, modalities) -> dict:
+    """Raw volumes of a prepared case, read from its source files (modalities it lacks are left out)."""
+    from islesbench import isles
+
+    return {m: isles.read_nifti(entry["source"][m])[0] for m in modalities if m in entry["source"]}

@@ -1,0 +1,43 @@
+"""The no-learning clinical baseline: ischemic core = relative CBF < 30 % of the normal hemisphere.
+
+As RAPID applies it, on the CBF map alone:
+
+* tissue: brain parenchyma (CT 15–60 HU, which leaves out CSF and bone; positive CBF when there is no CT);
+* midline: the tissue's centre of mass along the left–right voxel axis (axis 0 of ISLES' axial slabs),
+  taken per slice so a tilted head is followed;
+* normal reference: the median CBF of the tissue in the hemisphere whose median CBF is higher (the
+  lesion lowers the median of its own side);
+* core: tissue with CBF < 0.3 × reference.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from islesbench import preprocessing
+
+RCBF_THRESHOLD = 0.30
+
+
+def hemisphere_masks(tissue: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(left, right) tissue masks split at each slice's left–right centre of mass."""
+    x = np.arange(tissue.shape[0])[:, None]
+    left = np.zeros_like(tissue)
+    for z in range(tissue.shape[2]):
+        t = tissue[:, :, z]
+        counts = t.sum(axis=1)
+        mid = (counts * np.arange(t.shape[0])).sum() / counts.sum() if counts.sum() else t.shape[0] / 2
+        left[:, :, z] = t & (x < mid)
+    return left, tissue & ~left
+
+
+def core_mask(volumes: dict, rcbf_threshold: float = RCBF_THRESHOLD) -> np.ndarray:
+    """The rCBF rule's core mask (X, Y, Z) bool for one case's raw volumes (needs CT_CBF)."""
+    cbf = volumes["CT_CBF"].astype(np.float32)
+    tissue = preprocessing.brain_mask(volumes)
+    left, right = hemisphere_masks(tissue)
+    medians = [float(np.median(cbf[h])) for h in (left, right) if h.any()]
+    if not medians:
+        return np.zeros(cbf.shape, bool)
+    reference = max(medians)
+    return tissue & (cbf < rcbf_threshold * reference)

@@ -1,0 +1,335 @@
+"""Training and validating one fold: resumable at epoch granularity, validated on whole volumes.
+
+Resume: after every epoch the full model (weights and optimizer state) is saved to
+`backup/epoch_NNNN.keras` through a temporary name; `checkpoint_last.keras` (and `checkpoint_best.keras`
+when validation Dice improves) are then hard-linked to it and older epoch files deleted. After a kill
+at any moment, the newest complete epoch file says exactly which epoch to continue from, and
+`history.csv` is trimmed to the epochs before it. The fold's validation runs on `checkpoint_last`
+(the best-on-validation checkpoint would make the reported numbers optimistic) and the probability
+threshold is chosen on the fold's training cases only.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import os
+import re
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from islesbench import distribute, inference, isles, records
+from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from islesbench.config import ExperimentConfig
+from islesbench.manifest import PreparedData
+from islesbench.results import FoldPaths
+
+EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
+
+
+def latest_epoch_checkpoint(backup_dir: Path):
+    """(completed epochs, path) of the newest complete epoch file, or (0, None)."""
+    best = (0, None)
+    if backup_dir.is_dir():
+        for p in backup_dir.iterdir():
+            m = EPOCH_FILE.match(p.name)
+            if m and int(m.group(1)) > best[0]:
+                best = (int(m.group(1)), p)
+    return best
+
+
+def _link_atomic(src: Path, dst: Path) -> None:
+    with atomic_path(dst) as tmp:
+        try:
+            os.link(src, tmp)
+        except OSError:
+            shutil.copyfile(src, tmp)
+
+
+def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_per_epoch: int):
+    """Build and compile the configured model (inside the caller's strategy scope)."""
+    import keras
+
+    from islesbench import losses, models
+    from islesbench.training_metrics import DiceScore
+
+    m = config.model
+    is_3d = models.is_3d(m.arch)
+    model = models.build_model(
+        m.arch, input_channels=input_channels, input_size=config.data.input_size,
+        pretrained=m.pretrained, base_width=m.base_width, depth=m.depth, dropout=m.dropout,
+        aux_weight=m.aux_weight, anisotropic=m.anisotropic)
+    compile_model(model, config, steps_per_epoch)
+    return model, is_3d
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
+    """AdamW with cosine decay over the whole run, after an optional linear warm-up."""
+    import keras
+
+    o = config.optimizer
+    total = max(1, config.train.epochs * steps_per_epoch)
+    warmup = min(total - 1, o.warmup_epochs * steps_per_epoch)
+    if warmup > 0:
+        schedule = keras.optimizers.schedules.CosineDecay(
+            0.0, total - warmup, alpha=0.01, warmup_target=o.learning_rate, warmup_steps=warmup)
+    else:
+        schedule = keras.optimizers.schedules.CosineDecay(o.learning_rate, total, alpha=0.01)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
+
+
+def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None:
+    """Compile with the configured loss (and the auxiliary head's weight), AdamW and the Dice metric."""
+    from islesbench import losses
+    from islesbench.training_metrics import DiceScore
+
+    loss = losses.get_loss(config.loss.name, alpha=config.loss.alpha, gamma=config.loss.gamma)
+    if len(model.outputs) > 1:
+        names = model.output_names
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch),
+                      loss={n: loss for n in names},
+                      loss_weights={n: (1.0 if n == "mask" else config.model.aux_weight) for n in names},
+                      metrics={"mask": [DiceScore(name="dice")]},
+                      jit_compile=config.train.jit_compile)
+    else:
+        model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss,
+                      metrics=[DiceScore(name="dice")], jit_compile=config.train.jit_compile)
+
+
+def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool, best_so_far: float):
+    import keras
+
+    class EpochCheckpoint(keras.callbacks.Callback):
+        """Full model per epoch, atomically; last/best links; old epoch files pruned."""
+
+        def __init__(self):
+            super().__init__()
+            self.best = best_so_far
+
+        def on_epoch_end(self, epoch, logs=None):
+            logs = logs or {}
+            done = epoch + 1
+            if not chief:
+                # Every worker must save (collective reads); only the chief keeps the file.
+                with tempfile.TemporaryDirectory() as tmpdir:
+                    self.model.save(os.path.join(tmpdir, "worker.keras"))
+                return
+            target = paths.backup_dir / f"epoch_{done:04d}.keras"
+            with atomic_path(target) as tmp:
+                self.model.save(str(tmp))
+            _link_atomic(target, paths.checkpoint_last)
+            score = logs.get("val_dice", logs.get("val_mask_dice"))
+            if score is not None and score > self.best:
+                self.best = float(score)
+                _link_atomic(target, paths.checkpoint_best)
+            for p in paths.backup_dir.iterdir():
+                m = EPOCH_FILE.match(p.name)
+                if m and int(m.group(1)) < done:
+                    p.unlink()
+
+    class HistoryCSV(keras.callbacks.Callback):
+        """history.csv rewritten atomically each epoch, keeping rows of epochs before the resume point."""
+
+        def __init__(self):
+            super().__init__()
+            self.rows = _read_history(paths.history_csv, before_epoch=initial_epoch)
+
+        def on_epoch_end(self, epoch, logs=None):
+            if not chief:
+                return
+            row = {"epoch": epoch}
+            row.update({k: float(v) for k, v in (logs or {}).items()})
+            row["time"] = time.time()
+            self.rows.append(row)
+            _write_history(paths.history_csv, self.rows)
+            try:
+                plot_progress(self.rows, paths.progress_png)
+            except Exception as exc:  # a plot must never stop training
+                print(f"warning: progress plot not written: {exc}", file=sys.stderr)
+
+    callbacks = [EpochCheckpoint(), HistoryCSV()]
+    if chief and _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(str(paths.tensorboard_dir), write_graph=False))
+    return callbacks
+
+
+def _tensorboard_available() -> bool:
+    """TensorBoard logs need the tensorboard package, which TensorFlow does not require."""
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _read_history(path: Path, before_epoch: int) -> list:
+    if not path.is_file():
+        return []
+    with path.open(newline="") as f:
+        rows = [{k: float(v) if k != "epoch" else int(float(v)) for k, v in r.items() if v != ""}
+                for r in csv.DictReader(f)]
+    return [r for r in rows if r["epoch"] < before_epoch]
+
+
+def _write_history(path: Path, rows: list) -> None:
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    lines = [",".join(keys)] + [",".join("" if r.get(k) is None else str(r.get(k)) for k in keys) for r in rows]
+    write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def read_history(path) -> list:
+    """history.csv rows as dicts (epoch int, the rest float)."""
+    return _read_history(Path(path), before_epoch=10**9)
+
+
+def plot_progress(rows: list, path: Path) -> None:
+    """progress.png: training/validation loss and validation Dice by epoch."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    epochs = [r["epoch"] + 1 for r in rows]
+    fig, ax = plt.subplots(1, 2, figsize=(10, 3.6))
+    for key, label in (("loss", "train loss"), ("val_loss", "val loss")):
+        if any(key in r for r in rows):
+            ax[0].plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", label=label)
+    ax[0].set_xlabel("epoch"), ax[0].set_ylabel("loss"), ax[0].legend(), ax[0].grid(alpha=0.3)
+    for key, label in (("dice", "train Dice (slices)"), ("val_dice", "val Dice (slices)"),
+                       ("mask_dice", "train Dice (slices)"), ("val_mask_dice", "val Dice (slices)")):
+        if any(key in r for r in rows):
+            ax[1].plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", label=label)
+    ax[1].set_xlabel("epoch"), ax[1].set_ylabel("Dice"), ax[1].set_ylim(0, 1), ax[1].legend(), ax[1].grid(alpha=0.3)
+    fig.suptitle(path.parent.parent.name + " / " + path.parent.name)
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def _with_aux_targets(ds, model):
+    names = model.output_names
+    if len(names) <= 1:
+        return ds
+    return ds.map(lambda x, y: (x, {n: y for n in names}))
+
+
+def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
+             verbose=None) -> None:
+    """Train (or continue training) one fold's model until config.train.epochs."""
+    import keras
+
+    from islesbench import data, models
+
+    chief = distribute.is_chief()
+    strategy = distribute.make_strategy()
+    is_3d = models.is_3d(config.model.arch)
+    steps = data.steps_per_epoch(prepared, train_ids, config, is_3d)
+    done, latest = latest_epoch_checkpoint(paths.backup_dir)
+    if done >= config.train.epochs:
+        return
+    history = _read_history(paths.history_csv, before_epoch=done)
+    best = max([r.get("val_dice", r.get("val_mask_dice", -1.0)) for r in history] + [-1.0])
+    print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
+          f"{len(val_ids)} val cases, {steps} steps per epoch"
+          + (f", resuming after epoch {done}" if done else ""), flush=True)
+    with strategy.scope():
+        if latest is not None:
+            model = keras.models.load_model(str(latest), safe_mode=True)
+        else:
+            model, _ = build_compiled_model(config, len(prepared.modalities), steps)
+    train_ds = _with_aux_targets(data.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d), model) \
+        if strategy.num_replicas_in_sync > 1 or distribute.num_workers() > 1 else \
+        _with_aux_targets((data.volume_dataset if is_3d else data.slice_dataset)(
+            prepared, train_ids, config, training=True, batch_size=config.train.batch_size), model)
+    val_ds = None
+    if val_ids:
+        val_ds = _with_aux_targets((data.volume_dataset if is_3d else data.slice_dataset)(
+            prepared, val_ids, config, training=False, batch_size=config.train.batch_size), model)
+    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    callbacks = _make_callbacks(paths, done, chief, best)
+    freeze = config.model.freeze_encoder_epochs if config.model.pretrained else 0
+    phases = [(done, min(freeze, config.train.epochs), True)] if done < freeze else []
+    phases.append((max(done, freeze), config.train.epochs, False))
+    for start, stop, frozen in phases:
+        if start >= stop:
+            continue
+        encoder = models.encoder_layers(model)
+        if encoder and (frozen or any(not layer.trainable for layer in encoder)):
+            for layer in encoder:
+                layer.trainable = not frozen
+            with strategy.scope():
+                compile_model(model, config, steps)  # trainability changes need a fresh compile
+        model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
+                  validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+
+
+def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths) -> dict:
+    """Whole-volume validation with checkpoint_last: threshold chosen on training cases, metrics on val."""
+    import keras
+
+    from islesbench import metrics, models
+
+    model = keras.models.load_model(str(paths.checkpoint_last), safe_mode=True)
+    is_3d = models.is_3d(config.model.arch)
+
+    def case_probability(case_id):
+        vol = records.read_volume_record(prepared.paths.volume_file(case_id))
+        entry = prepared.cases[case_id]
+        prob = inference.grid_to_original(inference.predict_grid(model, vol["image"], is_3d), entry["shape"])
+        return prob, entry
+
+    train_probs, train_masks = [], []
+    for i, case_id in enumerate(train_ids, 1):
+        prob, entry = case_probability(case_id)
+        train_probs.append(prob)
+        train_masks.append(reference_mask(entry))
+    threshold, train_dice = inference.choose_threshold(train_probs, train_masks)
+    del train_probs, train_masks
+    write_json_atomic(paths.threshold_json, {"threshold": threshold, "train_mean_dice": train_dice,
+                                             "chosen_on": "training cases of this fold"})
+    print(f"threshold {threshold:.2f} (mean Dice {train_dice:.3f} on {len(train_ids)} training cases)", flush=True)
+    return write_validation(paths, prepared, val_ids, lambda c: case_probability(c)[0], threshold)
+
+
+def reference_mask(entry: dict) -> np.ndarray:
+    """The raw reference mask (X, Y, Z) bool of a prepared case, from its source OT file."""
+    data, _, _ = isles.read_nifti(entry["source"]["OT"])
+    return data > 0  # validated earlier: {0,1}, {0,255} or {0,k} masks
+
+
+def write_validation(paths: FoldPaths, prepared: PreparedData, val_ids, probability_of, threshold: float) -> dict:
+    """Write masks, probability maps, per-case metrics and summary for the validation cases."""
+    from islesbench import metrics
+
+    rows = []
+    for i, case_id in enumerate(val_ids, 1):
+        entry = prepared.cases[case_id]
+        prob = probability_of(case_id)
+        pred = prob >= threshold
+        affine = np.asarray(entry["affine"])
+        isles.save_nifti(paths.probability_path(case_id), prob.astype(np.float32), affine, entry["spacing"])
+        isles.save_nifti(paths.mask_path(case_id), pred.astype(np.uint8), affine, entry["spacing"], dtype=np.uint8)
+        row = {"case": case_id, **metrics.case_metrics(pred, reference_mask(entry), tuple(entry["spacing"]))}
+        rows.append(row)
+        print(f"[validate {i}/{len(val_ids)}] {case_id}: Dice {row['dice']:.3f}", flush=True)
+    metrics.write_case_metrics(rows, paths.metrics_csv, paths.summary_json, extra_summary={"threshold": threshold})
+    return metrics.summarize(rows)
+
+
+def finish_fold(paths: FoldPaths) -> None:
+    """Mark the fold complete and drop the resume state."""
+    write_text_atomic(paths.done_marker, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    if paths.backup_dir.exists():
+        shutil.rmtree(paths.backup_dir)
+
+
+def prepare_fold_dir(paths: FoldPaths) -> None:
+    """Create the fold folder and remove temporaries left by a killed run."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(paths.root)

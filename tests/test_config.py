@@ -1,0 +1,53 @@
+"""Experiment configuration: names, overrides, validation, JSON round trip."""
+
+import json
+
+import pytest
+
+from islesbench.config import ExperimentConfig, apply_overrides, load_config_file, profile_config
+from islesbench.errors import IslesbenchError
+
+
+@pytest.mark.parametrize("overrides, name", [
+    ({"model": {"arch": "pspnet", "pretrained": "imagenet"}, "loss": {"name": "focal"}}, "pspnet-imagenet-focal"),
+    ({"model": {"arch": "pspnet"}, "loss": {"name": "ce"}}, "pspnet-scratch-ce"),
+    ({"model": {"arch": "pspnet", "pretrained": "/w/radimagenet.h5"}, "loss": {"name": "ce"}}, "pspnet-radimagenet-ce"),
+    ({"model": {"arch": "unet"}, "loss": {"name": "focal+dice"}}, "unet-focal-dice"),
+    ({"model": {"arch": "threshold"}}, "threshold"),
+])
+def test_names_say_what_a_config_is(overrides, name):
+    assert apply_overrides(ExperimentConfig(), overrides).name == name
+
+
+def test_json_round_trip(tmp_path):
+    c = apply_overrides(profile_config("quick"), {"model": {"arch": "vnet"}, "train": {"epochs": 3}})
+    c.save(tmp_path / "config.json", fold=2)
+    d = json.loads((tmp_path / "config.json").read_text())
+    assert d["name"] == "vnet-focal" and d["fold"] == 2 and d["train"]["epochs"] == 3
+    assert ExperimentConfig.from_dict(d) == c
+
+
+@pytest.mark.parametrize("overrides, message", [
+    ({"model": {"arch": "resnet"}}, "model.arch must be one of"),
+    ({"model": {"arch": "unet", "pretrained": "imagenet"}}, "applies to pspnet only"),
+    ({"data": {"input_size": 100}}, "multiple of 8"),
+    ({"loss": {"alpha": 1.5}}, "loss.alpha"),
+    ({"model": {"freeze_encoder_epochs": 2}}, "needs a pretrained encoder"),
+])
+def test_invalid_combinations_fail_at_start(overrides, message):
+    with pytest.raises(IslesbenchError, match=message):
+        apply_overrides(ExperimentConfig(), overrides).validate()
+
+
+def test_unknown_field_is_named():
+    with pytest.raises(IslesbenchError, match="TrainConfig.epoch;"):
+        apply_overrides(ExperimentConfig(), {"train": {"epoch": 3}})
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(IslesbenchError, match="does not exist"):
+        load_config_file(tmp_path / "none.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{oops")
+    with pytest.raises(IslesbenchError, match="not valid JSON"):
+        load_config_file(bad)
