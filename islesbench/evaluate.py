@@ -1,0 +1,232 @@
+"""ISLES metrics of predicted masks against reference masks, per case and aggregated.
+
+Predictions: a folder of `<case>.nii.gz` or `<case>.nii` masks (probability maps `<case>_prob.nii*` are
+ignored; a prediction that is itself a probability map is thresholded: lesion where value >= --threshold,
+as `islesbench run` writes its masks). References:
+either a flat folder of `<case>.nii[.gz]` masks or an ISLES 2018 layout (the dataset root or its
+TRAINING folder), whose OT files are the masks. Cases are matched by name; every prediction must have
+a reference and, unless --only-predicted, every reference a prediction. Each pair must have the same
+shape and affine; spacing comes from the reference header.
+
+Writes OUT/metrics.csv (one row per case) and OUT/summary.json (means, standard deviations, medians and
+counts of infinite values per metric) and prints a short table. See `islesbench.metrics` for the
+definitions and the empty-mask conventions.
+"""
+
+from __future__ import annotations
+
+import argparse
+from dataclasses import dataclass
+from pathlib import Path
+
+from islesbench.errors import CaseError, CohortError, IslesbenchError
+
+METRICS_CSV = "metrics.csv"
+SUMMARY_JSON = "summary.json"
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+AFFINE_ATOL_MM = 1e-3
+
+
+def configure_parser(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `islesbench evaluate`."""
+    parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predicted <case>.nii[.gz] masks")
+    parser.add_argument(
+        "--ref", required=True, type=Path, metavar="DIR",
+        help="folder of reference <case>.nii[.gz] masks, or an ISLES 2018 layout (root or TRAINING/)",
+    )
+    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where metrics.csv and summary.json go")
+    parser.add_argument(
+        "--threshold", type=float, default=0.5,
+        help="a prediction voxel is lesion when its value is at or above this (binary masks and probability maps alike)",
+    )
+    parser.add_argument(
+        "--only-predicted", action="store_true",
+        help="evaluate only the references that have a prediction (e.g. one fold's validation cases) "
+        "instead of failing on references without one",
+    )
+
+
+def run_command(args) -> int:
+    """Evaluate --pred against --ref, write the files into --out and print the summary table."""
+    from islesbench.metrics import format_summary_table
+
+    summary = evaluate_folder(
+        args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted
+    )
+    print(format_summary_table(summary))
+    print(f"wrote {Path(args.out) / METRICS_CSV} and {Path(args.out) / SUMMARY_JSON}")
+    return 0
+
+
+@dataclass(frozen=True)
+class CasePair:
+    """A prediction file and its reference mask file."""
+
+    case_id: str
+    pred: Path
+    ref: Path
+
+
+def evaluate_folder(
+    pred_dir, ref_dir, out_dir, *, threshold: float = 0.5, only_predicted: bool = False, cases=None, log=print
+) -> dict:
+    """Metrics of every prediction in `pred_dir` against `ref_dir`, written to `out_dir`; returns the summary.
+
+    `cases` restricts the evaluation to those case names (each must then have a prediction and a
+    reference). `log` receives one progress line per case (pass ``None`` for silence).
+    """
+    from islesbench.metrics import write_case_metrics
+
+    pairs = match_cases(pred_dir, ref_dir, only_predicted=only_predicted, cases=cases)
+    if not pairs:
+        raise IslesbenchError(f"no predictions to evaluate in {pred_dir}")
+    check_geometry(pairs)
+    rows = []
+    for i, pair in enumerate(pairs, 1):
+        row = {"case": pair.case_id, **evaluate_pair(pair, threshold)}
+        rows.append(row)
+        if log is not None:
+            log(
+                f"[{i}/{len(pairs)}] {pair.case_id}: dice={row['dice']:.4f} hd={row['hd']:.2f} "
+                f"assd={row['assd']:.2f} avd={row['avd_ml']:.2f} mL "
+                f"lesions tp/fp/fn={row['lesion_tp']}/{row['lesion_fp']}/{row['lesion_fn']}"
+            )
+    out_dir = Path(out_dir)
+    extra = {"pred_dir": str(pred_dir), "ref_dir": str(ref_dir), "threshold": float(threshold)}
+    return write_case_metrics(rows, out_dir / METRICS_CSV, out_dir / SUMMARY_JSON, extra_summary=extra)
+
+
+def evaluate_pair(pair: CasePair, threshold: float = 0.5) -> dict:
+    """`case_metrics` of one matched pair, the spacing taken from the reference header."""
+    import nibabel as nib
+    import numpy as np
+
+    from islesbench.metrics import case_metrics
+
+    ref_img = nib.load(str(pair.ref))
+    pred_img = nib.load(str(pair.pred))
+    ref = _spatial(np.asanyarray(ref_img.dataobj)) != 0
+    pred = _spatial(np.asanyarray(pred_img.dataobj)) >= threshold
+    spacing = tuple(float(z) for z in ref_img.header.get_zooms()[: ref.ndim])
+    return case_metrics(pred, ref, spacing)
+
+
+def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None) -> list[CasePair]:
+    """Prediction/reference pairs sorted by case; an IslesbenchError listing every unmatched case."""
+    pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
+    if not pred_dir.is_dir():
+        raise IslesbenchError(f"prediction folder {pred_dir} does not exist")
+    if not ref_dir.is_dir():
+        raise IslesbenchError(f"reference folder {ref_dir} does not exist")
+    preds = _nifti_files_by_case(pred_dir)
+    refs = reference_masks(ref_dir)
+
+    if cases is not None:
+        wanted = sorted(set(map(str, cases)), key=_case_sort_key)
+        faults = [f"{c}: no prediction in {pred_dir}" for c in wanted if c not in preds]
+        faults += [f"{c}: no reference in {ref_dir}" for c in wanted if c not in refs]
+        if faults:
+            raise IslesbenchError(_fault_list("requested case(s) missing", faults))
+        return [CasePair(c, preds[c], refs[c]) for c in wanted]
+
+    no_ref = sorted(set(preds) - set(refs), key=_case_sort_key)
+    if no_ref:
+        raise IslesbenchError(_fault_list(f"prediction(s) without a reference in {ref_dir}", no_ref))
+    no_pred = sorted(set(refs) - set(preds), key=_case_sort_key)
+    if no_pred and not only_predicted:
+        raise IslesbenchError(
+            _fault_list(f"reference(s) without a prediction in {pred_dir} (use --only-predicted to skip them)", no_pred)
+        )
+    return [CasePair(c, preds[c], refs[c]) for c in sorted(preds, key=_case_sort_key)]
+
+
+def reference_masks(ref_dir) -> dict[str, Path]:
+    """case id -> reference mask path, from a flat folder of masks or an ISLES 2018 layout."""
+    ref_dir = Path(ref_dir)
+    flat = _nifti_files_by_case(ref_dir)
+    if flat:
+        return flat
+    from islesbench.isles import discover_cohort  # only needed for the ISLES layout
+
+    refs, faults = {}, []
+    for case in discover_cohort(ref_dir):
+        mask = case.files.get("OT")
+        if mask is None:
+            faults.append(f"{case.case_id}: no OT (ground truth) file")
+        else:
+            refs[case.case_id] = Path(mask)
+    if faults:
+        raise IslesbenchError(_fault_list(f"case(s) in {ref_dir} without a reference mask", faults))
+    if not refs:
+        raise IslesbenchError(f"no reference masks in {ref_dir} (neither <case>.nii[.gz] files nor an ISLES layout)")
+    return refs
+
+
+def check_geometry(pairs: list[CasePair]) -> None:
+    """Raise a CaseError (one pair) or CohortError (several) for every shape or affine mismatch."""
+    import nibabel as nib
+    import numpy as np
+
+    faults = []
+    for pair in pairs:
+        try:
+            pred_img, ref_img = nib.load(str(pair.pred)), nib.load(str(pair.ref))
+        except Exception as exc:  # nibabel raises several unrelated types for unreadable files
+            faults.append(CaseError(pair.case_id, str(pair.pred), f"cannot read the pair: {exc}"))
+            continue
+        pred_shape, ref_shape = _spatial_shape(pred_img.shape), _spatial_shape(ref_img.shape)
+        if pred_shape != ref_shape:
+            faults.append(CaseError(pair.case_id, str(pair.pred), f"shape {pred_shape} differs from the reference's {ref_shape} ({pair.ref})"))
+        elif not np.allclose(pred_img.affine, ref_img.affine, rtol=0.0, atol=AFFINE_ATOL_MM):
+            diff = float(np.abs(pred_img.affine - ref_img.affine).max())
+            faults.append(CaseError(pair.case_id, str(pair.pred), f"affine differs from the reference's by up to {diff:.4g} ({pair.ref})"))
+    if len(faults) == 1:
+        raise faults[0]
+    if faults:
+        raise CohortError([str(f) for f in faults])
+
+
+def _nifti_files_by_case(folder: Path) -> dict[str, Path]:
+    """case id -> path of every `<case>.nii[.gz]` directly in `folder` (no hidden files, no `_prob` maps)."""
+    found: dict[str, Path] = {}
+    for path in sorted(folder.iterdir()):
+        if not path.is_file() or path.name.startswith("."):
+            continue
+        case_id = _case_id(path.name)
+        if case_id is None or case_id.endswith("_prob"):
+            continue
+        if case_id in found:
+            raise IslesbenchError(f"{case_id}: two files in {folder}: {found[case_id].name} and {path.name}")
+        found[case_id] = path
+    return found
+
+
+def _case_id(filename: str) -> str | None:
+    for suffix in NIFTI_SUFFIXES:
+        if filename.endswith(suffix) and len(filename) > len(suffix):
+            return filename[: -len(suffix)]
+    return None
+
+
+def _spatial_shape(shape) -> tuple:
+    """The shape without trailing singleton axes beyond the third (NIfTI masks are sometimes (X,Y,Z,1))."""
+    shape = tuple(int(n) for n in shape)
+    while len(shape) > 3 and shape[-1] == 1:
+        shape = shape[:-1]
+    return shape
+
+
+def _spatial(data):
+    return data.reshape(_spatial_shape(data.shape))
+
+
+def _case_sort_key(case_id: str):
+    """Natural order: case_2 before case_10."""
+    import re
+
+    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", case_id)]
+
+
+def _fault_list(title: str, items) -> str:
+    items = list(items)
+    return f"{len(items)} {title}:\n" + "\n".join(f"  - {i}" for i in items)
