@@ -68,7 +68,7 @@ def slice_example(case_id: str, slice_index: int, num_slices: int, image: np.nda
         F_SPACING: _float(spacing),
         F_HAS_LESION: _int([int(mask.any())]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def volume_example(case_id: str, image: np.ndarray, mask: np.ndarray, spacing) -> bytes:
@@ -85,7 +85,7 @@ def volume_example(case_id: str, image: np.ndarray, mask: np.ndarray, spacing) -
         F_SPACING: _float(spacing),
         F_HAS_LESION: _int([int(mask.any())]),
     }
-    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString()
+    return tf.train.Example(features=tf.train.Features(feature=feature)).SerializeToString(deterministic=True)
 
 
 def write_records(path, serialized_examples) -> None:
