@@ -273,15 +273,21 @@ def make_patient(
         g_c = rng.uniform(0.3, 0.55)  # core CBV factor
         t_p, t_c = rng.uniform(7.2, 10.0), rng.uniform(10.0, 14.0)
         rc = np.clip(0.13 + 0.07 * smooth_field(rng, shape, 4.0, mm, dz), 0.03, 0.45)  # core rCBF
+        # Not all core shows rCBF < 30 %: in a patchy part of it (about a quarter) flow is only moderately
+        # reduced while CBV has collapsed and Tmax is very long, the signature CBV- and Tmax-based core
+        # definitions rely on. The plain rCBF rule misses it; a model reading every map need not.
+        moderate = smooth_field(rng, shape, 7.0, mm, dz) > 0.7
+        rc = np.where(moderate, np.clip(0.40 + 0.06 * smooth_field(rng, shape, 4.0, mm, dz), 0.3, 0.55), rc)
+        g_core = np.where(moderate, g_c * 0.8, g_c)
         lo = np.minimum(sev, 0.5) * 2  # 0 -> 1 across the penumbra
         hi = np.clip(sev * 2 - 1, 0, 1)  # 0 -> 1 across the core boundary
         cbf_pen = cbf * (1 - lo * (1 - f_p))
         cbf = cbf_pen * (1 - hi) + (cbf_reference * rc) * hi
         cbv_pen = cbv * (1 + lo * (g_p - 1))
-        cbv = cbv_pen * (1 - hi) + cbv * g_c * hi
+        cbv = cbv_pen * (1 - hi) + cbv * g_core * hi
         tmax_les = t_p + 0.6 * n_pen
         tmax = tmax * (1 - lo) + tmax_les * lo
-        tmax = tmax * (1 - hi) + (t_c + 0.8 * n_core) * hi
+        tmax = tmax * (1 - hi) + (t_c + 2.0 * moderate + 0.8 * n_core) * hi
         params = {
             "penumbra_radius_mm": round(rp, 2),
             "core_fraction": round(kc, 3),

@@ -9,8 +9,8 @@ scale, and so that training, prediction and evaluation undo it exactly:
 * CT: HU window [-20, 120] centred at 40, divided by 40.
 * anything else: divided by its brain median, clipped to [0, 5].
 
-Brain parenchyma is taken from the CT baseline (15–60 HU, which excludes CSF and bone) when the case has
-one, otherwise from voxels with positive CBF. The per-case parameters are stored in the manifest.
+Brain parenchyma is where the CBF map is positive (ISLES maps are zero outside the brain) and the CT
+baseline lies within 15–60 HU (which excludes CSF and bone); either alone when the other is absent. The per-case parameters are stored in the manifest.
 
 In-plane, each slice is resampled to a square grid (GRID, default 256) with linear interpolation; the
 slice axis is never resampled (thin slabs keep their slices). `from_grid` undoes it for probability maps.
@@ -38,18 +38,21 @@ def describe_rules() -> dict:
 
 
 def brain_mask(volumes: dict) -> np.ndarray:
-    """Parenchyma voxels: CT within PARENCHYMA_HU if present, else positive CBF, else everything."""
+    """Parenchyma voxels: CT within PARENCHYMA_HU, inside the perfusion maps' brain support (CBF > 0).
+
+    ISLES perfusion maps are zero outside the brain, which removes scalp and muscle (soft tissue in the
+    same HU window); the CT window removes CSF and bone. Either alone is used when the other is absent.
+    """
+    shape = next(iter(volumes.values())).shape[:3]
+    m = np.ones(shape, bool)
+    if "CT_CBF" in volumes and (volumes["CT_CBF"] > 0).any():
+        m &= volumes["CT_CBF"] > 0
     if "CT" in volumes:
         ct = volumes["CT"]
-        m = (ct >= PARENCHYMA_HU[0]) & (ct <= PARENCHYMA_HU[1])
-        if m.sum() > 100:
-            return m
-    if "CT_CBF" in volumes:
-        m = volumes["CT_CBF"] > 0
-        if m.any():
-            return m
-    first = next(iter(volumes.values()))
-    return np.ones(first.shape, bool)
+        windowed = m & (ct >= PARENCHYMA_HU[0]) & (ct <= PARENCHYMA_HU[1])
+        if windowed.sum() > 100:
+            m = windowed
+    return m
 
 
 def normalization_params(volumes: dict, modalities) -> dict:

@@ -2,11 +2,12 @@
 
 As RAPID applies it, on the CBF map alone:
 
-* tissue: brain parenchyma (CT 15–60 HU, which leaves out CSF and bone; positive CBF when there is no CT);
+* tissue: brain parenchyma (positive CBF, the maps' brain support, and CT 15–60 HU, which leaves out CSF
+  and bone; see islesbench.preprocessing.brain_mask);
 * midline: the tissue's centre of mass along the left–right voxel axis (axis 0 of ISLES' axial slabs),
   taken per slice so a tilted head is followed;
-* normal reference: the median CBF of the tissue in the hemisphere whose median CBF is higher (the
-  lesion lowers the median of its own side);
+* normal reference: the mean CBF of the tissue in the hemisphere whose mean CBF is higher (the lesion
+  lowers the mean of its own side);
 * core: tissue with CBF < 0.3 × reference.
 """
 
@@ -36,8 +37,8 @@ def core_mask(volumes: dict, rcbf_threshold: float = RCBF_THRESHOLD) -> np.ndarr
     cbf = volumes["CT_CBF"].astype(np.float32)
     tissue = preprocessing.brain_mask(volumes)
     left, right = hemisphere_masks(tissue)
-    medians = [float(np.median(cbf[h])) for h in (left, right) if h.any()]
-    if not medians:
+    means = [float(np.mean(cbf[h])) for h in (left, right) if h.any()]
+    if not means:
         return np.zeros(cbf.shape, bool)
-    reference = max(medians)
+    reference = max(means)
     return tissue & (cbf < rcbf_threshold * reference)

@@ -118,8 +118,10 @@ def test_physiology():
         assert core.any() and np.all(p.penumbra[core])
         penumbra = p.penumbra & ~core
         assert penumbra.sum() > core.sum() * 0.3
-        # core: CBF < 30 % of normal, reduced CBV, Tmax > 6 (mostly > 10)
-        assert np.median(maps["CT_CBF"][core]) / p.cbf_reference < 0.3
+        # core: CBF < 30 % of normal in most of it (a patchy part keeps moderate flow but has
+        # collapsed CBV and very long Tmax, see synth), reduced CBV, Tmax > 6 (mostly > 10)
+        rcbf = maps["CT_CBF"][core] / p.cbf_reference
+        assert np.percentile(rcbf, 35) < 0.3 and np.median(rcbf) < 0.4
         assert np.median(maps["CT_CBV"][core]) < 0.8 * np.median(maps["CT_CBV"][gm | wm])
         assert np.median(maps["CT_Tmax"][core]) > 9
         # penumbra: CBF above 30 %, CBV not reduced, Tmax > 6

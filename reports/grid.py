@@ -1,0 +1,258 @@
+"""The benchmark grid: which configurations `islesbench benchmark` runs, and a JSON file that changes it.
+
+The default is the paper's comparison (Abulnaga & Rubin 2018): PSPNet with an ImageNet-pretrained and a
+from-scratch encoder, U-Net (2D) and V-Net (3D), each with focal loss and cross-entropy, the rCBF threshold
+baseline, and an ensemble of the top-k configurations by mean cross-validated Dice.
+
+A grid file is a JSON object; every key is optional:
+
+    {
+      "cells": [                                  # replaces the default cells
+        {"arch": "pspnet", "pretrained": "imagenet", "loss": "focal"},
+        {"arch": "unet", "loss": "ce", "overrides": {"model": {"base_width": 8}}, "name": "unet-ce-narrow"},
+        {"arch": "threshold"}
+      ],
+      "overrides": {"train": {"epochs": 2}},     # applied to every cell before its own overrides
+      "ensemble": {"top_k": 3, "name": "ensemble-top3"}   # or null: no ensemble cell
+    }
+
+`overrides` use the nested sections of ExperimentConfig (`islesbench.config.apply_overrides`). A cell whose
+overrides change the numbers should carry its own `name`, so that two cells never share a run folder.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from islesbench.config import ExperimentConfig, apply_overrides, profile_config
+from islesbench.errors import IslesbenchError
+
+# The record of a benchmark: one file in the runs root, beside the run folders.
+BENCHMARK_RECORD = "benchmark.json"
+# Per-cell override files that the "command that would run it" refers to.
+GRID_CONFIGS_DIR = "benchmark_configs"
+
+_CELL_KEYS = {"arch", "loss", "pretrained", "overrides", "name"}
+_ENSEMBLE_KEYS = {"top_k", "name"}
+_GRID_KEYS = {"cells", "overrides", "ensemble"}
+
+
+def benchmark_record_path(runs_root) -> Path:
+    """Where `islesbench benchmark` records the status and timing of every cell."""
+    return Path(runs_root) / BENCHMARK_RECORD
+
+
+def cell_overrides_path(runs_root, cell_name: str) -> Path:
+    """The JSON file passed as `--config` in the command that would run a cell with overrides."""
+    return Path(runs_root) / GRID_CONFIGS_DIR / f"{cell_name}.json"
+
+
+@dataclass(frozen=True)
+class GridCell:
+    """One configuration of the grid: an ordinary `islesbench run`."""
+
+    arch: str
+    loss: str = "focal"
+    pretrained: str | None = None
+    overrides: dict = field(default_factory=dict, compare=False, hash=False)
+    name_override: str | None = None
+
+    def config(self, profile: str, shared_overrides: dict | None = None) -> ExperimentConfig:
+        """The validated ExperimentConfig of this cell under `profile`."""
+        cfg = profile_config(profile)
+        if shared_overrides:
+            cfg = apply_overrides(cfg, shared_overrides)
+        cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": self.pretrained}, "loss": {"name": self.loss}})
+        if self.overrides:
+            cfg = apply_overrides(cfg, self.overrides)
+        if self.name_override:
+            cfg = apply_overrides(cfg, {"name_override": self.name_override})
+        return cfg.validate()
+
+    @property
+    def name(self) -> str:
+        """The run folder name (the configuration's name)."""
+        return self.config("quick").name
+
+    def run_command(self, data, profile: str, runs_root, num_folds: int, fold="all", config_file=None,
+                    seed: int = 0) -> str:
+        """The exact `islesbench run ...` command line that runs this cell alone."""
+        parts = ["islesbench", "run", "--arch", self.arch]
+        if self.pretrained:
+            parts += ["--pretrained", str(self.pretrained)]
+        if self.arch != "threshold":
+            parts += ["--loss", self.loss]
+        parts += ["--data", str(data), "--profile", profile, "--out", str(runs_root)]
+        parts += ["--folds", str(num_folds), "--fold", str(fold)]
+        if seed:  # `run --seed` (default 0) wins over train.seed of a --config file
+            parts += ["--seed", str(seed)]
+        if config_file:
+            parts += ["--config", str(config_file)]
+        if self.name_override:
+            parts += ["--name", self.name_override]
+        return " ".join(_quote(p) for p in parts)
+
+
+@dataclass(frozen=True)
+class EnsembleCell:
+    """Average the validation probability maps of the top-k configurations by mean Dice."""
+
+    top_k: int = 3
+    name: str | None = None  # run folder; default ensemble-top<k>
+
+    @property
+    def run_name(self) -> str:
+        """The ensemble's run folder name under the runs root."""
+        return self.name or f"ensemble-top{self.top_k}"
+
+
+@dataclass(frozen=True)
+class Grid:
+    """The cells to run, overrides shared by all of them, and the optional ensemble."""
+
+    cells: tuple
+    overrides: dict = field(default_factory=dict, compare=False, hash=False)
+    ensemble: EnsembleCell | None = EnsembleCell()
+
+    def cell_configs(self, profile: str) -> list[tuple[GridCell, ExperimentConfig]]:
+        """(cell, its resolved config) in grid order."""
+        return [(c, c.config(profile, self.overrides)) for c in self.cells]
+
+    def cell_overrides(self, cell: GridCell) -> dict:
+        """The overrides a stand-alone `islesbench run --config FILE` needs to reproduce `cell` (the name
+        travels as `--name`)."""
+        return _deep_merge(self.overrides, cell.overrides)
+
+
+def paper_grid() -> Grid:
+    """The paper's grid: PSPNet imagenet/scratch, U-Net, V-Net × focal/CE, threshold, top-3 ensemble."""
+    cells = []
+    for arch, pretrained in (("pspnet", "imagenet"), ("pspnet", None), ("unet", None), ("vnet", None)):
+        for loss in ("focal", "ce"):
+            cells.append(GridCell(arch=arch, loss=loss, pretrained=pretrained))
+    cells.append(GridCell(arch="threshold"))
+    return Grid(cells=tuple(cells), ensemble=EnsembleCell(top_k=3))
+
+
+def grid_from_dict(data: dict, source: str = "grid") -> Grid:
+    """A validated Grid from a parsed grid file; every problem is listed in one IslesbenchError."""
+    if not isinstance(data, dict):
+        raise IslesbenchError(f"{source}: a grid file must hold a JSON object")
+    problems = [f"unknown key {k!r} (known: {', '.join(sorted(_GRID_KEYS))})" for k in data if k not in _GRID_KEYS]
+    default = paper_grid()
+    shared = data.get("overrides", {})
+    if not isinstance(shared, dict):
+        problems.append("'overrides' must be an object")
+        shared = {}
+
+    cells = default.cells
+    if "cells" in data:
+        raw_cells = data["cells"]
+        if not isinstance(raw_cells, list) or not raw_cells:
+            problems.append("'cells' must be a non-empty list")
+            raw_cells = []
+        cells = []
+        for i, raw in enumerate(raw_cells):
+            cell, cell_problems = _parse_cell(raw, f"cells[{i}]")
+            problems += cell_problems
+            if cell is not None:
+                cells.append(cell)
+        cells = tuple(cells)
+
+    names = {}
+    for i, cell in enumerate(cells):
+        try:
+            name = cell.config("quick", shared).name
+        except IslesbenchError as exc:
+            problems.append(f"cells[{i}]: {exc}")
+            continue
+        if name in names:
+            problems.append(
+                f"cells[{i}] and cells[{names[name]}] are both named {name!r}; give one a distinct \"name\""
+            )
+        names.setdefault(name, i)
+
+    ensemble = default.ensemble
+    if "ensemble" in data:
+        ensemble, ens_problems = _parse_ensemble(data["ensemble"])
+        problems += ens_problems
+        if ensemble is not None and ensemble.run_name in names:
+            problems.append(f"ensemble name {ensemble.run_name!r} is also a cell's name")
+
+    if problems:
+        raise IslesbenchError(f"invalid grid {source}:\n  - " + "\n  - ".join(problems))
+    return Grid(cells=cells, overrides=shared, ensemble=ensemble)
+
+
+def load_grid(path=None) -> Grid:
+    """The paper's grid, or the grid file at `path` (validated)."""
+    if path is None:
+        return paper_grid()
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise IslesbenchError(f"grid file {path} does not exist") from None
+    except json.JSONDecodeError as exc:
+        raise IslesbenchError(f"grid file {path} is not valid JSON: {exc}") from None
+    return grid_from_dict(data, source=str(path))
+
+
+def _parse_cell(raw, where: str) -> tuple[GridCell | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, [f"{where}: a cell must be an object such as {{\"arch\": \"unet\", \"loss\": \"ce\"}}"]
+    problems = [f"{where}: unknown key {k!r} (known: {', '.join(sorted(_CELL_KEYS))})" for k in raw if k not in _CELL_KEYS]
+    if "arch" not in raw:
+        problems.append(f"{where}: 'arch' is required")
+    overrides = raw.get("overrides", {})
+    if not isinstance(overrides, dict):
+        problems.append(f"{where}: 'overrides' must be an object")
+        overrides = {}
+    for key in ("arch", "loss", "pretrained", "name"):
+        if key in raw and raw[key] is not None and not isinstance(raw[key], str):
+            problems.append(f"{where}: {key!r} must be a string")
+    if problems:
+        return None, problems
+    cell = GridCell(
+        arch=raw["arch"],
+        loss=raw.get("loss", "focal"),
+        pretrained=raw.get("pretrained") or None,
+        overrides=overrides,
+        name_override=raw.get("name") or None,
+    )
+    return cell, []
+
+
+def _parse_ensemble(raw) -> tuple[EnsembleCell | None, list[str]]:
+    if raw is None or raw is False:
+        return None, []
+    if not isinstance(raw, dict):
+        return None, ["'ensemble' must be an object such as {\"top_k\": 3}, or null"]
+    problems = [f"ensemble: unknown key {k!r} (known: {', '.join(sorted(_ENSEMBLE_KEYS))})" for k in raw if k not in _ENSEMBLE_KEYS]
+    top_k = raw.get("top_k", 3)
+    if isinstance(top_k, bool) or not isinstance(top_k, int) or top_k < 2:
+        problems.append(f"ensemble.top_k must be an integer >= 2, not {top_k!r}")
+    name = raw.get("name")
+    if name is not None and (not isinstance(name, str) or not name or "/" in name):
+        problems.append(f"ensemble.name must be a plain folder name, not {name!r}")
+    if problems:
+        return None, problems
+    return EnsembleCell(top_k=top_k, name=name), []
+
+
+def _deep_merge(base: dict, extra: dict) -> dict:
+    out = json.loads(json.dumps(base))
+    for key, value in extra.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _deep_merge(out[key], value)
+        else:
+            out[key] = value
+    return out
+
+
+def _quote(part: str) -> str:
+    import shlex
+
+    return shlex.quote(part)

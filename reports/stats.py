@@ -1,0 +1,168 @@
+"""Paired statistics between configurations: Wilcoxon signed-rank per case, with effect sizes.
+
+Pairs are the cases that both configurations validated, with a finite value of the metric in both.
+Zero differences are dropped before ranking (Wilcoxon's original treatment, scipy's default
+`zero_method="wilcox"`), and the effect size uses the same non-zero differences: the matched-pairs
+rank-biserial correlation r = (R+ − R−) / (R+ + R−) (Kerby 2014), positive when the first configuration
+is better. When no test is possible the result says why instead of a p-value.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+# Below this many non-zero differences a two-sided exact p-value can never reach 0.05 (n=5 gives
+# at best 2/32 = 0.0625), so a test would only look informative.
+MIN_NONZERO_PAIRS = 6
+
+
+@dataclass(frozen=True)
+class PairedComparison:
+    """The outcome of one paired comparison of `a` against `b` on one metric."""
+
+    a: str
+    b: str
+    metric: str
+    n_pairs: int  # cases with a finite value in both
+    n_nonzero: int  # pairs whose difference is not zero (the ones ranked)
+    mean_diff: float | None  # mean of a − b over the pairs
+    statistic: float | None = None
+    p_value: float | None = None
+    effect_r: float | None = None
+    reason: str | None = None  # why there is no p-value, when there is none
+    label: str = ""  # what the comparison stands for, e.g. "pretrained vs scratch (focal)"
+
+    @property
+    def tested(self) -> bool:
+        """True when a p-value was computed."""
+        return self.p_value is not None
+
+
+def rank_biserial(diffs) -> float:
+    """Matched-pairs rank-biserial correlation of the non-zero differences `diffs`."""
+    from scipy.stats import rankdata
+
+    d = np.asarray(diffs, dtype=float)
+    d = d[d != 0]
+    if d.size == 0:
+        return float("nan")
+    ranks = rankdata(np.abs(d))
+    r_plus = ranks[d > 0].sum()
+    r_minus = ranks[d < 0].sum()
+    return float((r_plus - r_minus) / (r_plus + r_minus))
+
+
+def paired_values(a: dict, b: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """Sorted common cases of two {case: value} maps with finite values in both, and the values."""
+    cases = sorted(c for c in set(a) & set(b) if _finite(a[c]) and _finite(b[c]))
+    return cases, np.array([a[c] for c in cases], dtype=float), np.array([b[c] for c in cases], dtype=float)
+
+
+def paired_wilcoxon(a: dict, b: dict, a_name: str = "a", b_name: str = "b", metric: str = "dice",
+                    label: str = "", min_nonzero: int = MIN_NONZERO_PAIRS) -> PairedComparison:
+    """Two-sided Wilcoxon signed-rank test of a − b over the cases both {case: value} maps share."""
+    from scipy.stats import wilcoxon
+
+    cases, va, vb = paired_values(a, b)
+    diffs = va - vb
+    n = len(cases)
+    nonzero = int(np.count_nonzero(diffs))
+    common = dict(a=a_name, b=b_name, metric=metric, n_pairs=n, n_nonzero=nonzero, label=label)
+    if n == 0:
+        return PairedComparison(mean_diff=None, reason="no case with a finite value in both", **common)
+    mean_diff = float(diffs.mean())
+    if nonzero == 0:
+        return PairedComparison(mean_diff=mean_diff, reason="all paired differences are zero", **common)
+    if nonzero < min_nonzero:
+        return PairedComparison(
+            mean_diff=mean_diff,
+            effect_r=rank_biserial(diffs),
+            reason=f"too few pairs: {nonzero} non-zero difference(s), need at least {min_nonzero}",
+            **common,
+        )
+    result = wilcoxon(va, vb, zero_method="wilcox", alternative="two-sided")
+    return PairedComparison(
+        mean_diff=mean_diff,
+        statistic=float(result.statistic),
+        p_value=float(result.pvalue),
+        effect_r=rank_biserial(diffs),
+        **common,
+    )
+
+
+def holm_adjust(p_values: list) -> list:
+    """Holm–Bonferroni adjusted p-values (None entries are kept as None and not counted)."""
+    indexed = [(p, i) for i, p in enumerate(p_values) if p is not None]
+    m = len(indexed)
+    adjusted = [None] * len(p_values)
+    running = 0.0
+    for rank, (p, i) in enumerate(sorted(indexed)):
+        running = max(running, min(1.0, (m - rank) * p))
+        adjusted[i] = running
+    return adjusted
+
+
+@dataclass(frozen=True)
+class ConfigSummary:
+    """What the claims need to know of a configuration: its identity and per-case values."""
+
+    name: str
+    arch: str | None
+    pretrained: str | None  # "imagenet", "scratch", a weights tag, or None when not applicable
+    loss: str | None
+    values: dict  # case -> metric value
+
+
+def versus_best(configs: list[ConfigSummary], metric: str = "dice") -> tuple[str | None, list[PairedComparison]]:
+    """The configuration with the highest mean metric, and each other one compared against it."""
+    ranked = [c for c in configs if any(_finite(v) for v in c.values.values())]
+    if not ranked:
+        return None, []
+    best = max(ranked, key=lambda c: _finite_mean(c.values.values()))
+    comparisons = [
+        paired_wilcoxon(c.values, best.values, c.name, best.name, metric, label=f"{c.name} vs best")
+        for c in configs
+        if c.name != best.name
+    ]
+    return best.name, comparisons
+
+
+def paper_claims(configs: list[ConfigSummary], metric: str = "dice") -> list[PairedComparison]:
+    """The paper's claims as paired tests: pretrained vs scratch, focal vs CE, 2D vs 3D (per loss)."""
+    by_key = {(c.arch, c.pretrained, c.loss): c for c in configs if c.arch}
+    out = []
+
+    def add(a_key, b_key, label):
+        a, b = by_key.get(a_key), by_key.get(b_key)
+        if a is not None and b is not None:
+            out.append(paired_wilcoxon(a.values, b.values, a.name, b.name, metric, label=label))
+
+    losses = sorted({c.loss for c in configs if c.loss})
+    for loss in losses:
+        add(("pspnet", "imagenet", loss), ("pspnet", "scratch", loss), f"pretrained > scratch ({loss})")
+    for arch, pretrained in sorted({(c.arch, c.pretrained) for c in configs if c.arch not in (None, "threshold")},
+                                   key=lambda k: (k[0], str(k[1]))):
+        add((arch, pretrained, "focal"), (arch, pretrained, "ce"), f"focal > CE ({_label(arch, pretrained)})")
+    for loss in losses:
+        add(("unet", None, loss), ("vnet", None, loss), f"2D > 3D: U-Net vs V-Net ({loss})")
+        add(("pspnet", "imagenet", loss), ("vnet", None, loss), f"2D > 3D: PSPNet-imagenet vs V-Net ({loss})")
+    return out
+
+
+def _label(arch, pretrained) -> str:
+    return f"{arch}-{pretrained}" if pretrained else arch
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False
+
+
+def _finite_mean(values) -> float:
+    vals = [float(v) for v in values if _finite(v)]
+    return sum(vals) / len(vals) if vals else float("-inf")

@@ -1,0 +1,260 @@
+"""The benchmark grid: the default, grid-file validation, and `islesbench benchmark` with stand-in training."""
+
+import argparse
+import json
+import sys
+import types
+
+import pytest
+from conftest import DICE, SPECS, write_fake_ensemble, write_fake_run
+
+from islesbench import results
+from islesbench.errors import IslesbenchError
+from islesbench.reports import benchmark
+from islesbench.reports.grid import (
+    EnsembleCell,
+    GridCell,
+    benchmark_record_path,
+    grid_from_dict,
+    load_grid,
+    paper_grid,
+)
+
+PAPER_NAMES = ["pspnet-imagenet-focal", "pspnet-imagenet-ce", "pspnet-scratch-focal", "pspnet-scratch-ce",
+               "unet-focal", "unet-ce", "vnet-focal", "vnet-ce", "threshold"]
+
+
+def test_default_grid_is_the_papers():
+    grid = paper_grid()
+    assert [c.name for c in grid.cells] == PAPER_NAMES
+    assert grid.ensemble == EnsembleCell(top_k=3) and grid.ensemble.run_name == "ensemble-top3"
+    configs = dict((c.name, cfg) for c, cfg in grid.cell_configs("quick"))
+    assert configs["pspnet-imagenet-focal"].model.pretrained == "imagenet"
+    assert configs["vnet-ce"].loss.name == "ce" and configs["vnet-ce"].profile == "quick"
+    assert load_grid(None).cells == grid.cells
+
+
+def test_grid_file_changes_cells_overrides_and_ensemble(tmp_path):
+    path = tmp_path / "grid.json"
+    path.write_text(json.dumps({
+        "cells": [{"arch": "unet", "loss": "ce"},
+                  {"arch": "unet", "loss": "ce", "name": "unet-ce-narrow", "overrides": {"model": {"base_width": 8}}},
+                  {"arch": "threshold"}],
+        "overrides": {"train": {"epochs": 2}},
+        "ensemble": {"top_k": 2, "name": "ens"},
+    }))
+    grid = load_grid(path)
+    configs = {c.name: cfg for c, cfg in grid.cell_configs("quick")}
+    assert list(configs) == ["unet-ce", "unet-ce-narrow", "threshold"]
+    assert all(cfg.train.epochs == 2 for cfg in configs.values())
+    assert configs["unet-ce-narrow"].model.base_width == 8 and configs["unet-ce"].model.base_width == 16
+    assert grid.ensemble.run_name == "ens" and grid.ensemble.top_k == 2
+    narrow = grid.cells[1]
+    assert grid.cell_overrides(narrow) == {"train": {"epochs": 2}, "model": {"base_width": 8}}
+    assert narrow.run_command("d", "quick", "r", 5, config_file="c.json").endswith(
+        "--config c.json --name unet-ce-narrow")
+    assert grid_from_dict({"ensemble": None}).ensemble is None
+
+
+@pytest.mark.parametrize("data, message", [
+    ({"cels": []}, "unknown key 'cels'"),
+    ({"cells": []}, "non-empty list"),
+    ({"cells": [{"loss": "ce"}]}, "'arch' is required"),
+    ({"cells": [{"arch": "resnet"}]}, "model.arch must be one of"),
+    ({"cells": [{"arch": "unet", "loss": "hinge"}]}, "loss.name must be one of"),
+    ({"cells": [{"arch": "unet", "pretrained": "imagenet"}]}, "applies to pspnet only"),
+    ({"cells": [{"arch": "unet"}, {"arch": "unet", "loss": "focal"}]}, "both named 'unet-focal'"),
+    ({"cells": [{"arch": "unet", "epochs": 3}]}, "unknown key 'epochs'"),
+    ({"overrides": {"train": {"epoch": 3}}}, "unknown configuration field TrainConfig.epoch"),
+    ({"ensemble": {"top_k": 1}}, "top_k must be an integer >= 2"),
+    ({"ensemble": {"top_k": 3, "name": "unet-ce"}}, "also a cell's name"),
+    ([1, 2], "must hold a JSON object"),
+])
+def test_grid_file_validation(data, message):
+    with pytest.raises(IslesbenchError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        grid_from_dict(data)
+
+
+def test_all_problems_are_listed_at_once():
+    with pytest.raises(IslesbenchError) as err:
+        grid_from_dict({"cells": [{"arch": "resnet"}, {"arch": "unet", "loss": "hinge"}], "ensemble": {"top_k": 0}})
+    text = str(err.value)
+    assert "cells[0]" in text and "cells[1]" in text and "top_k" in text
+
+
+def test_missing_and_malformed_grid_files(tmp_path):
+    with pytest.raises(IslesbenchError, match="does not exist"):
+        load_grid(tmp_path / "nope.json")
+    bad = tmp_path / "bad.json"
+    bad.write_text("{cells: ")
+    with pytest.raises(IslesbenchError, match="not valid JSON"):
+        load_grid(bad)
+
+
+def test_run_command_reproduces_the_cell():
+    cell = GridCell(arch="pspnet", loss="focal", pretrained="imagenet")
+    assert cell.run_command("data dir", "quick", "runs", 5) == (
+        "islesbench run --arch pspnet --pretrained imagenet --loss focal --data 'data dir' "
+        "--profile quick --out runs --folds 5 --fold all")
+    assert "--loss" not in GridCell(arch="threshold").run_command("d", "paper", "r", 5, fold=2)
+
+
+# --------------------------------------------------------------------------------------------------
+# The benchmark command with stand-ins for training and ensembling
+
+
+class FakeTraining:
+    """Stands in for islesbench.run.run_configuration: writes finished folds, refuses ImageNet offline."""
+
+    def __init__(self):
+        self.trained = []
+
+    def __call__(self, config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+        if config.model.pretrained == "imagenet":
+            raise IslesbenchError("ImageNet weights for the ResNet-50 encoder are not available offline")
+        name = config.name
+        if name not in SPECS:
+            raise RuntimeError("a bug in training")
+        todo = range(num_folds) if folds == "all" else list(folds)
+        todo = [k for k in todo if force or not results.fold_paths(runs_root, name, k).is_done()]
+        self.trained += [(name, k) for k in todo]
+        write_fake_run(runs_root, name, DICE[name], folds=todo)
+        return results.run_dir(runs_root, name)
+
+
+def fake_ensemble(run_dirs, out_dir):
+    write_fake_ensemble(out_dir.parent, [p.name for p in run_dirs], name=out_dir.name)
+    return {}
+
+
+def _grid():
+    return grid_from_dict({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "pspnet"},
+                                     {"arch": "unet"}, {"arch": "vnet"}, {"arch": "unet", "loss": "ce"},
+                                     {"arch": "threshold"}],
+                           "ensemble": {"top_k": 2}})
+
+
+def test_benchmark_records_cells_resumes_and_ensembles(tmp_path):
+    runs = tmp_path / "runs"
+    fake = FakeTraining()
+    record = benchmark.run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
+                                     ensemble_runs=fake_ensemble)
+    cells = {c["name"]: c for c in record["cells"]}
+    assert cells["pspnet-imagenet-focal"]["status"] == "not run"
+    assert "not available offline" in cells["pspnet-imagenet-focal"]["reason"]
+    assert cells["pspnet-imagenet-focal"]["command"] == (
+        f"islesbench run --arch pspnet --pretrained imagenet --loss focal --data /data --profile quick "
+        f"--out {runs} --folds 2 --fold all")
+    assert cells["unet-ce"]["status"] == "failed" and "RuntimeError" in cells["unet-ce"]["reason"]
+    for name in ("pspnet-scratch-focal", "unet-focal", "vnet-focal", "threshold"):
+        assert cells[name]["status"] == "done" and cells[name]["folds_trained"] == 2
+        assert cells[name]["folds_done"] == [0, 1]
+    # Top-2 learned configurations by mean Dice, the threshold baseline never among them.
+    ens = cells["ensemble-top2"]
+    assert ens["status"] == "done" and ens["members"] == ["unet-focal", "pspnet-scratch-focal"]
+    assert (runs / "ensemble-top2" / "fold_0" / "validation" / "metrics.csv").exists()
+    on_disk = json.loads(benchmark_record_path(runs).read_text())
+    assert on_disk["cells"] == json.loads(json.dumps(record["cells"]))
+    assert on_disk["wall_seconds"] >= 0 and on_disk["finished"]
+
+    # The same command again trains nothing: finished folds are skipped.
+    fake.trained.clear()
+    again = benchmark.run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
+                                    ensemble_runs=fake_ensemble)
+    assert fake.trained == []
+    assert all(c["folds_trained"] == 0 for c in again["cells"] if c["kind"] == "run")
+
+
+def test_ensemble_not_run_with_fewer_than_two_finished(tmp_path):
+    grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "threshold"}]})
+    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
+                                     run_configuration=FakeTraining(), ensemble_runs=fake_ensemble)
+    ens = record["cells"][-1]
+    assert ens["kind"] == "ensemble" and ens["status"] == "not run" and "at least 2" in ens["reason"]
+    assert ens["command"].startswith("islesbench ensemble ")
+
+
+def test_cell_with_overrides_gets_a_config_file_in_its_command(tmp_path):
+    grid = grid_from_dict({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}],
+                           "overrides": {"train": {"epochs": 1}}, "ensemble": None})
+    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
+                                     run_configuration=FakeTraining())
+    command = record["cells"][0]["command"]
+    config_file = command.split("--config ")[1]
+    assert json.loads(open(config_file).read()) == {"train": {"epochs": 1}}
+
+
+def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, capsys):
+    # The command imports islesbench.run / islesbench.ensemble; stand-ins take their place here.
+    fake = FakeTraining()
+    monkeypatch.setitem(sys.modules, "islesbench.run", types.SimpleNamespace(run_configuration=fake))
+    monkeypatch.setitem(sys.modules, "islesbench.ensemble", types.SimpleNamespace(ensemble_runs=fake_ensemble))
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "unet"},
+                                               {"arch": "vnet"}, {"arch": "threshold"}],
+                                     "ensemble": {"top_k": 2}}))
+    parser = argparse.ArgumentParser()
+    benchmark.configure_parser(parser)
+    runs = tmp_path / "runs"
+    args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2"])
+    assert benchmark.run_command(args) == 1  # one cell could not run
+    out = capsys.readouterr().out
+    assert "pspnet-imagenet-focal" in out and "not run" in out and "benchmark wall time" in out
+    md = (runs / "report" / "report.md").read_text()
+    assert "**pspnet-imagenet-focal** (not run)" in md
+    assert "islesbench run --arch pspnet --pretrained imagenet" in md
+    assert "[ensemble-top2](../ensemble-top2/config.json)" in md
+    assert (runs / "report" / "report.html").exists() and (runs / "report" / "results.csv").exists()
+
+
+def test_fold_argument_is_checked():
+    assert benchmark._parse_fold("all", 5) == "all" and benchmark._parse_fold("3", 5) == 3
+    with pytest.raises(IslesbenchError):
+        benchmark._parse_fold("5", 5)
+    with pytest.raises(IslesbenchError):
+        benchmark._parse_fold("x", 5)
+
+
+def test_single_fold_is_passed_as_a_list(tmp_path):
+    seen = []
+
+    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+        seen.append(folds)
+        write_fake_run(runs_root, config.name, DICE[config.name], folds=list(folds))
+
+    grid = grid_from_dict({"cells": [{"arch": "unet"}], "ensemble": None})
+    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, fold=1,
+                                     run_configuration=training)
+    assert seen == [[1]] and record["cells"][0]["status"] == "done" and record["cells"][0]["folds_done"] == [1]
+    assert "--fold 1" in record["cells"][0]["command"]
+
+
+@pytest.mark.slow
+def test_tiny_grid_end_to_end(tmp_path):
+    """Real training: U-Net focal/CE and the threshold on a 6-case synthetic cohort, 2 folds, 1 short
+    epoch, then the ensemble of both U-Nets and the report."""
+    from islesbench.data_prep.synth import synthesize_cohort
+
+    data = tmp_path / "synth"
+    synthesize_cohort(data, cases=6, seed=0, size=64)
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps({
+        "cells": [{"arch": "unet"}, {"arch": "unet", "loss": "ce"}, {"arch": "threshold"}],
+        "overrides": {"train": {"epochs": 1, "steps_per_epoch": 2}, "data": {"input_size": 64}},
+        "ensemble": {"top_k": 2},
+    }))
+    runs = tmp_path / "runs"
+    parser = argparse.ArgumentParser()
+    benchmark.configure_parser(parser)
+    args = parser.parse_args(["--data", str(data), "--profile", "quick", "--out", str(runs),
+                              "--grid", str(grid_file), "--folds", "2"])
+    rc = benchmark.run_command(args)
+    record = json.loads(benchmark_record_path(runs).read_text())
+    assert rc == 0, record
+    assert all(c["status"] == "done" for c in record["cells"])
+    md = (runs / "report" / "report.md").read_text()
+    for name in ("unet-focal", "unet-ce", "threshold", "ensemble-top2"):
+        assert f"[{name}](../{name}/config.json)" in md
+    assert "synthetic" in md
+    figures = {p.name for p in (runs / "report" / "figures").iterdir()}
+    assert {"dice_box.png", "learning_curves.png", "dice_vs_volume.png", "example_slices.png"} <= figures
