@@ -73,8 +73,11 @@ def lesion_slice_count(prepared: PreparedData, case_ids) -> int:
 
 
 def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, training: bool,
-                  batch_size: int, seed: int | None = None):
-    """Batches of (image (B,S,S,C), mask (B,S,S,1)) from slice records; infinite when training."""
+                  batch_size: int, seed: int | None = None, drop_remainder: bool = False):
+    """Batches of (image (B,S,S,C), mask (B,S,S,1)) from slice records; infinite when training.
+
+    drop_remainder (validation only) keeps every batch full, which splitting a batch across replicas needs.
+    """
     files = prepared.slice_files(case_ids)
     records.check_record_files(files)
     seed = config.train.seed if seed is None else seed
@@ -83,8 +86,9 @@ def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, tr
     ds = ds.map(lambda f: (*_resize_pair(f["image"], f["mask"], size), f["has_lesion"]),
                 num_parallel_calls=AUTOTUNE).cache()
     if not training:
-        n_batches = math.ceil(slice_count(prepared, case_ids) / batch_size)
-        ds = ds.map(lambda im, m, _: (im, m)).batch(batch_size)
+        n = slice_count(prepared, case_ids)
+        n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
+        ds = ds.map(lambda im, m, _: (im, m)).batch(batch_size, drop_remainder=drop_remainder)
         # A known length keeps Keras from warning that validation "ran out of data".
         return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
     fraction = config.data.lesion_slice_fraction
@@ -146,14 +150,38 @@ def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, 
     return max(1, math.ceil(n / per_step))
 
 
-def distributed_training_dataset(strategy, prepared, case_ids, config: ExperimentConfig, is_3d: bool, seed=None):
-    """The training dataset built per input pipeline by the strategy (sharded, per-replica batches)."""
+def with_targets(ds, output_names):
+    """Repeat the mask target for every model output (PSPNet's auxiliary head has its own)."""
+    names = tuple(output_names)
+    if len(names) <= 1:
+        return ds
+    return ds.map(lambda x, y: (x, {n: y for n in names}))
+
+
+def training_dataset(prepared, case_ids, config: ExperimentConfig, is_3d: bool, batch_size: int,
+                     seed=None, output_names=("mask",)):
+    """The infinite, augmented training batches for a 2-D or 3-D model."""
+    build = volume_dataset if is_3d else slice_dataset
+    ds = build(prepared, case_ids, config, training=True, batch_size=batch_size, seed=seed)
+    return with_targets(ds, output_names)
+
+
+def multi_worker_training_dataset(prepared, case_ids, config: ExperimentConfig, is_3d: bool, output_names):
+    """Global batches that Keras distributes over the workers; each worker keeps its share of elements."""
+    ds = training_dataset(prepared, case_ids, config, is_3d, config.train.batch_size, output_names=output_names)
+    options = tf.data.Options()
+    options.experimental_distribute.auto_shard_policy = tf.data.experimental.AutoShardPolicy.DATA
+    return ds.with_options(options)
+
+
+def distributed_training_dataset(strategy, prepared, case_ids, config: ExperimentConfig, is_3d: bool, seed=None,
+                                 output_names=("mask",)):
+    """One host, many replicas: the dataset built per input pipeline by the strategy (per-replica batches)."""
     global_batch = config.train.batch_size
 
     def dataset_fn(input_context):
         per_replica = input_context.get_per_replica_batch_size(global_batch)
-        build = volume_dataset if is_3d else slice_dataset
         base_seed = (config.train.seed if seed is None else seed) + 1000 * input_context.input_pipeline_id
-        return build(prepared, case_ids, config, training=True, batch_size=per_replica, seed=base_seed)
+        return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names)
 
     return strategy.distribute_datasets_from_function(dataset_fn)

@@ -61,4 +61,35 @@ def is_chief() -> bool:
 
 def describe(strategy) -> str:
     """One line naming the strategy and its replicas."""
-    return f"{type(strategy).__name__} with {strategy.num_replicas_in_sync} replica(s)"
+    import tensorflow as tf
+
+    name = type(strategy).__name__
+    if isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy):
+        name = "MultiWorkerMirroredStrategy"  # its class is called CollectiveAllReduceStrategy
+    return f"{name} with {strategy.num_replicas_in_sync} replica(s)"
+
+
+def patch_keras_multi_worker_reduction() -> None:
+    """Let Keras 3 average per-replica scalars (loss, metrics) across workers.
+
+    Keras 3's TensorFlow trainer reduces a step's outputs under MultiWorkerMirroredStrategy with
+    `strategy.reduce("MEAN", v, axis=0)`, which fails on the scalar loss and metric values
+    (keras-team/keras#20585: Keras 3 `fit` does not run multi-worker). Averaging over replicas with
+    axis=None is what the single-host path does; this shim applies it on the multi-worker path only.
+    """
+    from keras.src import tree
+    from keras.src.backend.tensorflow import trainer as tf_trainer
+
+    original = tf_trainer.reduce_per_replica
+    if getattr(original, "_islesbench_shim", False):
+        return
+
+    def reduce_per_replica(values, strategy, reduction):
+        if reduction in ("auto", "mean") and tf_trainer._collective_all_reduce_multi_worker(strategy):
+            return tree.map_structure(
+                lambda v: strategy.reduce("MEAN", v, axis=None) if tf_trainer._is_per_replica_instance(v) else v,
+                values)
+        return original(values, strategy, reduction)
+
+    reduce_per_replica._islesbench_shim = True
+    tf_trainer.reduce_per_replica = reduce_per_replica

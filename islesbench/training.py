@@ -43,6 +43,17 @@ def latest_epoch_checkpoint(backup_dir: Path):
     return best
 
 
+def load_checkpoint(path):
+    """Load a full .keras checkpoint; imports the modules that register islesbench's custom objects
+    first (a fresh process resuming a fold has not built a model, so they would be unknown)."""
+    import keras
+
+    from islesbench import losses, training_metrics  # noqa: F401  (registration side effects)
+    from islesbench.models import pspnet, unet, vnet  # noqa: F401
+
+    return keras.models.load_model(str(path), safe_mode=True)
+
+
 def _link_atomic(src: Path, dst: Path) -> None:
     with atomic_path(dst) as tmp:
         try:
@@ -212,13 +223,6 @@ def plot_progress(rows: list, path: Path) -> None:
     plt.close(fig)
 
 
-def _with_aux_targets(ds, model):
-    names = model.output_names
-    if len(names) <= 1:
-        return ds
-    return ds.map(lambda x, y: (x, {n: y for n in names}))
-
-
 def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
              verbose=None) -> None:
     """Train (or continue training) one fold's model until config.train.epochs."""
@@ -228,6 +232,7 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
+    keras.utils.set_random_seed(config.train.seed)  # initialisation and dropout; data order has its own seeds
     is_3d = models.is_3d(config.model.arch)
     steps = data.steps_per_epoch(prepared, train_ids, config, is_3d)
     done, latest = latest_epoch_checkpoint(paths.backup_dir)
@@ -240,17 +245,32 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
           + (f", resuming after epoch {done}" if done else ""), flush=True)
     with strategy.scope():
         if latest is not None:
-            model = keras.models.load_model(str(latest), safe_mode=True)
+            model = load_checkpoint(latest)
         else:
             model, _ = build_compiled_model(config, len(prepared.modalities), steps)
-    train_ds = _with_aux_targets(data.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d), model) \
-        if strategy.num_replicas_in_sync > 1 or distribute.num_workers() > 1 else \
-        _with_aux_targets((data.volume_dataset if is_3d else data.slice_dataset)(
-            prepared, train_ids, config, training=True, batch_size=config.train.batch_size), model)
+    outputs = tuple(model.output_names)
+    if distribute.num_workers() > 1:
+        train_ds = data.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
+    elif strategy.num_replicas_in_sync > 1:
+        train_ds = data.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs)
+    else:
+        train_ds = data.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
+                                         output_names=outputs)
     val_ds = None
-    if val_ids:
-        val_ds = _with_aux_targets((data.volume_dataset if is_3d else data.slice_dataset)(
-            prepared, val_ids, config, training=False, batch_size=config.train.batch_size), model)
+    distributed = strategy.num_replicas_in_sync > 1
+    if distribute.num_workers() > 1:
+        # Per-epoch slice validation would be sharded unevenly across workers (a worker can get no full
+        # batch and the collectives stall); the whole-volume validation after training is the real one.
+        pass
+    elif val_ids and not is_3d:
+        # Across replicas every batch must be full; the whole-volume validation after training is exact.
+        n_val = data.slice_count(prepared, val_ids)
+        if not distributed or n_val >= config.train.batch_size:
+            val_ds = data.with_targets(data.slice_dataset(
+                prepared, val_ids, config, training=False, batch_size=config.train.batch_size,
+                drop_remainder=distributed), outputs)
+    elif val_ids and not distributed:
+        val_ds = data.with_targets(data.volume_dataset(prepared, val_ids, config, training=False, batch_size=1), outputs)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     callbacks = _make_callbacks(paths, done, chief, best)
     freeze = config.model.freeze_encoder_epochs if config.model.pretrained else 0
@@ -265,8 +285,15 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
                 layer.trainable = not frozen
             with strategy.scope():
                 compile_model(model, config, steps)  # trainability changes need a fresh compile
-        model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
-                  validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+        if distribute.num_workers() > 1:
+            # Keras 3's eager "symbolic build" reduces a data batch across workers, which fails under
+            # MultiWorkerMirroredStrategy (keras-team/keras#20585); without a pinned strategy the model
+            # builds while tracing instead, and fit runs under the strategy from the enclosing scope.
+            model._distribute_strategy = None
+            distribute.patch_keras_multi_worker_reduction()
+        with strategy.scope():
+            model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
+                      validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
 
 
 def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths) -> dict:
@@ -275,7 +302,7 @@ def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, v
 
     from islesbench import metrics, models
 
-    model = keras.models.load_model(str(paths.checkpoint_last), safe_mode=True)
+    model = load_checkpoint(paths.checkpoint_last)
     is_3d = models.is_3d(config.model.arch)
 
     def case_probability(case_id):

@@ -1,0 +1,134 @@
+"""PSPNet (Zhao et al., CVPR 2017) on a dilated ResNet-50, for binary lesion segmentation.
+
+Encoder: `resnet50_dilated` (output stride 8, names compatible with keras.applications.ResNet50).
+Head: the pyramid pooling module — the stage-5 features average-pooled into 1×1, 2×2, 3×3 and 6×6 bins
+(adaptive to the feature size, so any input divisible by 8 works), each reduced by a 1×1 conv + BN + ReLU to
+512 channels, bilinearly upsampled back and concatenated with the features; then a 3×3 conv (512) + BN +
+ReLU, dropout, a 1×1 classifier (one logit) and bilinear ×8 upsampling to the input; sigmoid output "mask".
+
+Auxiliary head (`aux_weight > 0`): as Zhao et al., a 3×3 conv (256) + BN + ReLU + dropout(0.1) + 1×1
+classifier on stage 4, upsampled the same way, as a second output "aux". The model then returns a dict
+{"mask": …, "aux": …}; the trainer compiles with `loss={"mask": L, "aux": L}`,
+`loss_weights={"mask": 1.0, "aux": aux_weight}` (Zhao et al. use 0.4), feeds `{"mask": y, "aux": y}` as
+targets, and predicts with `islesbench.models.without_aux(model)` (or reads `["mask"]`). The aux weight is a
+training choice, so it is not stored in the model; only the presence of the head is.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import ops
+
+from islesbench.models.resnet50_dilated import resnet50_dilated
+
+PPM_BINS = (1, 2, 3, 6)
+PPM_CHANNELS = 512
+AUX_CHANNELS = 256
+OUTPUT_STRIDE = 8
+
+
+def _bin_average_matrix(size, bins: int, dtype):
+    """(bins, size) matrix whose rows average the adaptive-pooling windows [⌊i·n/b⌋, ⌈(i+1)·n/b⌉)."""
+    n = ops.cast(size, "float32")
+    i = ops.cast(ops.arange(bins), "float32")
+    start = ops.floor(i * n / bins)
+    end = ops.ceil((i + 1.0) * n / bins)
+    pos = ops.cast(ops.arange(size), "float32")
+    inside = ops.logical_and(pos[None, :] >= start[:, None], pos[None, :] < end[:, None])
+    weights = ops.cast(inside, "float32") / (end - start)[:, None]
+    return ops.cast(weights, dtype)
+
+
+def _bilinear_matrix(size, source_size, dtype):
+    """(size, source_size) bilinear interpolation weights: half-pixel centres, clamped at the edges.
+
+    As tf.image.resize(method="bilinear"); written as a triangle kernel max(0, 1 − |src − j|) so that both
+    sizes may be dynamic.
+    """
+    n = ops.cast(size, "float32")
+    m = ops.cast(source_size, "float32")
+    pos = ops.cast(ops.arange(size), "float32")
+    src = ops.clip((pos + 0.5) * m / n - 0.5, 0.0, m - 1.0)
+    j = ops.cast(ops.arange(source_size), "float32")
+    weights = ops.relu(1.0 - ops.abs(src[:, None] - j[None, :]))
+    return ops.cast(weights, dtype)
+
+
+@keras.saving.register_keras_serializable(package="islesbench")
+class AdaptiveAveragePooling2D(keras.layers.Layer):
+    """Average-pool (B, H, W, C) into (B, bins, bins, C) windows as torch's adaptive_avg_pool2d, any H, W."""
+
+    def __init__(self, bins: int, **kwargs):
+        super().__init__(**kwargs)
+        self.bins = int(bins)
+
+    def call(self, x):
+        shape = ops.shape(x)
+        rows = _bin_average_matrix(shape[1], self.bins, x.dtype)
+        cols = _bin_average_matrix(shape[2], self.bins, x.dtype)
+        return ops.einsum("ih,bhwc,jw->bijc", rows, x, cols)
+
+    def compute_output_shape(self, input_shape):
+        return (input_shape[0], self.bins, self.bins, input_shape[3])
+
+    def get_config(self):
+        return {**super().get_config(), "bins": self.bins}
+
+
+@keras.saving.register_keras_serializable(package="islesbench")
+class BilinearResizeLike(keras.layers.Layer):
+    """Bilinearly resize `x` (B, h, w, C) to the spatial size of `reference` (B, H, W, ·): call([x, ref]).
+
+    Unlike UpSampling2D it works when h, w are unknown until run time (a model built for any input size).
+    """
+
+    def call(self, inputs):
+        x, reference = inputs
+        x_shape, ref_shape = ops.shape(x), ops.shape(reference)
+        rows = _bilinear_matrix(ref_shape[1], x_shape[1], x.dtype)
+        cols = _bilinear_matrix(ref_shape[2], x_shape[2], x.dtype)
+        return ops.einsum("hi,bijc,wj->bhwc", rows, x, cols)
+
+    def compute_output_shape(self, input_shapes):
+        x_shape, ref_shape = input_shapes
+        return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
+
+
+def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+    x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
+    x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+    return keras.layers.Activation("relu", name=name + "_relu")(x)
+
+
+def _classifier(x, inputs, dropout: float, name: str):
+    """Dropout, one logit per pixel, bilinear ×8 to the input's size, float32 sigmoid named `name`."""
+    x = keras.layers.Dropout(dropout, name=name + "_dropout")(x)
+    x = keras.layers.Conv2D(1, 1, name=name + "_logits")(x)
+    x = BilinearResizeLike(name=name + "_upsample")([x, inputs])
+    return keras.layers.Activation("sigmoid", dtype="float32", name=name)(x)
+
+
+def build_pspnet(
+    input_channels: int,
+    input_size: int | None = None,
+    dropout: float = 0.1,
+    aux: bool = False,
+) -> keras.Model:
+    """PSPNet with a dilated ResNet-50 encoder (random init); input (H, W, C), H and W divisible by 8."""
+    inputs = keras.Input((input_size, input_size, input_channels), name="image")
+    stages = resnet50_dilated(inputs)
+    features = stages["conv5"]
+    branches = [features]
+    for bins in PPM_BINS:
+        name = f"ppm_{bins}"
+        y = AdaptiveAveragePooling2D(bins, name=name + "_pool")(features)
+        y = _conv_bn_relu(y, PPM_CHANNELS, 1, name)
+        branches.append(BilinearResizeLike(name=name + "_resize")([y, features]))
+    x = keras.layers.Concatenate(name="ppm_concat")(branches)
+    x = _conv_bn_relu(x, PPM_CHANNELS, 3, "head")
+    mask = _classifier(x, inputs, dropout, "mask")
+    if not aux:
+        return keras.Model(inputs, mask, name="pspnet")
+    y = _conv_bn_relu(stages["conv4"], AUX_CHANNELS, 3, "aux_head")
+    aux_out = _classifier(y, inputs, 0.1, "aux")
+    return keras.Model(inputs, {"mask": mask, "aux": aux_out}, name="pspnet")

@@ -1,0 +1,67 @@
+"""Dilated ResNet-50 encoder (output stride 8), layer for layer compatible with `keras.applications.ResNet50`.
+
+Zhao et al.'s PSPNet keeps the feature map at 1/8 of the input: stages 4 and 5 run with stride 1 and their
+3×3 convolutions dilated by 2 and 4. Strides and dilation rates do not change any kernel's shape, so every
+layer here has the name and weight shapes of its counterpart in `keras.applications.ResNet50`
+(`conv1_conv`, `conv2_block1_1_conv`, …, `conv5_block3_3_bn`) and ImageNet (or any ResNet-50) weights map
+onto it by name — see `islesbench.models.pretrained`. Only `conv1_conv`'s input channels differ when the
+input is not RGB; `pretrained.adapt_input_conv` handles that.
+"""
+
+from __future__ import annotations
+
+import keras
+
+# Stage name -> (filters, blocks, stride of the first block, dilation of the 3x3 convolutions).
+STAGES = {
+    "conv2": (64, 3, 1, 1),
+    "conv3": (128, 4, 2, 1),
+    "conv4": (256, 6, 1, 2),  # ResNet-50: stride 2; dilated: stride 1, dilation 2
+    "conv5": (512, 3, 1, 4),  # ResNet-50: stride 2; dilated: stride 1, dilation 4
+}
+ENCODER_PREFIXES = ("conv1_", "pool1_", "conv2_", "conv3_", "conv4_", "conv5_")
+BN_EPSILON = 1.001e-5  # as keras.applications.ResNet50
+
+
+def is_encoder_layer_name(name: str) -> bool:
+    """True for the names the dilated ResNet-50 (and keras.applications.ResNet50) gives its layers."""
+    return name.startswith(ENCODER_PREFIXES)
+
+
+def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool, name: str):
+    """keras.applications' `block1` (ResNet v1 bottleneck, stride on the first 1×1) with a dilated 3×3."""
+    if conv_shortcut:
+        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
+        shortcut = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name + "_0_bn")(shortcut)
+    else:
+        shortcut = x
+    x = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
+    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name + "_1_bn")(x)
+    x = keras.layers.Activation("relu", name=name + "_1_relu")(x)
+    x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, name=name + "_2_conv")(x)
+    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name + "_2_bn")(x)
+    x = keras.layers.Activation("relu", name=name + "_2_relu")(x)
+    x = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
+    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name=name + "_3_bn")(x)
+    x = keras.layers.Add(name=name + "_add")([shortcut, x])
+    return keras.layers.Activation("relu", name=name + "_out")(x)
+
+
+def resnet50_dilated(inputs) -> dict:
+    """Apply the dilated ResNet-50 to `inputs` (B, H, W, C); returns {"conv2".."conv5": stage outputs}.
+
+    conv2 is at 1/4 of the input, conv3–conv5 at 1/8 (H and W must be divisible by 8).
+    """
+    x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
+    x = keras.layers.Conv2D(64, 7, strides=2, name="conv1_conv")(x)
+    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, name="conv1_bn")(x)
+    x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
+    x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
+    outputs = {}
+    for stage, (filters, blocks, stride, dilation) in STAGES.items():
+        x = _bottleneck(x, filters, stride, dilation, conv_shortcut=True, name=f"{stage}_block1")
+        for i in range(2, blocks + 1):
+            x = _bottleneck(x, filters, 1, dilation, conv_shortcut=False, name=f"{stage}_block{i}")
+        outputs[stage] = x
+    return outputs

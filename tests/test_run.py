@@ -1,0 +1,113 @@
+"""`islesbench run`: the results layout, skip/force, the threshold baseline, config identity, predict, ensemble."""
+
+import json
+
+import numpy as np
+import pytest
+
+from islesbench import isles, results
+from islesbench.cli import main
+from islesbench.config import apply_overrides, profile_config
+from islesbench.errors import IslesbenchError
+from islesbench.run import run_configuration
+
+TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
+
+
+def tiny_config(**overrides):
+    config = apply_overrides(profile_config("quick"), TINY)
+    return apply_overrides(config, overrides)
+
+
+@pytest.fixture(scope="module")
+def unet_run(tiny_prepared, tmp_path_factory):
+    runs = tmp_path_factory.mktemp("runs")
+    run_configuration(tiny_config(), tiny_prepared.root, runs)
+    return runs
+
+
+def test_results_layout_is_complete(unet_run, tiny_prepared):
+    run = results.run_dir(unet_run, "unet-focal")
+    assert json.loads((run / "config.json").read_text())["cohort"].startswith("synthetic")
+    for k, fold in enumerate(tiny_prepared.splits()):
+        p = results.fold_paths(unet_run, "unet-focal", k)
+        for f in (p.config, p.history_csv, p.progress_png, p.checkpoint_best, p.checkpoint_last,
+                  p.threshold_json, p.metrics_csv, p.summary_json, p.done_marker):
+            assert f.is_file(), f
+        assert p.tensorboard_dir.is_dir() and not p.backup_dir.exists()
+        assert json.loads(p.config.read_text())["fold"] == k
+        lines = p.history_csv.read_text().splitlines()
+        assert lines[0].startswith("epoch,") and len(lines) == 3
+        for case_id in fold["val"]:
+            entry = tiny_prepared.cases[case_id]
+            data, affine, _ = isles.read_nifti(p.mask_path(case_id))
+            assert data.shape == tuple(entry["shape"]) and np.allclose(affine, entry["affine"], atol=1e-4)
+            assert set(np.unique(data)) <= {0.0, 1.0}
+            prob, _, _ = isles.read_nifti(p.probability_path(case_id))
+            assert prob.min() >= 0 and prob.max() <= 1
+        assert not list(p.root.rglob(".*.tmp-*"))
+
+
+def test_finished_folds_are_skipped_and_force_reruns(unet_run, tiny_prepared, capsys):
+    p = results.fold_paths(unet_run, "unet-focal", 0)
+    stamp = p.checkpoint_last.stat().st_mtime_ns
+    run_configuration(tiny_config(), tiny_prepared.root, unet_run, folds=[0])
+    assert "finished earlier, skipped" in capsys.readouterr().out
+    assert p.checkpoint_last.stat().st_mtime_ns == stamp
+
+
+def test_a_different_config_in_the_same_folder_is_refused(unet_run, tiny_prepared):
+    with pytest.raises(IslesbenchError, match="different configuration.*train"):
+        run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared.root, unet_run, folds=[0])
+
+
+def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):
+    run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared.root, tmp_path)
+    rows = []
+    for k, _ in enumerate(tiny_prepared.splits()):
+        p = results.fold_paths(tmp_path, "threshold", k)
+        assert p.is_done() and p.metrics_csv.is_file()
+        rows += p.metrics_csv.read_text().splitlines()[1:]
+    assert len(rows) == len(tiny_prepared.case_ids("TRAINING"))
+
+
+def test_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
+    assert main(["run", "--arch", "unet", "--data", str(tmp_path / "nowhere"), "--out", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "does not exist" in err and "Traceback" not in err
+    assert main(["run", "--arch", "unet", "--pretrained", "--data", str(tmp_path)]) == 2
+    assert "pspnet only" in capsys.readouterr().err
+
+
+def test_predict_writes_masks_in_the_input_geometry(unet_run, tiny_cohort, tmp_path):
+    out = tmp_path / "pred"
+    assert main(["predict", "--model", str(unet_run / "unet-focal"), "--input", str(tiny_cohort / "TESTING"),
+                 "--out", str(out), "--probabilities"]) == 0
+    case = isles.discover_cohort(tiny_cohort / "TESTING")[0]
+    loaded = isles.load_case(case, with_mask=False)
+    mask, affine, _ = isles.read_nifti(out / f"{case.case_id}.nii.gz")
+    assert mask.shape == loaded.shape and np.allclose(affine, loaded.affine, atol=1e-5)
+    assert (out / f"{case.case_id}_prob.nii.gz").is_file()
+    single = tmp_path / "one.nii.gz"
+    ckpt = results.fold_paths(unet_run, "unet-focal", 0).checkpoint_best
+    assert main(["predict", "--model", str(ckpt), "--input", str(case.directory), "--out", str(single)]) == 0
+    assert isles.read_nifti(single)[0].shape == loaded.shape
+
+
+def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
+    from islesbench import metrics
+    from islesbench.ensemble import ensemble_runs
+
+    run_configuration(tiny_config(loss={"name": "ce"}), tiny_prepared.root, unet_run)
+    out = unet_run / "ensemble"
+    summary = ensemble_runs([unet_run / "unet-focal", unet_run / "unet-ce"], out)
+    folds = results.list_folds(out)
+    assert len(folds) == 2 and all(p.is_done() for _, p in folds)
+    case = tiny_prepared.splits()[0]["val"][0]
+    a = isles.read_nifti(results.fold_paths(unet_run, "unet-focal", 0).probability_path(case))[0]
+    b = isles.read_nifti(results.fold_paths(unet_run, "unet-ce", 0).probability_path(case))[0]
+    mean = isles.read_nifti(folds[0][1].probability_path(case))[0]
+    np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
+    assert summary["metrics"]["dice"]["n"] == len(tiny_prepared.case_ids("TRAINING"))
+    assert metrics.read_case_metrics(folds[0][1].metrics_csv)
