@@ -33,6 +33,7 @@ class ModelConfig:
     aux_weight: float = 0.0  # PSPNet auxiliary stage-4 head; 0 disables it
     anisotropic: bool = True  # V-Net: in-plane-only kernels and pooling while depth is small
     freeze_encoder_epochs: int = 0  # PSPNet: warm-up epochs with a frozen pretrained encoder
+    encoder_width: float = 1.0  # PSPNet: channel multiplier of the ResNet-50 (1.0 = the paper's)
 
 
 @dataclass
@@ -129,6 +130,12 @@ class ExperimentConfig:
             problems.append(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
         if m.pretrained and m.arch != "pspnet":
             problems.append(f"--pretrained applies to pspnet only (arch is {m.arch})")
+        if m.pretrained and not str(m.pretrained).endswith(".keras") and m.encoder_width != 1.0:
+            problems.append(
+                f"ResNet-50 weights ({m.pretrained}) fit the full-width encoder only, but model.encoder_width is "
+                f"{m.encoder_width} (the quick profile's); use --profile paper or override model.encoder_width=1.0")
+        if not 0 < m.encoder_width <= 4:
+            problems.append(f"model.encoder_width must lie in (0, 4], not {m.encoder_width}")
         if m.freeze_encoder_epochs and not m.pretrained:
             problems.append("model.freeze_encoder_epochs needs a pretrained encoder")
         if d.input_size % 8 or d.input_size < 32:

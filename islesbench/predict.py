@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from islesbench import inference, isles, results
+from islesbench.training import load_checkpoint
 from islesbench.errors import IslesbenchError
 
 
@@ -63,8 +64,6 @@ class Predictor:
     @classmethod
     def load(cls, model_path) -> "Predictor":
         """From a .keras checkpoint (with its fold folder's config) or a run folder (all finished folds)."""
-        import keras
-
         path = Path(model_path)
         if path.is_dir():
             if not (path / "config.json").is_file():
@@ -75,7 +74,7 @@ class Predictor:
                 raise IslesbenchError(f"{path}: no finished fold to predict with")
             if config["model"]["arch"] == "threshold":
                 return cls([], config, 0.5)
-            models = [keras.models.load_model(str(p.checkpoint_last), safe_mode=True) for p in folds]
+            models = [load_checkpoint(p.checkpoint_last) for p in folds]
             thresholds = [_stored_threshold(p.threshold_json) for p in folds]
             return cls(models, config, float(np.mean(thresholds)))
         if not path.is_file():
@@ -85,7 +84,7 @@ class Predictor:
             raise IslesbenchError(f"{path}: no config.json beside the checkpoint; predict needs the run's "
                                   "modalities and grid (pass the fold or run folder's checkpoint)")
         config = json.loads(config_file.read_text())
-        model = keras.models.load_model(str(path), safe_mode=True)
+        model = load_checkpoint(path)
         return cls([model], config, _stored_threshold(path.parent / "threshold.json"))
 
     def probability(self, volumes: dict) -> np.ndarray:

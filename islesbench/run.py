@@ -48,7 +48,8 @@ def config_from_args(args) -> ExperimentConfig:
         config = apply_overrides(config, load_config_file(args.config))
     if args.hparams:
         config = apply_overrides(config, read_hparams_overrides(args.hparams))
-    flags = {"model": {"arch": args.arch, "pretrained": args.pretrained}, "loss": {"name": args.loss},
+    pretrained = None if (args.pretrained or "").lower() in ("", "none", "scratch") else args.pretrained
+    flags = {"model": {"arch": args.arch, "pretrained": pretrained}, "loss": {"name": args.loss},
              "train": {"seed": args.seed}}
     if args.epochs:
         flags["train"]["epochs"] = args.epochs

@@ -21,7 +21,7 @@ from islesbench.errors import IslesbenchError
 MODEL_NAMES = ("pspnet", "unet", "vnet")
 _3D = ("vnet",)
 _USED = {
-    "pspnet": ("pretrained", "dropout", "aux_weight"),
+    "pspnet": ("pretrained", "dropout", "aux_weight", "encoder_width"),
     "unet": ("base_width", "depth", "dropout"),
     "vnet": ("base_width", "depth", "dropout", "anisotropic"),
 }

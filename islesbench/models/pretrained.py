@@ -169,3 +169,15 @@ def load_encoder_weights(model, pretrained: str) -> list:
         layer.set_weights(arrays)
         loaded.append(layer.name)
     return loaded
+
+
+def check_available(pretrained: str) -> None:
+    """Fail at once, before any data work, when the named weights cannot be had (IslesbenchError)."""
+    if pretrained == "imagenet":
+        fetch_imagenet_weights()
+        return
+    path = Path(pretrained).expanduser()
+    if not path.is_file():
+        raise IslesbenchError(
+            f"--pretrained {pretrained}: no such file (expected 'imagenet', a ResNet-50 .h5 / .weights.h5 "
+            "file, or an islesbench .keras checkpoint)")

@@ -19,7 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
-from islesbench.models.resnet50_dilated import resnet50_dilated
+from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
 PPM_BINS = (1, 2, 3, 6)
 PPM_CHANNELS = 512
@@ -96,7 +96,7 @@ class BilinearResizeLike(keras.layers.Layer):
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(name=name + "_bn")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 
@@ -113,22 +113,27 @@ def build_pspnet(
     input_size: int | None = None,
     dropout: float = 0.1,
     aux: bool = False,
+    encoder_width: float = 1.0,
 ) -> keras.Model:
-    """PSPNet with a dilated ResNet-50 encoder (random init); input (H, W, C), H and W divisible by 8."""
+    """PSPNet with a dilated ResNet-50 encoder (random init); input (H, W, C), H and W divisible by 8.
+
+    encoder_width scales the encoder's and the head's channels (1.0: the paper's ResNet-50).
+    """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
-    stages = resnet50_dilated(inputs)
+    stages = resnet50_dilated(inputs, encoder_width)
+    ppm_channels, aux_channels = scaled(PPM_CHANNELS, encoder_width), scaled(AUX_CHANNELS, encoder_width)
     features = stages["conv5"]
     branches = [features]
     for bins in PPM_BINS:
         name = f"ppm_{bins}"
         y = AdaptiveAveragePooling2D(bins, name=name + "_pool")(features)
-        y = _conv_bn_relu(y, PPM_CHANNELS, 1, name)
+        y = _conv_bn_relu(y, ppm_channels, 1, name)
         branches.append(BilinearResizeLike(name=name + "_resize")([y, features]))
     x = keras.layers.Concatenate(name="ppm_concat")(branches)
-    x = _conv_bn_relu(x, PPM_CHANNELS, 3, "head")
+    x = _conv_bn_relu(x, ppm_channels, 3, "head")
     mask = _classifier(x, inputs, dropout, "mask")
     if not aux:
         return keras.Model(inputs, mask, name="pspnet")
-    y = _conv_bn_relu(stages["conv4"], AUX_CHANNELS, 3, "aux_head")
+    y = _conv_bn_relu(stages["conv4"], aux_channels, 3, "aux_head")
     aux_out = _classifier(y, inputs, 0.1, "aux")
     return keras.Model(inputs, {"mask": mask, "aux": aux_out}, name="pspnet")
