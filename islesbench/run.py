@@ -43,12 +43,12 @@ def configure_parser(parser) -> None:
 
 def config_from_args(args) -> ExperimentConfig:
     """Profile defaults, then --config, --hparams and the flags, validated."""
-    config = profile_config(args.profile)
+    pretrained = None if (args.pretrained or "").lower() in ("", "none", "scratch") else args.pretrained
+    config = profile_config(args.profile, args.arch, pretrained)
     if args.config:
         config = apply_overrides(config, load_config_file(args.config))
     if args.hparams:
         config = apply_overrides(config, read_hparams_overrides(args.hparams))
-    pretrained = None if (args.pretrained or "").lower() in ("", "none", "scratch") else args.pretrained
     flags = {"model": {"arch": args.arch, "pretrained": pretrained}, "loss": {"name": args.loss},
              "train": {"seed": args.seed}}
     if args.epochs:

@@ -211,8 +211,10 @@ def plot_progress(rows: list, path: Path) -> None:
         if any(key in r for r in rows):
             ax[0].plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", label=label)
     ax[0].set_xlabel("epoch"), ax[0].set_ylabel("loss"), ax[0].legend(), ax[0].grid(alpha=0.3)
-    for key, label in (("dice", "train Dice (slices)"), ("val_dice", "val Dice (slices)"),
-                       ("mask_dice", "train Dice (slices)"), ("val_mask_dice", "val Dice (slices)")):
+    # Per-sample Dice of the training batches and of the validation cases' slices (2-D) or slabs (3-D)
+    # at 0.5; the fold's reported Dice comes later, on whole volumes in their own geometry.
+    for key, label in (("dice", "train Dice (batches)"), ("val_dice", "val Dice (at 0.5)"),
+                       ("mask_dice", "train Dice (batches)"), ("val_mask_dice", "val Dice (at 0.5)")):
         if any(key in r for r in rows):
             ax[1].plot(epochs, [r.get(key, np.nan) for r in rows], marker="o", label=label)
     ax[1].set_xlabel("epoch"), ax[1].set_ylabel("Dice"), ax[1].set_ylim(0, 1), ax[1].legend(), ax[1].grid(alpha=0.3)

@@ -56,7 +56,8 @@ def run_command(args) -> int:
         out = Path(args.report_out) if args.report_out else Path(args.out) / "report"
         paths = build_report(args.out, out)
         print(f"report: {paths['report_html']}")
-    return 0 if all(c["status"] == DONE for c in record["cells"]) else 1
+    # Cells that could not run (weights absent offline) are reported, not failures; crashed cells are.
+    return 1 if any(c["status"] == FAILED for c in record["cells"]) else 0
 
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",

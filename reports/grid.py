@@ -61,7 +61,7 @@ class GridCell:
 
     def config(self, profile: str, shared_overrides: dict | None = None) -> ExperimentConfig:
         """The validated ExperimentConfig of this cell under `profile`."""
-        cfg = profile_config(profile)
+        cfg = profile_config(profile, self.arch, self.pretrained)
         if shared_overrides:
             cfg = apply_overrides(cfg, shared_overrides)
         cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": self.pretrained}, "loss": {"name": self.loss}})

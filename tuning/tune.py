@@ -56,7 +56,7 @@ def configure_parser(parser) -> None:
 
 def base_config_from_args(args):
     """Profile defaults, then --config and the flags, validated (before the trial's values)."""
-    config = profile_config(args.profile)
+    config = profile_config(args.profile, args.arch, args.pretrained)
     if args.config:
         config = apply_overrides(config, load_config_file(args.config))
     flags = {"model": {"arch": args.arch, "pretrained": args.pretrained}, "loss": {"name": args.loss},

@@ -197,7 +197,7 @@ def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, 
     benchmark.configure_parser(parser)
     runs = tmp_path / "runs"
     args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2"])
-    assert benchmark.run_command(args) == 1  # one cell could not run
+    assert benchmark.run_command(args) == 0  # a cell that could not run is reported, not a failure
     out = capsys.readouterr().out
     assert "pspnet-imagenet-focal" in out and "not run" in out and "benchmark wall time" in out
     md = (runs / "report" / "report.md").read_text()
