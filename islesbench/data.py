@@ -16,6 +16,9 @@ from islesbench.config import ExperimentConfig
 from islesbench.manifest import PreparedData
 
 AUTOTUNE = tf.data.AUTOTUNE
+# Batches ready ahead of the model. A fixed, small buffer: with AUTOTUNE the infinite training stream
+# kept producing into a growing buffer and took the CPU from the training step (10x slower on 2 cores).
+PREFETCH = 2
 
 
 def _resize_pair(image, mask, size: int):
@@ -24,6 +27,20 @@ def _resize_pair(image, mask, size: int):
     image = tf.image.resize(image, [size, size], method="bilinear")
     mask = tf.cast(tf.image.resize(mask, [size, size], method="bilinear") > 0.5, tf.float32)
     return image, mask
+
+
+def _static_shapes(ds, prepared: PreparedData, size, is_3d: bool):
+    """Pin the batches' static shapes: parsing and resizing lose them, and a model traced on unknown
+    spatial sizes runs far slower (PSPNet's pooling and resizing layers take their dynamic paths)."""
+    side = size or prepared.grid
+    channels = len(prepared.modalities)
+    image = [None, None, side, side, channels] if is_3d else [None, side, side, channels]
+    mask = image[:-1] + [1]
+
+    def pin(x, y):
+        return tf.ensure_shape(x, image), tf.ensure_shape(y, mask)
+
+    return ds.map(pin)
 
 
 def _records(files, shuffle: bool, seed: int):
@@ -89,8 +106,9 @@ def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, tr
         n = slice_count(prepared, case_ids)
         n_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
         ds = ds.map(lambda im, m, _: (im, m)).batch(batch_size, drop_remainder=drop_remainder)
+        ds = _static_shapes(ds, prepared, size, is_3d=False)
         # A known length keeps Keras from warning that validation "ran out of data".
-        return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(AUTOTUNE)
+        return ds.apply(tf.data.experimental.assert_cardinality(n_batches)).prefetch(PREFETCH)
     fraction = config.data.lesion_slice_fraction
     n_lesion = lesion_slice_count(prepared, case_ids)
     buffer = max(64, slice_count(prepared, case_ids))
@@ -105,7 +123,7 @@ def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, tr
     if config.data.augment:
         strength = float(config.data.augment_strength)
         ds = _with_seeds(ds, seed).map(lambda x, s: augment(x[0], x[1], s, strength), num_parallel_calls=AUTOTUNE)
-    return ds.batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    return _static_shapes(ds.batch(batch_size, drop_remainder=True), prepared, size, is_3d=False).prefetch(PREFETCH)
 
 
 def _crop_or_pad_depth(image, mask, depth: int, seed):
@@ -127,7 +145,8 @@ def volume_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, t
     ds = _records(files, shuffle=training, seed=seed).map(records.parse_volume, num_parallel_calls=AUTOTUNE)
     ds = ds.map(lambda f: _resize_pair(f["image"], f["mask"], size), num_parallel_calls=AUTOTUNE).cache()
     if not training:
-        return ds.batch(1).apply(tf.data.experimental.assert_cardinality(len(files))).prefetch(AUTOTUNE)
+        ds = _static_shapes(ds.batch(1), prepared, size, is_3d=True)
+        return ds.apply(tf.data.experimental.assert_cardinality(len(files))).prefetch(PREFETCH)
     depth = config.data.slab_depth
     ds = _with_seeds(ds.shuffle(len(files), seed=seed).repeat(), seed)
 
@@ -138,7 +157,8 @@ def volume_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, t
             image, mask = augment(image, mask, seeds[1], float(config.data.augment_strength))
         return image, mask
 
-    return ds.map(slab, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True).prefetch(AUTOTUNE)
+    ds = ds.map(slab, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+    return _static_shapes(ds, prepared, size, is_3d=True).prefetch(PREFETCH)
 
 
 def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool) -> int:

@@ -12,6 +12,7 @@ threshold is chosen on the fold's training cases only.
 from __future__ import annotations
 
 import csv
+import dataclasses
 import math
 import os
 import re
@@ -71,10 +72,8 @@ def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_pe
 
     m = config.model
     is_3d = models.is_3d(m.arch)
-    model = models.build_model(
-        m.arch, input_channels=input_channels, input_size=config.data.input_size,
-        pretrained=m.pretrained, base_width=m.base_width, depth=m.depth, dropout=m.dropout,
-        aux_weight=m.aux_weight, anisotropic=m.anisotropic)
+    options = {k: v for k, v in dataclasses.asdict(m).items() if k != "arch"}  # each model takes what it uses
+    model = models.build_model(m.arch, input_channels=input_channels, input_size=config.data.input_size, **options)
     compile_model(model, config, steps_per_epoch)
     return model, is_3d
 
