@@ -145,12 +145,24 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
         else:
             training.fit_fold(config, prepared, train_ids, val_ids, paths)
             summary = training.validate_fold(config, prepared, train_ids, val_ids, paths) if chief else None
+        if distribute.num_workers() == 1:  # a multi-worker strategy must outlive the fold
+            _release_fold_memory()
         if chief:
             training.finish_fold(paths)
             print(f"{config.name} fold {k}: mean Dice {summary['metrics']['dice']['mean']:.3f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
     return run_root
+
+
+def _release_fold_memory() -> None:
+    """Drop the fold's graphs and models before the next fold (a grid trains dozens in one process)."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session()
+    gc.collect()
 
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:
