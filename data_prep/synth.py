@@ -35,7 +35,6 @@ byte-identical files.
 
 from __future__ import annotations
 
-import json
 import math
 import shutil
 import time

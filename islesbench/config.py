@@ -229,15 +229,20 @@ def _resnet50_weights(pretrained: str | None) -> bool:
     return bool(pretrained) and not str(pretrained).endswith(".keras")
 
 
-def load_config_file(path) -> dict:
-    """Overrides from a JSON file, with a clear error when it is missing or malformed."""
+def read_json_file(path, what: str):
+    """A user-supplied JSON file's content, with a clear error naming `what` it is when missing or malformed."""
     path = Path(path)
     try:
-        data = json.loads(path.read_text())
+        return json.loads(path.read_text())
     except FileNotFoundError:
-        raise IslesbenchError(f"config file {path} does not exist") from None
+        raise IslesbenchError(f"{what} {path} does not exist") from None
     except json.JSONDecodeError as exc:
-        raise IslesbenchError(f"config file {path} is not valid JSON: {exc}") from None
+        raise IslesbenchError(f"{what} {path} is not valid JSON: {exc}") from None
+
+
+def load_config_file(path) -> dict:
+    """Overrides from a JSON file, with a clear error when it is missing or malformed."""
+    data = read_json_file(path, "config file")
     if not isinstance(data, dict):
         raise IslesbenchError(f"config file {path} must hold a JSON object")
     data.pop("name", None)

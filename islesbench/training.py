@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import csv
 import dataclasses
-import math
 import os
 import re
 import shutil
@@ -65,10 +64,7 @@ def _link_atomic(src: Path, dst: Path) -> None:
 
 def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_per_epoch: int):
     """Build and compile the configured model (inside the caller's strategy scope)."""
-    import keras
-
-    from islesbench import losses, models
-    from islesbench.training_metrics import DiceScore
+    from islesbench import models
 
     m = config.model
     is_3d = models.is_3d(m.arch)
@@ -299,9 +295,7 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
 
 def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths) -> dict:
     """Whole-volume validation with checkpoint_last: threshold chosen on training cases, metrics on val."""
-    import keras
-
-    from islesbench import metrics, models
+    from islesbench import models
 
     model = load_checkpoint(paths.checkpoint_last)
     is_3d = models.is_3d(config.model.arch)

@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.config import ExperimentConfig, apply_overrides, profile_config
+from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file
 from islesbench.errors import IslesbenchError
 
 # The record of a benchmark: one file in the runs root, beside the run folders.
@@ -190,14 +190,7 @@ def load_grid(path=None) -> Grid:
     """The paper's grid, or the grid file at `path` (validated)."""
     if path is None:
         return paper_grid()
-    path = Path(path)
-    try:
-        data = json.loads(path.read_text())
-    except FileNotFoundError:
-        raise IslesbenchError(f"grid file {path} does not exist") from None
-    except json.JSONDecodeError as exc:
-        raise IslesbenchError(f"grid file {path} is not valid JSON: {exc}") from None
-    return grid_from_dict(data, source=str(path))
+    return grid_from_dict(read_json_file(path, "grid file"), source=str(path))
 
 
 def _parse_cell(raw, where: str) -> tuple[GridCell | None, list[str]]:
