@@ -37,9 +37,7 @@ def run_command(args) -> int:
     threshold = predictor.threshold if args.threshold is None else args.threshold
     for i, case_files in enumerate(cases, 1):
         t0 = time.time()
-        faults = isles.validate_case(case_files, modalities=predictor.modalities, require_mask=False)
-        if faults:
-            raise IslesbenchError("\n".join(faults))
+        # load_case checks the files as it reads them and raises one line naming case, file and fault
         case = isles.load_case(case_files, modalities=predictor.modalities, with_mask=False)
         prob = predictor.probability(case.volumes)
         target = out if single_file else out / f"{case.case_id}.nii.gz"

@@ -164,39 +164,48 @@ def parse_volume(serialized):
 
 def read_volume_record(path) -> dict:
     """Eagerly read a case's volume record as numpy: image (D,H,W,C), mask (D,H,W) bool, spacing."""
+    raw = _checked_first_record(path)  # one read: the version is checked on the record that is parsed
+    v = parse_volume(raw)
+    return {"image": v["image"].numpy(), "mask": v["mask"].numpy()[..., 0] > 0.5,
+            "case_id": v["case_id"].numpy().decode(), "spacing": tuple(v["spacing"].numpy().tolist())}
+
+
+def _first_record(path):
+    """The first serialised record of a file (IslesbenchError if missing, unreadable or empty)."""
     import tensorflow as tf
 
-    check_record_files([path])
-    for raw in tf.data.TFRecordDataset(str(path)).take(1):
-        v = parse_volume(raw)
-        return {"image": v["image"].numpy(), "mask": v["mask"].numpy()[..., 0] > 0.5,
-                "case_id": v["case_id"].numpy().decode(), "spacing": tuple(v["spacing"].numpy().tolist())}
-    raise IslesbenchError(f"{path}: volume record file is empty")
-
-
-def record_version(path) -> int:
-    """The schema version of the first record in a file (IslesbenchError if unreadable or empty)."""
-    import tensorflow as tf
-
+    if not Path(path).exists():
+        raise IslesbenchError(f"{path}: record file is missing; re-run `islesbench prepare`")
     try:
         for raw in tf.data.TFRecordDataset(str(path)).take(1):
-            ex = tf.train.Example.FromString(raw.numpy())
-            values = ex.features.feature[F_VERSION].int64_list.value
-            if not values:
-                raise IslesbenchError(f"{path}: not an islesbench record (no {F_VERSION} feature)")
-            return int(values[0])
+            return raw
     except tf.errors.OpError as exc:
         raise IslesbenchError(f"{path}: unreadable TFRecord file ({exc.message.splitlines()[0]})") from None
     raise IslesbenchError(f"{path}: record file is empty")
 
 
+def record_version(path, raw=None) -> int:
+    """The schema version of the first record in a file (IslesbenchError if unreadable or empty)."""
+    import tensorflow as tf
+
+    raw = _first_record(path) if raw is None else raw
+    values = tf.train.Example.FromString(raw.numpy()).features.feature[F_VERSION].int64_list.value
+    if not values:
+        raise IslesbenchError(f"{path}: not an islesbench record (no {F_VERSION} feature)")
+    return int(values[0])
+
+
+def _checked_first_record(path):
+    raw = _first_record(path)
+    version = record_version(path, raw)
+    if version != SCHEMA_VERSION:
+        raise IslesbenchError(
+            f"{path}: records have schema version {version}, this islesbench reads version "
+            f"{SCHEMA_VERSION}; re-run `islesbench prepare` on the raw cohort")
+    return raw
+
+
 def check_record_files(paths) -> None:
     """Reject files written with another schema version, naming the file and both versions."""
     for path in paths:
-        if not Path(path).exists():
-            raise IslesbenchError(f"{path}: record file is missing; re-run `islesbench prepare`")
-        version = record_version(path)
-        if version != SCHEMA_VERSION:
-            raise IslesbenchError(
-                f"{path}: records have schema version {version}, this islesbench reads version "
-                f"{SCHEMA_VERSION}; re-run `islesbench prepare` on the raw cohort")
+        _checked_first_record(path)

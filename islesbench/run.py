@@ -92,10 +92,6 @@ def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int) -> manifest
     return prepare_cohort(data_dir, Path(runs_root) / "prepared", folds=num_folds, seed=seed)
 
 
-def _identity(d: dict) -> dict:
-    return {k: v for k, v in d.items() if k not in _IGNORED_FOR_IDENTITY}
-
-
 def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all", num_folds: int = 5,
                       force: bool = False) -> Path:
     """Train and validate `config` on the requested folds; return the run folder."""
@@ -115,12 +111,13 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid}
-    record = {**config.to_dict(), **extras}
+    record = json.loads(json.dumps({**config.to_dict(), **extras}))  # as it reads back from config.json
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         previous = json.loads(config_file.read_text())
-        if _identity(previous) != _identity(json.loads(json.dumps(record))):
-            changed = sorted(k for k in set(previous) | set(record) if previous.get(k) != json.loads(json.dumps(record)).get(k))
+        changed = sorted(k for k in set(previous) | set(record)
+                         if k not in _IGNORED_FOR_IDENTITY and previous.get(k) != record.get(k))
+        if changed:
             raise IslesbenchError(
                 f"{run_root} holds a run of a different configuration (differs in: {', '.join(changed)}); "
                 f"use another --out or --name, or --force to replace it")
