@@ -192,19 +192,23 @@ def apply_overrides(config, overrides: dict):
 def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = None) -> ExperimentConfig:
     """The named profile's defaults for `arch`: `quick` (2-core CPU, about a minute a fold) or `paper` (GPU).
 
-    quick sizes each network to what a CPU trains in ~150 steps: U-Net and V-Net at 64², PSPNet at 128²
-    (its output stride 8 leaves 8x8 features at 64², too coarse for small lesions) with a quarter-width
-    ResNet-50 from scratch. ResNet-50 weight files (ImageNet, RadImageNet) fit the full width only, so a
-    PSPNet pretrained from one keeps encoder_width 1.0 (a .keras checkpoint carries its own width).
+    quick sizes each network to what a CPU trains in ~150 steps: U-Net and V-Net at 64²; PSPNet from
+    scratch at 192² with an eighth-width ResNet-50 (its output stride 8 leaves 24x24 logits: at 128² the
+    16x16 logits of a quarter-width encoder cost as much per step and missed lesions under ~2 mL) and a
+    higher learning rate (3e-3). ResNet-50 weight files (ImageNet, RadImageNet) fit the full width only,
+    so a PSPNet pretrained from one keeps encoder_width 1.0, at 128² and lr 1e-3 (fine-tuning); a .keras
+    checkpoint carries its own width.
     """
     if profile == "quick":
         per_arch = {
             "unet": {"model": {"base_width": 16, "depth": 3}, "data": {"input_size": 64}},
             "vnet": {"model": {"base_width": 8, "depth": 3}, "data": {"input_size": 64, "slab_depth": 8},
                      "train": {"batch_size": 2}},  # 2 slabs of 8: the 16 slices a 2-D step sees
-            "pspnet": {"model": {"encoder_width": 1.0 if _resnet50_weights(pretrained) else 0.25,
-                                 "pretrained": pretrained},
-                       "data": {"input_size": 128}, "optimizer": {"learning_rate": 1e-3}},
+            "pspnet": ({"model": {"encoder_width": 1.0, "pretrained": pretrained},
+                        "data": {"input_size": 128}, "optimizer": {"learning_rate": 1e-3}}
+                       if _resnet50_weights(pretrained) else
+                       {"model": {"encoder_width": 0.125, "pretrained": pretrained},
+                        "data": {"input_size": 192}, "optimizer": {"learning_rate": 3e-3}}),
             "threshold": {},
         }
         config = ExperimentConfig(

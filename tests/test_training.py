@@ -129,12 +129,12 @@ def test_the_trained_model_is_the_configured_one():
     from islesbench.config import apply_overrides, profile_config
     from islesbench.training import build_compiled_model
 
-    quarter = profile_config("quick", "pspnet")
-    full = apply_overrides(quarter, {"model": {"encoder_width": 1.0}})
-    small, _ = build_compiled_model(quarter, 5, steps_per_epoch=1)
+    narrow = profile_config("quick", "pspnet")
+    full = apply_overrides(narrow, {"model": {"encoder_width": 1.0}})
+    small, _ = build_compiled_model(narrow, 5, steps_per_epoch=1)
     large, _ = build_compiled_model(full, 5, steps_per_epoch=1)
     assert small.count_params() * 8 < large.count_params()
-    assert small.inputs[0].shape[1:] == (128, 128, 5)
+    assert small.inputs[0].shape[1:] == (192, 192, 5)
     vnet = apply_overrides(profile_config("quick", "vnet"), {"model": {"anisotropic": False, "base_width": 4}})
     model, is_3d = build_compiled_model(vnet, 5, steps_per_epoch=1)
     assert is_3d and all(k == 5 for layer in model.layers if hasattr(layer, "kernel_size")

@@ -12,7 +12,7 @@ islesbench.config) and its range per profile; `applies_to` limits it to some arc
     depth             model.depth                2 .. 4                     3 .. 5                    unet, vnet
     ppm_dropout       model.dropout              0 .. 0.5 (step 0.05)       0 .. 0.5 (step 0.05)      pspnet
     augment_strength  data.augment_strength      0 .. 2 (step 0.25)         0 .. 2 (step 0.25)        all
-    input_size        data.input_size            {64, 96, 128}              {128, 192, 256}           all
+    input_size        data.input_size            {64, 96, 128, 192}         {128, 192, 256}           all
 
 Input sizes larger than the prepared grid are dropped (they only upsample). `space_overrides` (the
 `--space FILE` of `islesbench tune`) narrows or fixes entries: a number or string fixes the value, a
@@ -73,7 +73,7 @@ SEARCH_SPACE = {
     "augment_strength": Param(("data", "augment_strength"), "float",
                               {p: {"min": 0.0, "max": 2.0, "step": 0.25} for p in ("quick", "paper")}),
     "input_size": Param(("data", "input_size"), "choice",
-                        {"quick": {"values": [64, 96, 128]}, "paper": {"values": [128, 192, 256]}}),
+                        {"quick": {"values": [64, 96, 128, 192]}, "paper": {"values": [128, 192, 256]}}),
 }
 
 

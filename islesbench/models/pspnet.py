@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
 PPM_BINS = (1, 2, 3, 6)
@@ -103,7 +104,7 @@ def _conv_bn_relu(x, filters: int, kernel: int, name: str):
 def _classifier(x, inputs, dropout: float, name: str):
     """Dropout, one logit per pixel, bilinear ×8 to the input's size, float32 sigmoid named `name`."""
     x = keras.layers.Dropout(dropout, name=name + "_dropout")(x)
-    x = keras.layers.Conv2D(1, 1, name=name + "_logits")(x)
+    x = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(), name=name + "_logits")(x)
     x = BilinearResizeLike(name=name + "_upsample")([x, inputs])
     return keras.layers.Activation("sigmoid", dtype="float32", name=name)(x)
 

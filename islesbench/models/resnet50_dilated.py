@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import keras
 
+from islesbench.models.initialization import RESIDUAL_GAMMA
+
 # Stage name -> (filters, blocks, stride of the first block, dilation of the 3x3 convolutions).
 STAGES = {
     "conv2": (64, 3, 1, 1),
@@ -46,7 +48,9 @@ def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool
     x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_2_bn")(x)
     x = keras.layers.Activation("relu", name=name + "_2_relu")(x)
     x = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_3_bn")(x)
+    # gamma 0: the block starts as the identity (islesbench.models.initialization).
+    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+                                           gamma_initializer=RESIDUAL_GAMMA, name=name + "_3_bn")(x)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
 
 
@@ -43,6 +44,6 @@ def build_unet(
         x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"unet_up{level}_upconv")(x)
         x = keras.layers.Concatenate(name=f"unet_up{level}_concat")([x, skips[level]])
         x = _double_conv(x, filters, f"unet_up{level}")
-    x = keras.layers.Conv2D(1, 1, name="unet_logits")(x)
+    x = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(), name="unet_logits")(x)
     mask = keras.layers.Activation("sigmoid", dtype="float32", name="mask")(x)
     return keras.Model(inputs, mask, name="unet")

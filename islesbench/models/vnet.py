@@ -24,6 +24,7 @@ import math
 
 import keras
 
+from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
 from keras import ops
 
@@ -132,7 +133,7 @@ def build_vnet(
         up = _prelu(up, f"{name}_upconv_prelu")
         x = keras.layers.Concatenate(name=f"{name}_concat")([up, skips[level]])
         x = _residual_stage(x, up, base_width * 2**level, min(level + 1, 3), kernel(level), name)
-    x = keras.layers.Conv3D(1, 1, name="vnet_logits")(x)
+    x = keras.layers.Conv3D(1, 1, bias_initializer=prior_bias(), name="vnet_logits")(x)
     if z_stride > 1:
         x = DepthCrop(name="vnet_depth_crop")([x, inputs])
     mask = keras.layers.Activation("sigmoid", dtype="float32", name="mask")(x)

@@ -14,6 +14,7 @@ keras = pytest.importorskip("keras")
 
 from islesbench.errors import IslesbenchError  # noqa: E402
 from islesbench.losses import get_loss  # noqa: E402
+from islesbench.models.initialization import LESION_PRIOR  # noqa: E402
 from islesbench.models import (  # noqa: E402
     MODEL_NAMES,
     build_model,
@@ -77,6 +78,25 @@ def test_output_shape(case_id):
         assert y.dtype == np.float32
         assert np.all((y >= 0) & (y <= 1))
     assert model.get_layer("mask").dtype_policy.compute_dtype == "float32"
+
+
+def test_fresh_model_starts_at_the_lesion_prior(case_id):
+    model = _model(case_id)
+    x, _ = _batch(CASES[case_id][2][0], seed=4)
+    y = model.predict(x, verbose=0)
+    # Without the prior bias the median pixel starts near 0.5 (a zero-mean logit).
+    assert np.median(y) < 5 * LESION_PRIOR, np.median(y)
+
+
+def test_fresh_resnet_blocks_start_as_the_identity():
+    stage_input = _model("pspnet").get_layer("conv3_block1_out").output
+    later_blocks = [_model("pspnet").get_layer(f"conv3_block{i}_out").output for i in (2, 3, 4)]
+    probe = keras.Model(_model("pspnet").input, [stage_input, *later_blocks])
+    x, _ = _batch((40, 40, CHANNELS), seed=5)
+    first, *rest = probe.predict(x, verbose=0)
+    assert np.abs(first).max() > 0
+    for out in rest:
+        np.testing.assert_allclose(out, first, atol=1e-6)
 
 
 def test_save_reload_identical(case_id, tmp_path):
