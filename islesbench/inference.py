@@ -33,8 +33,15 @@ def predict_grid(model, image_zhwc: np.ndarray, is_3d: bool, batch_size: int = 8
     else:
         parts = []
         for start in range(0, z, batch_size):
-            o = model.predict_on_batch(x[start:start + batch_size])
-            parts.append(_main_output(o) if isinstance(o, (list, tuple, dict)) else o)
+            chunk = x[start:start + batch_size]
+            n = chunk.shape[0]
+            if n < batch_size:
+                # Every call gets the same batch shape: each new shape retraces the whole network, which
+                # for PSPNet cost seconds per case (slab depths vary 2-22). Inference-mode BN keeps the
+                # zero padding from touching the real slices.
+                chunk = np.concatenate([chunk, np.zeros((batch_size - n, *chunk.shape[1:]), chunk.dtype)])
+            o = model.predict_on_batch(chunk)
+            parts.append((_main_output(o) if isinstance(o, (list, tuple, dict)) else np.asarray(o))[:n])
         out = np.concatenate(parts, axis=0)
     out = np.asarray(out, np.float32)
     if size != g:
