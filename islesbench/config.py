@@ -193,8 +193,8 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
     """The named profile's defaults for `arch`: `quick` (2-core CPU, about a minute a fold) or `paper` (GPU).
 
     quick sizes each network to what a CPU trains in ~150 steps: U-Net and V-Net at 64²; PSPNet from
-    scratch at 192² with an eighth-width ResNet-50 (its output stride 8 leaves 24x24 logits: at 128² the
-    16x16 logits of a quarter-width encoder cost as much per step and missed lesions under ~2 mL) and a
+    scratch at 192² with an eighth-width ResNet-50 (its output stride 8 leaves 24x24 logits; the former
+    quarter width at 128² cost more per step, and its 16x16 logits missed small lesions outright) and a
     higher learning rate (3e-3). ResNet-50 weight files (ImageNet, RadImageNet) fit the full width only,
     so a PSPNet pretrained from one keeps encoder_width 1.0, at 128² and lr 1e-3 (fine-tuning); a .keras
     checkpoint carries its own width.
