@@ -83,13 +83,10 @@ def bench_model(name: str, size: int, args) -> list:
 
     from islesbench.config import ModelConfig
     from islesbench.losses import get_loss
-    from islesbench.models import build_model, is_3d
+    from islesbench.models import build_from_config, is_3d
 
     keras.utils.set_random_seed(0)
-    cfg = ModelConfig(arch=name)
-    kwargs = {"base_width": cfg.base_width, "depth": cfg.depth, "dropout": cfg.dropout,
-              "anisotropic": cfg.anisotropic}
-    model = build_model(name, input_channels=args.channels, input_size=size, **kwargs)
+    model = build_from_config(ModelConfig(arch=name), args.channels, size)
     shape = (args.slab_depth, size, size, args.channels) if is_3d(name) else (size, size, args.channels)
     slices_per_sample = args.slab_depth if is_3d(name) else 1
     rng = np.random.default_rng(0)

@@ -29,7 +29,7 @@ def main() -> None:
     from islesbench import isles
     from islesbench.config import profile_config
     from islesbench.data_prep.synth import make_patient
-    from islesbench.models import build_model
+    from islesbench.models import build_from_config
     from islesbench.predict import Predictor
 
     work = Path(args.work)
@@ -47,9 +47,7 @@ def main() -> None:
         config = profile_config(args.profile, arch)
         fold = work / arch / "fold_0"
         fold.mkdir(parents=True, exist_ok=True)
-        model = build_model(arch, input_channels=len(config.data.modalities), input_size=config.data.input_size,
-                            base_width=config.model.base_width, depth=config.model.depth,
-                            encoder_width=config.model.encoder_width)
+        model = build_from_config(config.model, len(config.data.modalities), config.data.input_size)
         model.save(fold / "checkpoint_best.keras")
         config.save(fold / "config.json", fold=0, grid=256)
         predictor = Predictor.load(fold / "checkpoint_best.keras")

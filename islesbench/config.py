@@ -132,7 +132,7 @@ class ExperimentConfig:
             problems.append(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
         if m.pretrained and m.arch != "pspnet":
             problems.append(f"--pretrained applies to pspnet only (arch is {m.arch})")
-        if m.pretrained and not str(m.pretrained).endswith(".keras") and m.encoder_width != 1.0:
+        if _resnet50_weights(m.pretrained) and m.encoder_width != 1.0:
             problems.append(
                 f"ResNet-50 weights ({m.pretrained}) fit the full-width encoder only, but model.encoder_width is "
                 f"{m.encoder_width} (the quick profile's); use --profile paper or override model.encoder_width=1.0")
@@ -231,6 +231,33 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
 
 def _resnet50_weights(pretrained: str | None) -> bool:
     return bool(pretrained) and not str(pretrained).endswith(".keras")
+
+
+def pretrained_source(value: str | None) -> str | None:
+    """A --pretrained value as the configuration stores it: None (from scratch) for absent, "none" or "scratch"."""
+    return None if (value or "").lower() in ("", "none", "scratch") else value
+
+
+def command_config(*, profile: str, arch: str, loss: str, pretrained: str | None, seed: int,
+                   epochs: int | None = None, name: str | None = None, overrides=()) -> ExperimentConfig:
+    """A command's configuration: the profile's defaults for arch, each overrides dict in order (--config,
+    --hparams), then the command-line flags; validated."""
+    pretrained = pretrained_source(pretrained)
+    config = profile_config(profile, arch, pretrained)
+    for extra in overrides:
+        config = apply_overrides(config, extra)
+    flags = {"model": {"arch": arch, "pretrained": pretrained}, "loss": {"name": loss}, "train": {"seed": seed}}
+    if epochs:
+        flags["train"]["epochs"] = epochs
+    if name:
+        flags["name_override"] = name
+    return apply_overrides(config, flags).validate()
+
+
+def changed_fields(previous: dict, current: dict, ignored=()) -> list:
+    """Top-level keys whose values differ between a record read back from JSON and `current` (as JSON stores it)."""
+    current = json.loads(json.dumps(current))
+    return sorted(k for k in set(previous) | set(current) if k not in ignored and previous.get(k) != current.get(k))
 
 
 def read_json_file(path, what: str):

@@ -14,7 +14,8 @@ import time
 from pathlib import Path
 
 from islesbench import distribute, manifest, results, training
-from islesbench.config import ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, load_config_file, profile_config
+from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
+                               command_config, load_config_file)
 from islesbench.errors import IslesbenchError
 
 # Fields whose change does not change a run's numbers (a resumed run may differ in them).
@@ -43,19 +44,11 @@ def configure_parser(parser) -> None:
 
 def config_from_args(args) -> ExperimentConfig:
     """Profile defaults, then --config, --hparams and the flags, validated."""
-    pretrained = None if (args.pretrained or "").lower() in ("", "none", "scratch") else args.pretrained
-    config = profile_config(args.profile, args.arch, pretrained)
-    if args.config:
-        config = apply_overrides(config, load_config_file(args.config))
+    overrides = [load_config_file(args.config)] if args.config else []
     if args.hparams:
-        config = apply_overrides(config, read_hparams_overrides(args.hparams))
-    flags = {"model": {"arch": args.arch, "pretrained": pretrained}, "loss": {"name": args.loss},
-             "train": {"seed": args.seed}}
-    if args.epochs:
-        flags["train"]["epochs"] = args.epochs
-    if args.name:
-        flags["name_override"] = args.name
-    return apply_overrides(config, flags).validate()
+        overrides.append(read_hparams_overrides(args.hparams))
+    return command_config(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
+                          seed=args.seed, epochs=args.epochs, name=args.name, overrides=overrides)
 
 
 def read_hparams_overrides(path) -> dict:
@@ -111,12 +104,10 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid}
-    record = json.loads(json.dumps({**config.to_dict(), **extras}))  # as it reads back from config.json
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
-        previous = json.loads(config_file.read_text())
-        changed = sorted(k for k in set(previous) | set(record)
-                         if k not in _IGNORED_FOR_IDENTITY and previous.get(k) != record.get(k))
+        changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},
+                                 ignored=_IGNORED_FOR_IDENTITY)
         if changed:
             raise IslesbenchError(
                 f"{run_root} holds a run of a different configuration (differs in: {', '.join(changed)}); "
@@ -137,29 +128,16 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
             config.save(paths.config, fold=k, **extras)
         train_ids, val_ids = splits[k]["train"], splits[k]["val"]
         print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train, {len(val_ids)} val cases", flush=True)
-        if config.model.arch == "threshold":
-            summary = validate_threshold_fold(prepared, val_ids, paths) if chief else None
-        else:
-            training.fit_fold(config, prepared, train_ids, val_ids, paths)
-            summary = training.validate_fold(config, prepared, train_ids, val_ids, paths) if chief else None
-        if distribute.num_workers() == 1:  # a multi-worker strategy must outlive the fold
-            _release_fold_memory()
-        if chief:
+        if config.model.arch != "threshold":
+            summary = training.train_and_validate_fold(config, prepared, train_ids, val_ids, paths)
+        elif chief:
+            summary = validate_threshold_fold(prepared, val_ids, paths)
             training.finish_fold(paths)
+        if chief:
             print(f"{config.name} fold {k}: mean Dice {summary['metrics']['dice']['mean']:.3f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
     return run_root
-
-
-def _release_fold_memory() -> None:
-    """Drop the fold's graphs and models before the next fold (a grid trains dozens in one process)."""
-    import gc
-
-    import keras
-
-    keras.backend.clear_session()
-    gc.collect()
 
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:

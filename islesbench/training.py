@@ -12,7 +12,6 @@ threshold is chosen on the fold's training cases only.
 from __future__ import annotations
 
 import csv
-import dataclasses
 import os
 import re
 import shutil
@@ -66,12 +65,9 @@ def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_pe
     """Build and compile the configured model (inside the caller's strategy scope)."""
     from islesbench import models
 
-    m = config.model
-    is_3d = models.is_3d(m.arch)
-    options = {k: v for k, v in dataclasses.asdict(m).items() if k != "arch"}  # each model takes what it uses
-    model = models.build_model(m.arch, input_channels=input_channels, input_size=config.data.input_size, **options)
+    model = models.build_from_config(config.model, input_channels, config.data.input_size)
     compile_model(model, config, steps_per_epoch)
-    return model, is_3d
+    return model, models.is_3d(config.model.arch)
 
 
 def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
@@ -342,6 +338,35 @@ def write_validation(paths: FoldPaths, prepared: PreparedData, val_ids, probabil
         print(f"[validate {i}/{len(val_ids)}] {case_id}: Dice {row['dice']:.3f}", flush=True)
     metrics.write_case_metrics(rows, paths.metrics_csv, paths.summary_json, extra_summary={"threshold": threshold})
     return metrics.summarize(rows)
+
+
+def train_and_validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids,
+                            paths: FoldPaths, verbose=None) -> dict | None:
+    """One fold, start to finish: train (or continue), validate, mark DONE; the summary on the chief.
+
+    Keras' global state is dropped afterwards (a grid or a search trains dozens of folds in a process),
+    except under a multi-worker strategy, which must outlive the fold.
+    """
+    chief = distribute.is_chief()
+    try:
+        fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
+        summary = validate_fold(config, prepared, train_ids, val_ids, paths) if chief else None
+    finally:
+        if distribute.num_workers() == 1:
+            release_memory()
+    if chief:
+        finish_fold(paths)
+    return summary
+
+
+def release_memory() -> None:
+    """Drop Keras' global state (graphs, models) and collect garbage before the next fold."""
+    import gc
+
+    import keras
+
+    keras.backend.clear_session(free_memory=True)
+    gc.collect()
 
 
 def finish_fold(paths: FoldPaths) -> None:

@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from islesbench.config import ExperimentConfig, apply_overrides, load_config_file, profile_config
+from islesbench.config import (ExperimentConfig, apply_overrides, changed_fields, command_config, load_config_file,
+                               profile_config)
 from islesbench.errors import IslesbenchError
 
 
@@ -51,3 +52,24 @@ def test_config_file_errors(tmp_path):
     bad.write_text("{oops")
     with pytest.raises(IslesbenchError, match="not valid JSON"):
         load_config_file(bad)
+
+
+@pytest.mark.parametrize("flag", [None, "none", "Scratch"])
+def test_command_config_reads_none_and_scratch_as_from_scratch(flag):
+    """`islesbench run` and `islesbench tune` share this: 'none' must not be taken for a weights file."""
+    config = command_config(profile="quick", arch="pspnet", loss="focal", pretrained=flag, seed=0)
+    assert config.model.pretrained is None and config.name == "pspnet-scratch-focal"
+    assert config.model.encoder_width == profile_config("quick", "pspnet").model.encoder_width
+
+
+def test_command_config_applies_overrides_then_flags():
+    config = command_config(profile="quick", arch="unet", loss="ce", pretrained=None, seed=3, epochs=2,
+                            overrides=[{"train": {"epochs": 9, "batch_size": 4}}, {"loss": {"gamma": 1.0}}])
+    assert (config.train.epochs, config.train.batch_size, config.train.seed) == (2, 4, 3)
+    assert config.loss.gamma == 1.0 and config.name == "unet-ce"
+
+
+def test_changed_fields_compares_as_json_stores():
+    saved = json.loads(json.dumps({"data": {"modalities": ("CT",)}, "fold": 1, "grid": 256}))
+    assert changed_fields(saved, {"data": {"modalities": ("CT",)}, "fold": 2, "grid": 256}, ignored=("fold",)) == []
+    assert changed_fields(saved, {"data": {"modalities": ("CT",)}, "fold": 1, "grid": 128}) == ["grid"]

@@ -23,7 +23,6 @@ that hears from no worker for that long stops with a clear message instead of wa
 
 from __future__ import annotations
 
-import gc
 import json
 import os
 import shutil
@@ -38,7 +37,7 @@ from keras_tuner.src.engine import trial as trial_module
 
 from islesbench import results, training
 from islesbench.atomic import write_json_atomic
-from islesbench.config import ExperimentConfig
+from islesbench.config import ExperimentConfig, changed_fields
 from islesbench.errors import IslesbenchError
 from islesbench.manifest import PreparedData
 from islesbench.tuning.search_space import trial_config
@@ -92,25 +91,6 @@ def _rss_mb() -> float:
     return 0.0
 
 
-def release_memory() -> None:
-    """Drop Keras' global state and collect garbage, so the next fold starts from the same footprint."""
-    import keras
-
-    keras.backend.clear_session(free_memory=True)
-    gc.collect()
-
-
-def train_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: results.FoldPaths,
-               verbose=2) -> None:
-    """Train (or continue) and validate one fold in this process, then mark it DONE."""
-    try:
-        training.fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
-        training.validate_fold(config, prepared, train_ids, val_ids, paths)
-    finally:
-        release_memory()
-    training.finish_fold(paths)
-
-
 def _fold_child(config_dict: dict, prepared_root: str, train_ids, val_ids, fold_root: str, verbose) -> None:
     """Entry point of the fold's child process (spawned: a fresh interpreter and TensorFlow)."""
     import ctypes
@@ -120,8 +100,8 @@ def _fold_child(config_dict: dict, prepared_root: str, train_ids, val_ids, fold_
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    train_fold(ExperimentConfig.from_dict(config_dict), PreparedData(prepared_root), train_ids, val_ids,
-               results.FoldPaths(Path(fold_root)), verbose)
+    training.train_and_validate_fold(ExperimentConfig.from_dict(config_dict), PreparedData(prepared_root),
+                                     train_ids, val_ids, results.FoldPaths(Path(fold_root)), verbose)
 
 
 def run_fold_in_child(config: ExperimentConfig, prepared_root, train_ids, val_ids, paths: results.FoldPaths,
@@ -247,9 +227,8 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
     def _claim_trial_dir(self, trial_id: str, config: ExperimentConfig) -> None:
         """Write the trial's config.json; a folder left by a different configuration is replaced."""
         root = self.trial_dir(trial_id)
-        record = json.loads(json.dumps(config.to_dict()))
         cfg_file = root / "config.json"
-        if cfg_file.is_file() and json.loads(cfg_file.read_text()) != record:
+        if cfg_file.is_file() and changed_fields(json.loads(cfg_file.read_text()), config.to_dict()):
             print(f"warning: {root} holds folds of another configuration (a search state was removed?); "
                   f"starting this trial afresh", flush=True)
             shutil.rmtree(root)
@@ -268,7 +247,7 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
         if self.isolate_folds:
             run_fold_in_child(config, self.prepared.root, train_ids, val_ids, paths, self.verbose)
         else:
-            train_fold(config, self.prepared, train_ids, val_ids, paths, self.verbose)
+            training.train_and_validate_fold(config, self.prepared, train_ids, val_ids, paths, self.verbose)
         return fold_dice(paths)
 
     # -- bookkeeping ---------------------------------------------------------------------------------

@@ -20,7 +20,7 @@ import os
 import time
 from pathlib import Path
 
-from islesbench.config import ARCHS, LOSSES, PROFILES, apply_overrides, load_config_file, profile_config
+from islesbench.config import ARCHS, LOSSES, PROFILES, apply_overrides, changed_fields, command_config, load_config_file
 from islesbench.errors import IslesbenchError
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -56,14 +56,9 @@ def configure_parser(parser) -> None:
 
 def base_config_from_args(args):
     """Profile defaults, then --config and the flags, validated (before the trial's values)."""
-    config = profile_config(args.profile, args.arch, args.pretrained)
-    if args.config:
-        config = apply_overrides(config, load_config_file(args.config))
-    flags = {"model": {"arch": args.arch, "pretrained": args.pretrained}, "loss": {"name": args.loss},
-             "train": {"seed": args.seed}}
-    if args.epochs:
-        flags["train"]["epochs"] = args.epochs
-    return apply_overrides(config, flags).validate()
+    return command_config(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
+                          seed=args.seed, epochs=args.epochs,
+                          overrides=[load_config_file(args.config)] if args.config else [])
 
 
 def _distributed_role() -> str:
@@ -77,9 +72,7 @@ def check_settings(out_dir: Path, settings: dict, write: bool) -> None:
     """Refuse to continue a search in OUT made with other settings; record them on first use."""
     path = out_dir / SETTINGS_FILE
     if path.is_file():
-        previous = json.loads(path.read_text())
-        current = json.loads(json.dumps(settings))
-        changed = sorted(k for k in set(previous) | set(current) if previous.get(k) != current.get(k))
+        changed = changed_fields(json.loads(path.read_text()), settings)
         if changed:
             raise IslesbenchError(
                 f"{out_dir} holds a search with other settings (differs in: {', '.join(changed)}); "
@@ -118,7 +111,7 @@ def run_command(args) -> int:
     space_overrides = load_config_file(args.space) if args.space else None
     space = build_search_space(args.arch, args.loss, args.profile, base=base, max_input_size=prepared.grid,
                                space_overrides=space_overrides)
-    settings = {"arch": args.arch, "loss": args.loss, "pretrained": args.pretrained, "tuner": args.tuner,
+    settings = {"arch": args.arch, "loss": args.loss, "pretrained": base.model.pretrained, "tuner": args.tuner,
                 "profile": args.profile, "folds": folds, "seed": args.seed, "epochs": base.train.epochs,
                 "prepared": str(prepared.root.resolve()), "cohort": prepared.cohort_label,
                 "base_config": base.to_dict(), "search_space": space.get_config()}

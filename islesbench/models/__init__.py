@@ -56,10 +56,12 @@ def build_model(name: str, *, input_channels: int, input_size: int | None = None
     if name == "pspnet":
         from islesbench.models.pspnet import build_pspnet
 
+        from islesbench.config import pretrained_source
+
         pretrained = options.pop("pretrained", None)
         aux_weight = float(options.pop("aux_weight", 0.0))
         model = build_pspnet(input_channels, input_size, aux=aux_weight > 0, **options)
-        if pretrained and str(pretrained).lower() not in ("none", "scratch"):
+        if pretrained_source(pretrained):
             from islesbench.models.pretrained import load_encoder_weights
 
             load_encoder_weights(model, str(pretrained))
@@ -73,6 +75,12 @@ def build_model(name: str, *, input_channels: int, input_size: int | None = None
     from islesbench.models.vnet import build_vnet
 
     return build_vnet(input_channels, input_size, **options)
+
+
+def build_from_config(model_config, input_channels: int, input_size: int | None = None):
+    """The model a ModelConfig describes: every field reaches `build_model` (each model takes what it uses)."""
+    options = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "arch"}
+    return build_model(model_config.arch, input_channels=input_channels, input_size=input_size, **options)
 
 
 def is_3d(name: str) -> bool:

@@ -28,4 +28,3 @@ def prior_bias(prior: float = LESION_PRIOR):
     if not 0.0 < prior < 1.0:
         raise ValueError(f"prior must be in (0, 1), not {prior}")
     return keras.initializers.Constant(-math.log((1.0 - prior) / prior))
-

@@ -34,8 +34,10 @@ def is_encoder_layer_name(name: str) -> bool:
 
 
 def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool, name: str):
-    # `filters` arrives already scaled by the encoder width.
-    """keras.applications' `block1` (ResNet v1 bottleneck, stride on the first 1×1) with a dilated 3×3."""
+    """keras.applications' `block1` (ResNet v1 bottleneck, stride on the first 1×1) with a dilated 3×3.
+
+    `filters` arrives already scaled by the encoder width.
+    """
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
         shortcut = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_0_bn")(shortcut)
@@ -65,7 +67,7 @@ def resnet50_dilated(inputs, width: float = 1.0) -> dict:
 
     conv2 is at 1/4 of the input, conv3–conv5 at 1/8 (H and W must be divisible by 8). `width` scales
     every layer's channels (1.0 is ResNet-50 itself, the only width pretrained ResNet-50 weights fit;
-    the quick CPU profile uses 0.25, a sixteenth of the FLOPs, with the same depth and dilations).
+    the quick CPU profile uses 0.125, about a sixtieth of the FLOPs, with the same depth and dilations).
     """
     x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(scaled(64, width), 7, strides=2, name="conv1_conv")(x)
