@@ -58,8 +58,10 @@ def augment(image, mask, seed, strength: float = 1.0):
     """
     seeds = tf.random.experimental.stateless_split(seed, num=5)
     both = tf.concat([image, mask], axis=-1)
-    both = tf.image.stateless_random_flip_left_right(both, seeds[0])
-    both = tf.image.stateless_random_flip_up_down(both, seeds[1])
+    # One draw per element, applied to the whole tensor: tf.image's random flips treat the leading axis
+    # of a rank-4 tensor as a batch and would flip each slice of a slab on its own.
+    both = _stateless_flip(both, seeds[0], axis=-2)  # left-right (width)
+    both = _stateless_flip(both, seeds[1], axis=-3)  # up-down (height)
     if strength > 0:
         size = tf.shape(both)[-2]
         scale = tf.random.stateless_uniform([], seeds[2], 1 - 0.1 * strength, 1 + 0.1 * strength)
@@ -73,6 +75,12 @@ def augment(image, mask, seed, strength: float = 1.0):
         shift = tf.random.stateless_uniform([channels], seeds[4], -0.05 * strength, 0.05 * strength)
         image = image * gain + shift
     return image, mask
+
+
+def _stateless_flip(x, seed, axis: int):
+    """`x` reversed along `axis` with probability 1/2 (one seeded draw for the whole tensor)."""
+    flip = tf.random.stateless_uniform([], seed) < 0.5
+    return tf.cond(flip, lambda: tf.reverse(x, axis=[axis]), lambda: x)
 
 
 def _with_seeds(ds, seed: int):
