@@ -19,7 +19,7 @@ import numpy as np
 
 from islesbench import isles, manifest, preprocessing, records
 from islesbench.atomic import remove_stale_temporaries, write_json_atomic
-from islesbench.config import DEFAULT_MODALITIES
+from islesbench.config import DEFAULT_MODALITIES, read_json_file
 from islesbench.errors import CohortError, IslesbenchError
 from islesbench.data_prep import patients as patients_mod
 
@@ -222,15 +222,46 @@ def _progress(i, n, entry, seconds):
 
 
 def _write_splits_if_needed(paths, patient_of, entries, folds, seed):
-    """Keep an existing (possibly user-edited) splits.json when it covers exactly these cases."""
+    """Keep splits.json when it still fits this cohort; regenerate or refuse (with the reason) when not.
+
+    Kept: it covers exactly these cases with `folds` folds, was made with this seed and patient mapping,
+    or was edited by hand (its folds differ from the ones it was generated with) and still groups by
+    patient. Regenerated: a generated split whose seed, patient mapping, folds or cases changed. Refused:
+    a hand-edited split that no longer fits, or that puts one patient on both sides.
+    """
     if paths.splits.is_file():
-        existing = json.loads(paths.splits.read_text())
-        covered = {c for f in existing["folds"] for c in f["val"]}
-        if covered == set(patient_of) and len(existing["folds"]) == folds:
+        existing = read_json_file(paths.splits, "splits file")
+        if not isinstance(existing, dict) or not isinstance(existing.get("folds"), list):
+            raise IslesbenchError(f"{paths.splits}: expected an object with a 'folds' list")
+        stale = _stale_split_reasons(existing, patient_of, folds, seed)
+        edited = existing.get("folds_fingerprint") not in (None, manifest.fingerprint(existing.get("folds")))
+        if not stale:
+            manifest.check_folds_by_patient(existing["folds"], patient_of, paths.splits)
             print(f"keeping existing {paths.splits}", flush=True)
             return
+        if edited:
+            raise IslesbenchError(f"{paths.splits} was edited by hand but no longer fits: {'; '.join(stale)} "
+                                  "(delete it to regenerate, or fix it)")
+        print(f"regenerating {paths.splits}: {'; '.join(stale)}", flush=True)
     lesion = {c: entries[c]["lesion_volume_ml"] or 0.0 for c in patient_of}
     fold_list = patients_mod.patient_grouped_folds(patient_of, lesion, folds, seed)
-    manifest.write_splits(paths, fold_list, seed, "patient-grouped, stratified by lesion volume")
+    manifest.write_splits(paths, fold_list, seed, "patient-grouped, stratified by lesion volume", patient_of)
     for k, f in enumerate(fold_list):
         print(f"fold {k}: {len(f['train'])} train / {len(f['val'])} val cases", flush=True)
+
+
+def _stale_split_reasons(existing: dict, patient_of: dict, folds: int, seed: int) -> list[str]:
+    """Why an existing splits.json does not fit this cohort, seed and patient mapping (empty: it fits)."""
+    reasons = []
+    existing_folds = existing.get("folds") or []
+    covered = {c for f in existing_folds for c in f.get("val", [])}
+    if covered != set(patient_of):
+        reasons.append("it covers other cases")
+    if len(existing_folds) != folds:
+        reasons.append(f"it has {len(existing_folds)} folds, not {folds}")
+    if existing.get("seed") != seed:
+        reasons.append(f"it was made with seed {existing.get('seed')}, not {seed}")
+    recorded = existing.get("patients_fingerprint")
+    if recorded is None or recorded != manifest.fingerprint(patient_of):
+        reasons.append("the patient mapping changed" if recorded else "it records no patient mapping")
+    return reasons

@@ -108,7 +108,13 @@ class PreparedData:
             overlap = sorted(set(fold["train"]) & set(fold["val"]))
             if overlap:
                 raise IslesbenchError(f"{self.paths.splits}: fold {k} has cases in both train and val: {overlap}")
+        if self.paths.patients.is_file():
+            check_folds_by_patient(folds, self.patients(), self.paths.splits)
         return folds
+
+    def patients(self) -> dict:
+        """case -> patient, as `prepare` recorded it in patients.json."""
+        return dict(json.loads(self.paths.patients.read_text())["patients"])
 
     def slice_files(self, case_ids) -> list:
         return [str(self.paths.slices_file(c)) for c in case_ids]
@@ -117,9 +123,35 @@ class PreparedData:
         return [str(self.paths.volume_file(c)) for c in case_ids]
 
 
-def write_splits(paths: PreparedPaths, folds: list, seed: int, method: str) -> None:
-    """Write splits.json (nnU-Net's splits_final.json, with the seed and method recorded)."""
-    write_json_atomic(paths.splits, {"seed": seed, "method": method, "folds": folds})
+def check_folds_by_patient(folds: list, patient_of: dict, source) -> None:
+    """Refuse folds in which one patient has a case in training and another in validation."""
+    for k, fold in enumerate(folds):
+        val_patients = {patient_of.get(c, c) for c in fold["val"]}
+        leaked = sorted(c for c in fold["train"] if patient_of.get(c, c) in val_patients)
+        if leaked:
+            patient = patient_of.get(leaked[0], leaked[0])
+            raise IslesbenchError(
+                f"{source}: fold {k} puts patient {patient} in training ({', '.join(leaked)}) and validation; "
+                "a patient's slabs must share a fold (edit the file or delete it and re-run `islesbench prepare`)")
+
+
+def fingerprint(data) -> str:
+    """A short, stable hash of JSON-able data (to tell whether splits.json was generated from it)."""
+    import hashlib
+
+    return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def write_splits(paths: PreparedPaths, folds: list, seed: int, method: str, patients: dict | None = None) -> None:
+    """Write splits.json (nnU-Net's splits_final.json) with the seed, method and what it was made from.
+
+    `patients_fingerprint` and `folds_fingerprint` let `prepare` tell a stale split (seed or patient
+    mapping changed) from one a user edited on purpose.
+    """
+    record = {"seed": seed, "method": method, "folds": folds, "folds_fingerprint": fingerprint(folds)}
+    if patients is not None:
+        record["patients_fingerprint"] = fingerprint(patients)
+    write_json_atomic(paths.splits, record)
 
 
 def write_manifest(paths: PreparedPaths, manifest: dict) -> None:

@@ -122,3 +122,84 @@ def test_same_seed_gives_identical_records(tiny_cohort, tiny_prepared, tmp_path)
     for name in ("case_1.slices.tfrecord", "case_6.volume.tfrecord"):
         assert (out / "records" / name).read_bytes() == (tiny_prepared.paths.records_dir / name).read_bytes()
     assert json.loads((out / "splits.json").read_text()) == json.loads(tiny_prepared.paths.splits.read_text())
+
+
+def _copy_prepared(tiny_prepared, tmp_path):
+    out = tmp_path / "prep"
+    shutil.copytree(tiny_prepared.root, out)
+    return out
+
+
+def _patient_csv(tmp_path, mapping):
+    path = tmp_path / "patients.csv"
+    path.write_text("case,patient\n" + "".join(f"{c},{p}\n" for c, p in mapping.items()))
+    return path
+
+
+def test_changed_seed_regenerates_the_split(tiny_cohort, tiny_prepared, tmp_path, capsys):
+    out = _copy_prepared(tiny_prepared, tmp_path)
+    capsys.readouterr()
+    prepared = prepare_cohort(tiny_cohort, out, folds=2, seed=5, grid=48)
+    assert "regenerating" in capsys.readouterr().out
+    assert json.loads((out / "splits.json").read_text())["seed"] == 5
+    fresh = prepare_cohort(tiny_cohort, tmp_path / "fresh", folds=2, seed=5, grid=48)
+    assert prepared.splits() == fresh.splits()
+
+
+def test_changed_patient_mapping_regenerates_a_split_that_would_leak(tiny_cohort, tiny_prepared, tmp_path):
+    out = _copy_prepared(tiny_prepared, tmp_path)
+    cases = sorted(json.loads((out / "patients.json").read_text())["patients"])
+    # the old folds put case_1 and case_2 in different folds; now they are declared one patient
+    folds = tiny_prepared.splits()
+    a = next(c for c in folds[0]["val"])
+    b = next(c for c in folds[1]["val"])
+    mapping = {c: f"p_{c}" for c in cases}
+    mapping[a] = mapping[b] = "p_shared"
+    prepared = prepare_cohort(tiny_cohort, out, folds=2, seed=0, grid=48, patients_csv=_patient_csv(tmp_path, mapping))
+    for fold in prepared.splits():
+        assert (a in fold["val"]) == (b in fold["val"])
+
+
+def test_a_split_that_puts_one_patient_on_both_sides_is_refused(tiny_cohort, tiny_prepared, tmp_path):
+    from islesbench.errors import IslesbenchError
+    from islesbench.manifest import PreparedData
+
+    out = _copy_prepared(tiny_prepared, tmp_path)
+    patients = json.loads((out / "patients.json").read_text())["patients"]
+    pair = next(p for p in set(patients.values()) if list(patients.values()).count(p) == 2)
+    a, b = sorted(c for c, p in patients.items() if p == pair)
+    split = json.loads((out / "splits.json").read_text())
+    for fold in split["folds"]:  # a hand edit that moves b away from a
+        fold["val"] = [c for c in fold["val"] if c != b]
+        fold["train"] = [c for c in fold["train"] if c != b]
+        if a in fold["val"]:
+            fold["train"].append(b)
+        else:
+            fold["val"].append(b)
+    (out / "splits.json").write_text(json.dumps(split))
+    with pytest.raises(IslesbenchError, match=f"patient {pair}"):
+        PreparedData(out).splits()
+    with pytest.raises(IslesbenchError, match="splits.json"):
+        prepare_cohort(tiny_cohort, out, folds=2, seed=0, grid=48)
+
+
+def test_a_hand_edited_split_is_kept_while_it_fits_and_refused_when_the_seed_changes(tiny_cohort, tiny_prepared,
+                                                                                    tmp_path, capsys):
+    from islesbench.errors import IslesbenchError
+
+    out = _copy_prepared(tiny_prepared, tmp_path)
+    patients = json.loads((out / "patients.json").read_text())["patients"]
+    split = json.loads((out / "splits.json").read_text())
+    # move one single-slab patient from fold 0's validation to fold 1's
+    single = next(c for c in split["folds"][0]["val"] if list(patients.values()).count(patients[c]) == 1)
+    split["folds"][0]["val"].remove(single)
+    split["folds"][0]["train"].append(single)
+    split["folds"][1]["train"].remove(single)
+    split["folds"][1]["val"].append(single)
+    (out / "splits.json").write_text(json.dumps(split))
+    capsys.readouterr()
+    prepare_cohort(tiny_cohort, out, folds=2, seed=0, grid=48)
+    assert "keeping existing" in capsys.readouterr().out
+    assert json.loads((out / "splits.json").read_text())["folds"] == split["folds"]
+    with pytest.raises(IslesbenchError, match="edited by hand.*seed 0, not 1"):
+        prepare_cohort(tiny_cohort, out, folds=2, seed=1, grid=48)
