@@ -17,7 +17,8 @@ fields into an affine and zooms. Refused, with one line naming the file and the 
 - more dimensions than the caller expects (`ndim`), after dropping trailing singleton axes.
 
 Kept, as the NIfTI-1 standard says: scl_slope 0 or NaN means the values are stored unscaled (nibabel
-writes NaN by default). Trailing singleton dimensions are dropped: (X, Y, Z, 1) reads as (X, Y, Z).
+writes NaN by default). Trailing singleton dimensions beyond the expected number (default 3) are
+dropped: (X, Y, Z, 1) reads as (X, Y, Z), and a one-slice (X, Y, 1) stays 3-D.
 """
 
 from __future__ import annotations
@@ -61,7 +62,7 @@ class NiftiInfo:
     """A checked header: what the file holds, where, and its geometry. Nothing of the data is read."""
 
     path: Path
-    shape: tuple  # after dropping trailing singleton dimensions
+    shape: tuple  # after dropping trailing singleton dimensions beyond the expected (or third) one
     stored_shape: tuple  # dim[1..dim[0]] as written
     dtype: np.dtype  # on-disk type with the header's byte order
     offset: int  # vox_offset in the (uncompressed) stream
@@ -108,7 +109,7 @@ def read_info(path, ndim: int | None = None, max_bytes: int = MAX_BYTES) -> Nift
             block = stream.read(540)
     except (OSError, EOFError, zlib.error) as exc:
         raise NiftiFileError(path, f"unreadable file ({_describe(exc)})") from None
-    info = _parse_header(path, block, compressed, max_bytes)
+    info = _parse_header(path, block, compressed, max_bytes, keep_dims=ndim or 3)
     if ndim is not None and len(info.shape) != ndim:
         raise NiftiFileError(path, f"wrong number of dimensions: shape {info.shape}, expected {ndim}-D")
     if not compressed:
@@ -183,7 +184,7 @@ def _read_exactly(stream, offset: int, nbytes: int, path: Path) -> bytearray:
     return body
 
 
-def _parse_header(path: Path, block: bytes, compressed: bool, max_bytes: int) -> NiftiInfo:
+def _parse_header(path: Path, block: bytes, compressed: bool, max_bytes: int, keep_dims: int) -> NiftiInfo:
     import nibabel as nib
 
     if len(block) < 348:
@@ -236,8 +237,8 @@ def _parse_header(path: Path, block: bytes, compressed: bool, max_bytes: int) ->
     except Exception as exc:  # nibabel raises several types for inconsistent fields
         raise NiftiFileError(path, f"invalid header ({_describe(exc)})") from None
     shape = stored_shape
-    while len(shape) > 1 and shape[-1] == 1:
-        shape = shape[:-1]  # repairable: trailing singleton dimensions
+    while len(shape) > keep_dims and shape[-1] == 1:
+        shape = shape[:-1]  # repairable: trailing singleton dimensions (a one-slice slab stays 3-D)
     return NiftiInfo(path=path, shape=tuple(shape), stored_shape=tuple(stored_shape), dtype=dtype,
                      offset=int(vox_offset), compressed=compressed, affine=affine, zooms=zooms, slope=slope,
                      inter=inter, time_unit=str(time_unit))

@@ -107,3 +107,8 @@ def test_truncation_anywhere_is_one_named_line(tmp_path, suffix):
 def test_missing_file(tmp_path):
     with pytest.raises(nifti_io.NiftiFileError, match="does not exist"):
         nifti_io.read_image(tmp_path / "nope.nii.gz")
+
+
+def test_one_slice_slab_stays_3d(tmp_path):
+    isles.save_nifti(tmp_path / "one.nii.gz", np.ones((4, 5, 1), np.float32), AFFINE)
+    assert nifti_io.read_image(tmp_path / "one.nii.gz")[0].shape == (4, 5, 1)
