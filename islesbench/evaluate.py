@@ -98,17 +98,31 @@ def evaluate_folder(
 
 def evaluate_pair(pair: CasePair, threshold: float = 0.5) -> dict:
     """`case_metrics` of one matched pair, the spacing taken from the reference header."""
-    import nibabel as nib
     import numpy as np
 
+    from islesbench import nifti_io
     from islesbench.metrics import case_metrics
 
-    ref_img = nib.load(str(pair.ref))
-    pred_img = nib.load(str(pair.pred))
-    ref = _spatial(np.asanyarray(ref_img.dataobj)) != 0
-    pred = _spatial(np.asanyarray(pred_img.dataobj)) >= threshold
-    spacing = tuple(float(z) for z in ref_img.header.get_zooms()[: ref.ndim])
-    return case_metrics(pred, ref, spacing)
+    ref = _read_values(pair, pair.ref)
+    pred = _read_values(pair, pair.pred)
+    spacing = nifti_io.read_info(pair.ref).spacing
+    return case_metrics(pred >= threshold, ref != 0, tuple(float(z) for z in spacing[: ref.ndim]))
+
+
+def _read_values(pair: CasePair, path: Path):
+    """A mask's values (scaled float32), 3-D; CaseError naming the file on any fault."""
+    import numpy as np
+
+    from islesbench import nifti_io
+
+    try:
+        info = nifti_io.read_info(path, ndim=3)
+        values = nifti_io.scaled(info, nifti_io.read_raw(info))
+    except nifti_io.NiftiFileError as exc:
+        raise CaseError(pair.case_id, str(path), exc.fault) from None
+    if not np.all(np.isfinite(values)):
+        raise CaseError(pair.case_id, str(path), f"{int(np.count_nonzero(~np.isfinite(values)))} NaN/Inf value(s)")
+    return values
 
 
 def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None) -> list[CasePair]:
@@ -164,15 +178,17 @@ def reference_masks(ref_dir) -> dict[str, Path]:
 
 def check_geometry(pairs: list[CasePair]) -> None:
     """Raise a CaseError (one pair) or CohortError (several) for every shape or affine mismatch."""
-    import nibabel as nib
     import numpy as np
+
+    from islesbench import nifti_io
 
     faults = []
     for pair in pairs:
-        try:
-            pred_img, ref_img = nib.load(str(pair.pred)), nib.load(str(pair.ref))
-        except Exception as exc:  # nibabel raises several unrelated types for unreadable files
-            faults.append(CaseError(pair.case_id, str(pair.pred), f"cannot read the pair: {exc}"))
+        try:  # headers only: every bad file of the cohort is listed before any volume is read
+            pred_img = nifti_io.read_info(pair.pred, ndim=3)
+            ref_img = nifti_io.read_info(pair.ref, ndim=3)
+        except nifti_io.NiftiFileError as exc:
+            faults.append(CaseError(pair.case_id, str(exc.path), exc.fault))
             continue
         pred_shape, ref_shape = _spatial_shape(pred_img.shape), _spatial_shape(ref_img.shape)
         if pred_shape != ref_shape:
