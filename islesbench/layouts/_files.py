@@ -1,0 +1,458 @@
+"""What every layout shares: one case's files, reading and checking NIfTI files, loading and writing.
+
+A layout (islesbench.layouts.isles2018, .isles24) only finds files and names them with islesbench's
+channel names (CT, CT_CBF, CT_CBV, CT_MTT, CT_Tmax, CTA, CT_4DPWI, and OT for the lesion mask); the
+checks, the repairs and the one-line faults below are the same for every layout.
+
+Repaired silently (the data are unambiguous):
+
+- trailing singleton dimensions: a map stored as (X, Y, Z, 1) is read as (X, Y, Z); a PWI series
+  stored as (X, Y, Z, T, 1) as (X, Y, Z, T);
+- a mask whose values are zero and one single positive value -- {0, 1}, {0, 255}, {0, k}, float
+  0./1. -- becomes boolean (value > 0); an all-zero mask is a valid lesion-free mask;
+- affines of the modalities that differ by less than AFFINE_ATOL (float32 header round-off); the
+  first requested map's affine is the case's affine;
+- a PWI frame interval given in ms or us (xyzt_units) is converted to seconds; a missing one is 1 s.
+
+Rejected, one line per fault "<case>: <file>: <fault>" (validate_case lists them all; load_case raises
+CaseError for the first):
+
+- a missing modality (or a missing mask in a TRAINING case), two files for one modality, a modality
+  folder without a NIfTI file;
+- an unreadable, corrupt or truncated file (fewer bytes than the header promises);
+- a wrong number of dimensions (a map that is not 3-D, a PWI series that is not 4-D, after dropping
+  trailing singletons), an empty dimension, a non-positive voxel spacing, a non-finite affine or
+  scaling factor;
+- an orientation that is too oblique to name an axial slice axis (islesbench.preprocessing);
+- a shape or an affine that disagrees with the case's reference map;
+- NaN or Inf voxel values;
+- a mask with negative values or several distinct positive values (labels or interpolated masks:
+  which value is lesion is ambiguous).
+
+Volumes are returned in stored voxel order with the header's scaling applied; reorientation to the
+canonical axial orientation happens in islesbench.preprocessing, which maps every output back.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from islesbench.atomic import atomic_path
+from islesbench.errors import CaseError, IslesbenchError
+
+# islesbench's channel names (ISLES 2018's modality names, plus CTA); every layout maps its files onto them.
+CHANNELS = ("CT", "CTA", "CT_4DPWI", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "OT")
+MAP_CHANNELS = ("CT", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax")  # the default 3-D inputs
+MASK = "OT"
+PWI = "CT_4DPWI"
+# Largest tolerated difference between two modalities' affines: the direction/zoom part (mm per
+# voxel) and the translation (mm). Headers store the affine as float32, so exact equality is too strict.
+AFFINE_ATOL = 1e-3
+ORIGIN_ATOL = 1e-2
+NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_CASE_FOLDER = re.compile(r"^(case_\d+|sub-[A-Za-z0-9]+)$")
+
+
+@dataclass(frozen=True)
+class CaseFiles:
+    """Where one case's files are; `problems` holds layout faults found while discovering it."""
+
+    case_id: str  # "case_12" (ISLES 2018 folder name) or "sub-stroke0001" (BIDS subject)
+    split: str  # "TRAINING" or "TESTING" (or "" for a bare case dir)
+    directory: Path
+    files: dict  # channel -> Path of the .nii / .nii.gz file
+    problems: tuple = ()  # (file, fault) pairs: duplicate modality, modality folder without NIfTI
+    layout: str = "isles2018"
+    patient: str | None = None  # known patient (a BIDS subject); None: inferred from the headers
+    expected: dict = field(default_factory=dict, compare=False)  # channel -> where it was looked for
+
+    def expected_path(self, modality: str) -> Path:
+        """The path pattern a missing modality was looked for under (for fault messages)."""
+        if modality in self.expected:
+            return Path(self.expected[modality])
+        return self.directory / f"SMIR.Brain.XX.O.{modality}.<ID>"
+
+
+@dataclass
+class Case:
+    """One loaded case: float32 volumes with scaling applied, the boolean mask, geometry."""
+
+    case_id: str
+    split: str
+    volumes: dict  # modality -> float32 ndarray (X, Y, Z) ((X, Y, Z, T) for CT_4DPWI)
+    mask: np.ndarray | None  # bool (X, Y, Z), None when not loaded or absent in TESTING
+    affine: np.ndarray  # 4x4 float64 of the reference (first map) image
+    spacing: tuple  # (sx, sy, sz) in mm, from the header zooms
+
+    @property
+    def shape(self) -> tuple:
+        """Spatial shape (X, Y, Z) of the case."""
+        for volume in self.volumes.values():
+            return tuple(volume.shape[:3])
+        return tuple(self.mask.shape) if self.mask is not None else ()
+
+
+def natural_key(name: str) -> list:
+    """Sort key that orders case_2 before case_10."""
+    return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
+
+
+def _open_image(path):
+    """The one place that opens a NIfTI file (swap for islesbench.nifti_io when it exists)."""
+    import nibabel as nib
+
+    return nib.load(str(path), mmap=False)
+
+
+# --------------------------------------------------------------------------------------------------
+# reading and checking one file
+
+
+@dataclass
+class _FileInfo:
+    """What reading one file found: its faults, and (when readable) its geometry and data."""
+
+    path: Path
+    faults: list
+    shape: tuple = ()
+    affine: np.ndarray | None = None
+    spacing: tuple = ()
+    frame_interval: float = 1.0
+    data: np.ndarray | None = None  # float32 scaled, or the raw array for masks
+
+
+def _short(exc: Exception, path=None) -> str:
+    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+    if path is not None:  # the fault line names the file already
+        text = text.replace(f" from {path}", "").replace(str(path), "<file>")
+    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+
+
+def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
+    """Read `path` once, as a 'map' (3-D), 'pwi' (4-D), 'mask' or 'any'; list what is wrong with it."""
+    info = _FileInfo(Path(path), [])
+    try:
+        img = _open_image(path)
+        header = img.header
+        shape = tuple(int(s) for s in img.shape)
+    except Exception as exc:  # nibabel raises many types for a bad header
+        info.faults.append(f"unreadable NIfTI file: bad or truncated header ({_short(exc, path)})")
+        return info
+    if kind == "any":  # read_nifti: 3-D or 4-D, whatever the file holds
+        kind = "pwi" if len(shape) >= 4 and any(s != 1 for s in shape[3:]) else "map"
+    want = 4 if kind == "pwi" else 3
+    if len(shape) > want and all(s == 1 for s in shape[want:]):
+        shape = shape[:want]  # repairable: trailing singleton dimensions
+    if len(shape) != want:
+        info.faults.append(f"wrong number of dimensions: shape {shape}, expected {want}-D")
+        return info
+    if min(shape) < 1:
+        info.faults.append(f"empty dimension in shape {shape}")
+        return info
+    info.shape = shape
+    if not str(path).endswith(".gz"):
+        itemsize = np.dtype(header.get_data_dtype()).itemsize
+        offset = getattr(img.dataobj, "offset", None)  # the loaded header's vox_offset is reset
+        offset = int(header.get_data_offset() if offset is None else offset)
+        needed = offset + int(np.prod(img.shape)) * itemsize
+        size = Path(path).stat().st_size
+        if size < needed:
+            info.faults.append(f"truncated file: {size} bytes, the header needs {needed}")
+            return info
+    affine = np.asarray(img.affine, dtype=np.float64)
+    zooms = tuple(float(z) for z in header.get_zooms())
+    if not np.all(np.isfinite(affine)):
+        info.faults.append("non-finite affine in the header")
+    if len(zooms) < 3 or not all(np.isfinite(z) and z > 0 for z in zooms[:3]):
+        info.faults.append(f"non-positive or non-finite voxel spacing {zooms[:3]}")
+    # nibabel moves scl_slope/scl_inter from the loaded header to the data proxy.
+    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
+    if any(v is not None and not np.isfinite(v) for v in (slope, inter)):
+        info.faults.append(f"non-finite scaling scl_slope={slope}, scl_inter={inter}")
+    if info.faults:
+        return info
+    info.affine, info.spacing = affine, zooms[:3]
+    if kind == "pwi":
+        info.frame_interval = _frame_interval(header, zooms)
+    try:
+        raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
+    except Exception as exc:
+        info.faults.append(f"truncated or corrupt image data ({_short(exc, path)})")
+        return info
+    slope = 1.0 if slope is None else float(slope)
+    inter = 0.0 if inter is None else float(inter)
+    if raw.dtype.kind in "fc" and not np.all(np.isfinite(raw)):
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        info.faults.append(f"{bad} NaN/Inf voxel value(s)")
+        return info
+    if kind == "mask":
+        fault = _mask_fault(raw, slope, inter)
+        if fault:
+            info.faults.append(fault)
+            return info
+        if keep:
+            info.data = (raw * slope + inter) > 0 if (slope, inter) != (1.0, 0.0) else raw > 0
+        return info
+    if keep:
+        data = raw.astype(np.float32)
+        if (slope, inter) != (1.0, 0.0):
+            data = (data * np.float32(slope) + np.float32(inter)).astype(np.float32, copy=False)
+        info.data = data
+    return info
+
+
+def _frame_interval(header, zooms: tuple) -> float:
+    """Seconds between PWI frames from pixdim[4] and xyzt_units; 1.0 when not recorded."""
+    if len(zooms) < 4 or not np.isfinite(zooms[3]) or zooms[3] <= 0:
+        return 1.0
+    unit = header.get_xyzt_units()[1]
+    factor = {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
+    return float(zooms[3]) * factor
+
+
+def _mask_fault(raw: np.ndarray, slope: float, inter: float) -> str | None:
+    """Why a mask is not (repairably) binary, or None."""
+    values = raw if (slope, inter) == (1.0, 0.0) else raw * slope + inter
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return None
+    lo, hi = nonzero.min(), nonzero.max()
+    if lo < 0:
+        return f"mask is not binary: negative value {lo:g}"
+    if lo != hi:
+        distinct = np.unique(nonzero)
+        shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if distinct.size > 5 else "")
+        return f"mask is not binary: {distinct.size} distinct positive values ({shown})"
+    return None
+
+
+# --------------------------------------------------------------------------------------------------
+# validating and loading a case
+
+
+def _kind(modality: str) -> str:
+    return "pwi" if modality == PWI else "mask" if modality == MASK else "map"
+
+
+def _check_case(case: CaseFiles, modalities, mask_mode: str, keep: bool) -> tuple[list, dict]:
+    """Faults of a case and the per-modality file info; mask_mode is 'require', 'optional' or 'skip'."""
+    faults = [f"{case.case_id}: {file}: {fault}" for file, fault in case.problems]
+    wanted = list(dict.fromkeys(m for m in modalities if m != MASK))
+    if mask_mode == "require" or (mask_mode == "optional" and MASK in case.files):
+        wanted.append(MASK)
+    unknown = [m for m in wanted if m not in CHANNELS]
+    if unknown:
+        raise IslesbenchError(f"unknown modality {unknown[0]!r}; known: {', '.join(CHANNELS)}")
+    infos: dict = {}
+    for modality in wanted:
+        path = case.files.get(modality)
+        if path is None:
+            faults.append(f"{case.case_id}: {case.expected_path(modality)}: missing modality {modality}")
+            continue
+        info = _inspect(path, _kind(modality), keep)
+        faults += [f"{case.case_id}: {path}: {fault}" for fault in info.faults]
+        if not info.faults:
+            infos[modality] = info
+    reference = next((infos[m] for m in wanted if m in infos and _kind(m) == "map"), None)
+    if reference is None:
+        reference = next(iter(infos.values()), None)
+    if reference is not None:
+        from islesbench.preprocessing import orientation_fault
+
+        fault = orientation_fault(reference.affine)
+        if fault:
+            faults.append(f"{case.case_id}: {reference.path}: {fault}")
+        for modality, info in list(infos.items()):
+            if info is reference:
+                continue
+            where = f"{case.case_id}: {info.path}"
+            if info.shape[:3] != reference.shape[:3]:
+                faults.append(
+                    f"{where}: shape {info.shape[:3]} disagrees with {reference.path.name} {reference.shape[:3]}"
+                )
+                del infos[modality]
+            elif not affines_agree(info.affine, reference.affine):
+                diff = float(np.max(np.abs(info.affine - reference.affine)))
+                faults.append(f"{where}: affine disagrees with {reference.path.name} (max difference {diff:.4g})")
+                del infos[modality]
+    return faults, infos
+
+
+def affines_agree(a: np.ndarray, b: np.ndarray) -> bool:
+    """True when two voxel-to-world affines are the same up to header round-off."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    return bool(
+        np.allclose(a[:3, :3], b[:3, :3], rtol=0, atol=AFFINE_ATOL)
+        and np.allclose(a[:3, 3], b[:3, 3], rtol=0, atol=ORIGIN_ATOL)
+    )
+
+
+def _mask_mode(case: CaseFiles, require_mask: bool | None) -> str:
+    if require_mask is None:
+        require_mask = case.split == "TRAINING"
+    return "require" if require_mask else "optional"
+
+
+def validate_case(case: CaseFiles, modalities=MAP_CHANNELS, require_mask: bool | None = None) -> list[str]:
+    """Fault lines "case_N: <file>: <fault>" for `case`; an empty list means it loads cleanly.
+
+    `require_mask` None requires OT for TRAINING cases only; an OT that is present is always checked.
+    Reads every file once (the NaN and mask checks need the values) and keeps none of the data.
+    """
+    faults, _ = _check_case(case, modalities, _mask_mode(case, require_mask), keep=False)
+    return faults
+
+
+def load_case(case: CaseFiles, modalities=MAP_CHANNELS, with_mask: bool = True) -> Case:
+    """Load a case's volumes (float32, scaled, stored voxel order) and mask; CaseError on any fault.
+
+    With `with_mask`, OT is required for TRAINING cases and loaded when present otherwise.
+    """
+    mode = _mask_mode(case, None) if with_mask else "skip"
+    faults, infos = _check_case(case, modalities, mode, keep=True)
+    if faults:
+        first = faults[0]
+        more = f" (and {len(faults) - 1} more fault(s) in this case)" if len(faults) > 1 else ""
+        case_id, file, fault = first.split(": ", 2)
+        raise CaseError(case_id, file, fault + more)
+    volumes = {m: infos[m].data for m in dict.fromkeys(modalities) if m != MASK}
+    mask = infos[MASK].data if MASK in infos else None
+    reference = next((infos[m] for m in volumes if _kind(m) == "map"), None)
+    reference = reference or next(iter(infos.values()), None)
+    if reference is None:
+        raise IslesbenchError(f"{case.case_id}: no modality requested")
+    return Case(
+        case_id=case.case_id,
+        split=case.split,
+        volumes=volumes,
+        mask=mask,
+        affine=reference.affine.copy(),
+        spacing=tuple(reference.spacing),
+    )
+
+
+def load_pwi(case: CaseFiles) -> tuple[np.ndarray, float]:
+    """The 4-D perfusion series (X, Y, Z, T) as float32 and the frame interval in seconds."""
+    path = case.files.get(PWI)
+    if path is None:
+        raise CaseError(case.case_id, str(case.expected_path(PWI)), f"missing modality {PWI}")
+    info = _inspect(path, "pwi", keep=True)
+    if info.faults:
+        raise CaseError(case.case_id, str(path), info.faults[0])
+    return info.data, info.frame_interval
+
+
+def load_volume(case: CaseFiles, modality: str) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """One channel of a case (float32 map, or bool for OT) with its affine and spacing; CaseError on a fault.
+
+    For streaming: prepare reads a whole-brain case one channel at a time after validate_case has
+    checked that the channels agree.
+    """
+    path = case.files.get(modality)
+    if path is None:
+        raise CaseError(case.case_id, str(case.expected_path(modality)), f"missing modality {modality}")
+    info = _inspect(path, _kind(modality), keep=True)
+    if info.faults:
+        raise CaseError(case.case_id, str(path), info.faults[0])
+    return info.data, info.affine, tuple(info.spacing)
+
+
+# --------------------------------------------------------------------------------------------------
+# single files
+
+
+def _case_of(path: Path) -> str:
+    for part in reversed(Path(path).parts[:-1]):
+        if _CASE_FOLDER.match(part):
+            return part
+    return Path(path).parent.name or "."
+
+
+def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """(float32 data with scaling applied, 4x4 affine, spacing) of any 3-D or 4-D NIfTI file.
+
+    Raises CaseError naming the enclosing case folder, the file and the fault.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(_case_of(path), str(path), "file does not exist")
+    info = _inspect(path, "any", keep=True)
+    if info.faults:
+        raise CaseError(_case_of(path), str(path), info.faults[0])
+    return info.data, info.affine, tuple(info.spacing)
+
+
+def save_nifti(path, array, affine, spacing=None, dtype=np.float32, scaling: tuple | None = None) -> None:
+    """Write `array` as NIfTI-1 (.nii or .nii.gz by suffix) atomically, with `affine` as sform and qform.
+
+    `spacing` sets the header zooms (append the frame interval in s for 4-D data); by default they
+    come from the affine. `dtype` is the on-disk type. `scaling` = (slope, inter) stores
+    (array - inter) / slope, rounded for integer types; without it an integer dtype stores the
+    rounded values (after a range check). The header is filled deterministically and a .nii.gz is
+    gzipped without a timestamp, so equal inputs give byte-identical files. The affine is kept
+    exactly when it is float32-representable (NIfTI stores it as float32).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise IslesbenchError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
+    array = np.asarray(array)
+    dtype = np.dtype(dtype)
+    affine = np.asarray(affine, dtype=np.float64)
+    if scaling is not None:
+        slope, inter = float(scaling[0]), float(scaling[1])
+        stored = (array.astype(np.float64) - inter) / slope
+    else:
+        slope, inter = float("nan"), float("nan")  # NIfTI: no scaling
+        stored = array
+    if dtype.kind in "iu":
+        if stored.dtype.kind == "b" or stored.dtype.kind in "iu":
+            values = stored
+        else:
+            values = np.rint(stored)
+        info = np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise IslesbenchError(f"{path}: values {values.min():g}..{values.max():g} do not fit {dtype}")
+        stored = values.astype(dtype)
+    else:
+        stored = stored.astype(dtype)
+    # The header and data are serialised by hand: nibabel recomputes scl_slope/scl_inter from an
+    # in-memory array on save, which would drop an explicit `scaling`.
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(stored.shape)
+    header.set_sform(affine, code=1)
+    header.set_qform(affine, code=1)
+    if spacing is not None:
+        zooms = tuple(float(s) for s in spacing)
+        zooms = (zooms + (1.0,) * stored.ndim)[: stored.ndim]
+    else:
+        zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+        zooms = (zooms + (1.0,) * stored.ndim)[: stored.ndim]
+    header.set_zooms(zooms)
+    header.set_xyzt_units("mm", "sec")
+    header["scl_slope"] = slope
+    header["scl_inter"] = inter
+    header["descrip"] = b"islesbench"
+    header["vox_offset"] = 352
+    # Fortran (NIfTI) voxel order, native byte order as the header says.
+    body = np.ascontiguousarray(stored.T)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out:
+                    _write_nifti_body(out, header, body)
+            else:
+                _write_nifti_body(raw, header, body)
+
+
+def _write_nifti_body(stream, header, body: np.ndarray) -> None:
+    stream.write(header.binaryblock)
+    stream.write(b"\x00" * 4)  # no header extensions
+    stream.write(memoryview(body).cast("B"))
