@@ -1,9 +1,11 @@
-"""Validate an ISLES-layout cohort and write slice/volume TFRecords, the manifest and patient-grouped folds.
+"""Validate a cohort (ISLES 2018 or ISLES'24 BIDS layout) and write slice/volume TFRecords, the manifest and patient-grouped folds.
 
 Every case is validated first; without --skip-bad any fault stops the run before anything is written,
 listing all faults at once. Each case is written to temporary names and renamed, its manifest entry last,
 so a re-run skips cases whose records are complete and whose inputs are unchanged, and a killed run
-continues where it stopped. See islesbench.preprocessing for the normalisation and resampling, and
+continues where it stopped. Cases are streamed one at a time, and each case one channel at a time
+(read, normalised, reoriented, resampled, dropped), so a whole-brain cohort fits in a few GiB. See
+islesbench.layouts for the layouts, islesbench.preprocessing for the normalisation and resampling, and
 islesbench.manifest for the layout written.
 """
 
@@ -17,7 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import isles, manifest, preprocessing, records
+from islesbench import isles, layouts, manifest, preprocessing, records
 from islesbench.atomic import remove_stale_temporaries, write_json_atomic
 from islesbench.config import DEFAULT_MODALITIES, read_json_file
 from islesbench.errors import CohortError, IslesbenchError
@@ -27,7 +29,11 @@ SYNTHETIC_MARKER = "synthetic_cohort.json"
 
 
 def configure_parser(parser) -> None:
-    parser.add_argument("--data", required=True, help="raw cohort in the ISLES 2018 layout (TRAINING/ and/or TESTING/)")
+    parser.add_argument("--data", required=True, help="raw cohort: ISLES 2018 (TRAINING/, TESTING/) or ISLES'24 BIDS")
+    layouts.add_layout_argument(parser)
+    parser.add_argument("--slice-mm", type=float, default=None,
+                        help="slice spacing (mm) to resample to; default: the layout's (ISLES 2018: keep every "
+                             "slice; ISLES'24: 4 mm)")
     parser.add_argument("--out", required=True, help="prepared directory to write")
     parser.add_argument("--folds", type=int, default=5, help="number of patient-grouped cross-validation folds")
     parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
@@ -40,6 +46,7 @@ def configure_parser(parser) -> None:
 
 def run_command(args) -> int:
     prepare_cohort(args.data, args.out, folds=args.folds, seed=args.seed, skip_bad=args.skip_bad,
+                   layout=args.layout, slice_mm=args.slice_mm,
                    jobs=args.jobs, grid=args.grid, patients_csv=args.patients,
                    modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
     return 0
@@ -54,10 +61,11 @@ def cohort_label(raw) -> str:
     return raw.resolve().name
 
 
-def input_fingerprint(case: isles.CaseFiles, modalities, grid: int) -> str:
+def input_fingerprint(case: isles.CaseFiles, modalities, grid: int, slice_mm: float | None = None) -> str:
     """Changes when any input file or preparation setting changes."""
     h = hashlib.sha256()
     h.update(json.dumps([records.SCHEMA_VERSION, list(modalities), grid, preprocessing.describe_rules()]).encode())
+    h.update(json.dumps([manifest.MANIFEST_VERSION, slice_mm, preprocessing.CANONICAL_AXCODES]).encode())
     for mod in sorted(case.files):
         st = Path(case.files[mod]).stat()
         h.update(f"{mod}:{Path(case.files[mod]).name}:{st.st_size}:{st.st_mtime_ns}".encode())
@@ -81,42 +89,69 @@ def _case_is_current(paths: manifest.PreparedPaths, case_id: str, fingerprint: s
         return False
 
 
-def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerprint: str) -> dict:
-    """Write one case's slice and volume records, then its manifest entry; return the entry."""
+def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerprint: str,
+                 slice_mm: float | None = None) -> dict:
+    """Write one case's slice and volume records, then its manifest entry; return the entry.
+
+    Streams: the brain mask comes from CBF and CT, then each channel is read, normalised on its own
+    values, reoriented and resampled to the records' grid, and dropped before the next is read.
+    """
     paths = manifest.PreparedPaths(Path(out))
-    c = isles.load_case(case, modalities=modalities, with_mask=case.split != "TESTING")
-    params = preprocessing.normalization_params(c.volumes, modalities)
-    image, mask = preprocessing.case_to_records_arrays(c.volumes, c.mask, modalities, params, grid)
-    spacing = preprocessing.grid_spacing(c.spacing, c.shape[:2], grid)
+    first = layouts.load_volume(case, modalities[0])
+    shape, affine, native_spacing = first[0].shape, first[1], first[2]
+    sampling = preprocessing.plan_sampling(shape, affine, native_spacing, grid, slice_mm)
+    loaded = {modalities[0]: first[0]}
+    del first
+    brain = None
+    if any(preprocessing.RULES.get(m, preprocessing.DEFAULT_RULE)["kind"] != "fixed" for m in modalities):
+        for m in ("CT_CBF", "CT"):
+            if m in modalities and m not in loaded:
+                loaded[m] = layouts.load_volume(case, m)[0]
+        brain = preprocessing.brain_mask({m: loaded[m] for m in ("CT_CBF", "CT") if m in loaded} or loaded)
+    params, channels = {}, []
+    for m in modalities:
+        volume = loaded.pop(m) if m in loaded else layouts.load_volume(case, m)[0]
+        params[m] = preprocessing.channel_params(m, volume, brain)
+        channels.append(preprocessing.channel_to_target(preprocessing.normalize_channel(volume, params[m]), sampling))
+        del volume
+    loaded.clear()
+    image = preprocessing.stack_channels(channels)
+    del channels
+    mask_raw = None
+    if case.split != "TESTING" and isles.MASK in case.files:
+        mask_raw = layouts.load_volume(case, isles.MASK)[0]
+    mask = preprocessing.mask_to_target(mask_raw, sampling)
+    spacing = sampling.grid_spacing
     depth = image.shape[0]
-    records.write_records(paths.slices_file(c.case_id), (
-        records.slice_example(c.case_id, z, depth, image[z], mask[z], spacing) for z in range(depth)))
-    records.write_records(paths.volume_file(c.case_id), [records.volume_example(c.case_id, image, mask, spacing)])
-    voxel_ml = float(np.prod(c.spacing)) / 1000.0
+    records.write_records(paths.slices_file(case.case_id), (
+        records.slice_example(case.case_id, z, depth, image[z], mask[z], spacing) for z in range(depth)))
+    records.write_records(paths.volume_file(case.case_id), [records.volume_example(case.case_id, image, mask, spacing)])
+    voxel_ml = float(np.prod(native_spacing)) / 1000.0
     entry = {
-        "case_id": c.case_id,
+        "case_id": case.case_id,
         "split": case.split or "TRAINING",
         "source": {m: str(Path(p).resolve()) for m, p in sorted(case.files.items())},
-        "shape": list(c.shape),
-        "spacing": list(c.spacing),
-        "affine": np.asarray(c.affine).tolist(),
+        "shape": list(shape),
+        "spacing": list(native_spacing),
+        "affine": np.asarray(affine).tolist(),
         "grid_spacing": list(spacing),
+        "sampling": sampling.to_json(),
         "num_slices": depth,
         "lesion_slices": int(mask.reshape(depth, -1).any(axis=1).sum()),
-        "lesion_volume_ml": float(c.mask.sum()) * voxel_ml if c.mask is not None else None,
+        "lesion_volume_ml": float(mask_raw.sum()) * voxel_ml if mask_raw is not None else None,
         "normalization": params,
-        "records": {"slices": str(paths.slices_file(c.case_id).relative_to(paths.root)),
-                    "volume": str(paths.volume_file(c.case_id).relative_to(paths.root))},
+        "records": {"slices": str(paths.slices_file(case.case_id).relative_to(paths.root)),
+                    "volume": str(paths.volume_file(case.case_id).relative_to(paths.root))},
         "input_fingerprint": fingerprint,
     }
-    write_json_atomic(paths.case_entry_file(c.case_id), entry)
+    write_json_atomic(paths.case_entry_file(case.case_id), entry)
     return entry
 
 
 def _prepare_case_job(job):
-    case, out, modalities, grid, fingerprint = job
+    case, out, modalities, grid, fingerprint, slice_mm = job
     t0 = time.time()
-    entry = prepare_case(case, out, modalities, grid, fingerprint)
+    entry = prepare_case(case, out, modalities, grid, fingerprint, slice_mm)
     return entry, time.time() - t0
 
 
@@ -141,20 +176,34 @@ def validate_cohort(cases, modalities, skip_bad: bool):
 
 
 def prepare_cohort(raw, out, folds: int = 5, seed: int = 0, skip_bad: bool = False, jobs: int = 1,
-                   grid: int = 256, patients_csv=None, modalities=DEFAULT_MODALITIES) -> manifest.PreparedData:
-    """Validate, write records for every case (resuming), then the manifest, patients and splits."""
+                   grid: int = 256, patients_csv=None, modalities=DEFAULT_MODALITIES, layout: str | None = None,
+                   slice_mm: float | None = None) -> manifest.PreparedData:
+    """Validate, write records for every case (resuming), then the manifest, patients and splits.
+
+    `layout` None detects it from `raw`; `slice_mm` None takes the layout's DEFAULT_SLICE_MM.
+    """
     modalities = tuple(modalities)
-    unknown = [m for m in modalities if m not in isles.MAP_MODALITIES]
+    inputs = [m for m in layouts.CHANNELS if m not in (layouts.MASK, layouts.PWI)]
+    unknown = [m for m in modalities if m not in inputs]
     if unknown:
-        raise IslesbenchError(f"unknown modalities {unknown}; choose from {', '.join(isles.MAP_MODALITIES)}")
+        raise IslesbenchError(f"unknown modalities {unknown}; choose from {', '.join(inputs)}")
     if grid % 8 or grid < 32:
         raise IslesbenchError(f"--grid must be a multiple of 8 and >= 32, not {grid}")
-    cases = isles.discover_cohort(raw)
+    layout_module = layouts.resolve(raw, layout)
+    slice_mm = layout_module.DEFAULT_SLICE_MM if slice_mm is None else float(slice_mm)
+    if slice_mm is not None and not slice_mm > 0:
+        raise IslesbenchError(f"--slice-mm must be positive, not {slice_mm}")
+    cases = layout_module.discover_cohort(raw)
+    print(f"layout {layout_module.NAME}: {len(cases)} case(s); slices "
+          + ("kept as stored" if slice_mm is None else f"resampled to {slice_mm:g} mm"), flush=True)
     good = validate_cohort(cases, modalities, skip_bad)
     training = [c for c in good if c.split != "TESTING"]
     if patients_csv:
         patient_of = patients_mod.read_patients_csv(patients_csv, [c.case_id for c in training])
         patient_method = f"from {patients_csv}"
+    elif training and all(c.patient for c in training):
+        patient_of = {c.case_id: c.patient for c in training}
+        patient_method = f"recorded by the {layout_module.NAME} layout (one subject, one patient)"
     else:
         geometries = {c.case_id: patients_mod.slab_geometry(*_geometry(c, modalities)) for c in training}
         patient_of, warnings = patients_mod.infer_patients(geometries)
@@ -176,11 +225,11 @@ def prepare_cohort(raw, out, folds: int = 5, seed: int = 0, skip_bad: bool = Fal
 
     jobs_todo, entries = [], {}
     for case in good:
-        fp = input_fingerprint(case, modalities, grid)
+        fp = input_fingerprint(case, modalities, grid, slice_mm)
         if _case_is_current(paths, case.case_id, fp):
             entries[case.case_id] = json.loads(paths.case_entry_file(case.case_id).read_text())
         else:
-            jobs_todo.append((case, str(paths.root), modalities, grid, fp))
+            jobs_todo.append((case, str(paths.root), modalities, grid, fp, slice_mm))
     print(f"preparing {len(jobs_todo)} case(s), {len(entries)} already done", flush=True)
     t0 = time.time()
     if jobs > 1 and len(jobs_todo) > 1:
@@ -202,9 +251,13 @@ def prepare_cohort(raw, out, folds: int = 5, seed: int = 0, skip_bad: bool = Fal
     write_json_atomic(paths.patients, {"method": patient_method, "patients": patient_of})
     manifest.write_manifest(paths, {
         "schema_version": records.SCHEMA_VERSION,
+        "manifest_version": manifest.MANIFEST_VERSION,
         "source": str(Path(raw).resolve()),
+        "layout": layout_module.NAME,
         "cohort": cohort_label(raw),
         "grid": grid,
+        "slice_mm": slice_mm,
+        "canonical_axcodes": "".join(preprocessing.CANONICAL_AXCODES),
         "modalities": list(modalities),
         "normalization": preprocessing.describe_rules(),
         "cases": [entries[c] for c in order],

@@ -32,8 +32,10 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predicted <case>.nii[.gz] masks")
     parser.add_argument(
         "--ref", required=True, type=Path, metavar="DIR",
-        help="folder of reference <case>.nii[.gz] masks, or an ISLES 2018 layout (root or TRAINING/)",
+        help="folder of reference <case>.nii[.gz] masks, or a cohort: ISLES 2018 (root or TRAINING/) or ISLES'24 BIDS",
     )
+    parser.add_argument("--layout", choices=("isles2018", "isles24"), default=None,
+                        help="layout of a --ref cohort; default: detected from the folder")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where metrics.csv and summary.json go")
     parser.add_argument(
         "--threshold", type=float, default=0.5,
@@ -51,7 +53,8 @@ def run_command(args) -> int:
     from islesbench.metrics import format_summary_table
 
     summary = evaluate_folder(
-        args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted
+        args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted,
+        layout=getattr(args, "layout", None),
     )
     print(format_summary_table(summary))
     print(f"wrote {Path(args.out) / METRICS_CSV} and {Path(args.out) / SUMMARY_JSON}")
@@ -68,7 +71,8 @@ class CasePair:
 
 
 def evaluate_folder(
-    pred_dir, ref_dir, out_dir, *, threshold: float = 0.5, only_predicted: bool = False, cases=None, log=print
+    pred_dir, ref_dir, out_dir, *, threshold: float = 0.5, only_predicted: bool = False, cases=None, log=print,
+    layout: str | None = None,
 ) -> dict:
     """Metrics of every prediction in `pred_dir` against `ref_dir`, written to `out_dir`; returns the summary.
 
@@ -77,7 +81,7 @@ def evaluate_folder(
     """
     from islesbench.metrics import write_case_metrics
 
-    pairs = match_cases(pred_dir, ref_dir, only_predicted=only_predicted, cases=cases)
+    pairs = match_cases(pred_dir, ref_dir, only_predicted=only_predicted, cases=cases, layout=layout)
     if not pairs:
         raise IslesbenchError(f"no predictions to evaluate in {pred_dir}")
     check_geometry(pairs)
@@ -125,7 +129,7 @@ def _read_values(pair: CasePair, path: Path):
     return values
 
 
-def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None) -> list[CasePair]:
+def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None, layout: str | None = None) -> list[CasePair]:
     """Prediction/reference pairs sorted by case; an IslesbenchError listing every unmatched case."""
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     if not pred_dir.is_dir():
@@ -133,7 +137,7 @@ def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None) 
     if not ref_dir.is_dir():
         raise IslesbenchError(f"reference folder {ref_dir} does not exist")
     preds = _nifti_files_by_case(pred_dir)
-    refs = reference_masks(ref_dir)
+    refs = reference_masks(ref_dir, layout)
 
     if cases is not None:
         wanted = sorted(set(map(str, cases)), key=_case_sort_key)
@@ -154,16 +158,16 @@ def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None) 
     return [CasePair(c, preds[c], refs[c]) for c in sorted(preds, key=_case_sort_key)]
 
 
-def reference_masks(ref_dir) -> dict[str, Path]:
-    """case id -> reference mask path, from a flat folder of masks or an ISLES 2018 layout."""
+def reference_masks(ref_dir, layout: str | None = None) -> dict[str, Path]:
+    """case id -> reference mask path, from a flat folder of masks or a cohort layout (islesbench.layouts)."""
     ref_dir = Path(ref_dir)
     flat = _nifti_files_by_case(ref_dir)
     if flat:
         return flat
-    from islesbench.isles import discover_cohort  # only needed for the ISLES layout
+    from islesbench.isles import discover_cohort  # only needed for a cohort layout
 
     refs, faults = {}, []
-    for case in discover_cohort(ref_dir):
+    for case in (discover_cohort(ref_dir, layout) if layout else discover_cohort(ref_dir)):
         mask = case.files.get("OT")
         if mask is None:
             faults.append(f"{case.case_id}: no OT (ground truth) file")

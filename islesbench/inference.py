@@ -55,10 +55,16 @@ def _main_output(outputs):
     return np.asarray(outputs[0])
 
 
-def grid_to_original(prob_zgg: np.ndarray, shape_xyz) -> np.ndarray:
-    """Probability map (X, Y, Z) in the case's original geometry from a grid map (Z, G, G)."""
+def grid_to_original(prob_zgg: np.ndarray, geometry) -> np.ndarray:
+    """Probability map (X, Y, Z) in the case's original geometry from a grid map (Z, G, G).
+
+    `geometry` is the case's preprocessing.Sampling (reorientation and slice resampling undone too;
+    manifest.case_geometry gives it), or, for an unreoriented slab, its stored shape.
+    """
     prob = np.moveaxis(prob_zgg, 0, 2)
-    out = preprocessing.from_grid(prob, tuple(shape_xyz[:2]), order=1)
+    if isinstance(geometry, preprocessing.Sampling):
+        return np.clip(preprocessing.from_target(prob, geometry), 0.0, 1.0).astype(np.float32)
+    out = preprocessing.from_grid(prob, tuple(geometry[:2]), order=1)
     return np.clip(out, 0.0, 1.0).astype(np.float32)
 
 

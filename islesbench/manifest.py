@@ -1,6 +1,7 @@
 """The prepared-data layout: `manifest.json`, `splits.json` and the record files beside them.
 
-    PREP/manifest.json            schema version, source, grid, modalities, normalisation, per-case entries
+    PREP/manifest.json            schema version, manifest version, source, layout, grid, slice spacing,
+                                  modalities, normalisation, per-case entries (with each case's sampling)
     PREP/splits.json              K folds grouped by patient: [{"train": [...], "val": [...]}, ...] (editable)
     PREP/patients.json            case -> patient grouping used for the folds, and how it was found
     PREP/records/<case>.slices.tfrecord, <case>.volume.tfrecord, <case>.json (per-case entry, written last)
@@ -22,6 +23,11 @@ MANIFEST = "manifest.json"
 SPLITS = "splits.json"
 PATIENTS = "patients.json"
 RECORDS_DIR = "records"
+# The manifest's own fields, versioned apart from the records' schema (records.SCHEMA_VERSION):
+# 1 = no `layout`, `slice_mm` or per-case `sampling` (stored voxel order taken as canonical, no slice
+#     resampled); 2 = those fields. A version-1 manifest is read as what it was written as.
+MANIFEST_VERSION = 2
+READABLE_MANIFEST_VERSIONS = (1, 2)
 
 
 @dataclass(frozen=True)
@@ -74,6 +80,11 @@ class PreparedData:
             raise IslesbenchError(
                 f"{self.paths.manifest}: prepared with schema version {version}, this islesbench reads "
                 f"version {records.SCHEMA_VERSION}; re-run `islesbench prepare`")
+        manifest_version = self.manifest.get("manifest_version", 1)
+        if manifest_version not in READABLE_MANIFEST_VERSIONS:
+            raise IslesbenchError(
+                f"{self.paths.manifest}: manifest version {manifest_version}, this islesbench reads "
+                f"{', '.join(map(str, READABLE_MANIFEST_VERSIONS))}; re-run `islesbench prepare`")
         self.cases = {c["case_id"]: c for c in self.manifest["cases"]}
 
     @property
@@ -87,6 +98,16 @@ class PreparedData:
     @property
     def grid(self) -> int:
         return int(self.manifest["grid"])
+
+    @property
+    def layout(self) -> str:
+        """The raw cohort's layout (`isles2018` for manifests written before layouts were recorded)."""
+        return self.manifest.get("layout", "isles2018")
+
+    @property
+    def slice_mm(self) -> float | None:
+        """The slice spacing cases were resampled to (None: every slice kept)."""
+        return self.manifest.get("slice_mm")
 
     @property
     def cohort_label(self) -> str:
@@ -140,6 +161,15 @@ def fingerprint(data) -> str:
     import hashlib
 
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def case_geometry(entry: dict):
+    """How to map a case's grid output back: its preprocessing.Sampling, or (version-1 manifests) its shape."""
+    if "sampling" in entry:
+        from islesbench.preprocessing import Sampling
+
+        return Sampling.from_json(entry["sampling"])
+    return tuple(entry["shape"])
 
 
 def write_splits(paths: PreparedPaths, folds: list, seed: int, method: str, patients: dict | None = None) -> None:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import inference, isles, results
+from islesbench import inference, isles, layouts, preprocessing, results
 from islesbench.training import load_checkpoint
 from islesbench.errors import IslesbenchError
 
@@ -25,11 +25,12 @@ def configure_parser(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder, or a .nii/.nii.gz file for a single case")
     parser.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
     parser.add_argument("--threshold", type=float, default=None, help="override the stored threshold")
+    layouts.add_layout_argument(parser)
 
 
 def run_command(args) -> int:
     predictor = Predictor.load(args.model)
-    cases = isles.discover_cohort(args.input)
+    cases = layouts.discover_cohort(args.input, getattr(args, "layout", None))
     out = Path(args.out)
     single_file = out.name.endswith((".nii", ".nii.gz"))
     if single_file and len(cases) != 1:
@@ -38,16 +39,30 @@ def run_command(args) -> int:
     for i, case_files in enumerate(cases, 1):
         t0 = time.time()
         # load_case checks the files as it reads them and raises one line naming case, file and fault
-        case = isles.load_case(case_files, modalities=predictor.modalities, with_mask=False)
-        prob = predictor.probability(case.volumes)
-        target = out if single_file else out / f"{case.case_id}.nii.gz"
-        isles.save_nifti(target, (prob >= threshold).astype(np.uint8), case.affine, case.spacing, dtype=np.uint8)
+        case = layouts.load_case(case_files, modalities=predictor.modalities, with_mask=False)
+        prob = probability_in_stored_geometry(predictor, case)
+        target = out if single_file else out / layouts.prediction_name(case.case_id)
+        layouts.write_prediction(target, prob >= threshold, case.affine, case.spacing)
         if args.probabilities:
             stem = target.name.split(".nii")[0]
-            isles.save_nifti(target.with_name(f"{stem}_prob.nii.gz"), prob, case.affine, case.spacing)
+            layouts.write_prediction(target.with_name(f"{stem}_prob.nii.gz"), prob, case.affine, case.spacing,
+                                     probabilities=True)
         print(f"[predict {i}/{len(cases)}] {case.case_id}: {int((prob >= threshold).sum())} lesion voxels, "
               f"{time.time() - t0:.2f} s -> {target}", flush=True)
     return 0
+
+
+def probability_in_stored_geometry(predictor, case) -> np.ndarray:
+    """The predictor's probability map for a loaded case, in the case's stored shape and voxel order.
+
+    The volumes go to the canonical orientation and, when the run's data were resampled to a slice
+    spacing (config `slice_mm`), to that slice count, as prepare did; the map comes back the same way.
+    """
+    sampling = preprocessing.plan_sampling(case.shape, case.affine, case.spacing, predictor.grid,
+                                           predictor.config.get("slice_mm"))
+    canonical = {m: preprocessing.to_canonical_volume(v, sampling) for m, v in case.volumes.items()}
+    prob = predictor.probability(canonical)
+    return np.clip(preprocessing.from_canonical_volume(prob, sampling), 0.0, 1.0).astype(np.float32)
 
 
 class Predictor:

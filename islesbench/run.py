@@ -103,7 +103,8 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     chief = distribute.is_chief()
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
-              "prepared": str(prepared.root.resolve()), "grid": prepared.grid}
+              "prepared": str(prepared.root.resolve()), "grid": prepared.grid,
+              "slice_mm": prepared.slice_mm}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},
@@ -147,8 +148,9 @@ def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: res
     training.prepare_fold_dir(paths)
 
     def probability_of(case_id):
-        volumes = load_source_volumes(prepared.cases[case_id], ("CT_CBF", "CT"))
-        return threshold.core_mask(volumes).astype("float32")
+        entry = prepared.cases[case_id]
+        volumes = load_source_volumes(entry, ("CT_CBF", "CT"))
+        return threshold.core_mask(volumes, affine=entry["affine"]).astype("float32")
 
     return training.write_validation(paths, prepared, val_ids, probability_of, threshold=0.5)
 

@@ -25,7 +25,7 @@ import numpy as np
 from islesbench import distribute, inference, isles, records
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import ExperimentConfig
-from islesbench.manifest import PreparedData
+from islesbench.manifest import PreparedData, case_geometry
 from islesbench.results import FoldPaths
 
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
@@ -299,7 +299,8 @@ def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, v
     def case_probability(case_id):
         vol = records.read_volume_record(prepared.paths.volume_file(case_id))
         entry = prepared.cases[case_id]
-        prob = inference.grid_to_original(inference.predict_grid(model, vol["image"], is_3d), entry["shape"])
+        prob = inference.grid_to_original(inference.predict_grid(model, vol["image"], is_3d),
+                                          case_geometry(entry))
         return prob, entry
 
     train_probs, train_masks = [], []
