@@ -103,6 +103,8 @@ class ExperimentConfig:
         if arch == "pspnet":
             parts.append(pretrained_tag(self.model.pretrained))
         parts.append(self.loss.name.replace("+", "-"))
+        if self.train.seed:  # seed 0 keeps the plain name; repeats of a configuration get their own folder
+            parts.append(f"seed{self.train.seed}")
         return "-".join(parts)
 
     def to_dict(self) -> dict:
@@ -222,9 +224,11 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
     if profile == "paper":
         # The paper trains 2-D slices at 256x256 with Adam; epochs, batch and the schedule are not
         # stated and are our choices, documented in the README.
+        # Every model sees 256² and 16 slices a step (V-Net: 2 slabs of 8), so that 2-D vs 3-D and
+        # pretrained vs scratch are matched pairs (README, "Controlled comparisons").
         per_arch = {"unet": {"model": {"base_width": 32, "depth": 4}},
                     "vnet": {"model": {"base_width": 16, "depth": 4}, "train": {"batch_size": 2},
-                             "data": {"input_size": 128}}}
+                             "data": {"slab_depth": 8}}}
         return apply_overrides(ExperimentConfig(model=ModelConfig(arch=arch), profile="paper"), per_arch.get(arch, {}))
     raise IslesbenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
 
@@ -250,8 +254,21 @@ def command_config(*, profile: str, arch: str, loss: str, pretrained: str | None
     if epochs:
         flags["train"]["epochs"] = epochs
     if name:
-        flags["name_override"] = name
+        flags["name_override"] = seeded_name(name, seed)
     return apply_overrides(config, flags).validate()
+
+
+def seeded_name(name: str, seed: int) -> str:
+    """A user-chosen run name for another seed: `name-seed<k>` (seed 0 keeps the name)."""
+    return f"{name}-seed{seed}" if seed else name
+
+
+def base_name(config: dict) -> str:
+    """The name of a run's configuration without its seed suffix (what repeats over seeds share)."""
+    name = str(config.get("name", ""))
+    seed = (config.get("train") or {}).get("seed") or 0
+    suffix = f"-seed{seed}"
+    return name[: -len(suffix)] if seed and name.endswith(suffix) else name
 
 
 def changed_fields(previous: dict, current: dict, ignored=()) -> list:
@@ -267,8 +284,10 @@ def read_json_file(path, what: str):
         return json.loads(path.read_text())
     except FileNotFoundError:
         raise IslesbenchError(f"{what} {path} does not exist") from None
-    except json.JSONDecodeError as exc:
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IslesbenchError(f"{what} {path} is not valid JSON: {exc}") from None
+    except OSError as exc:  # a folder, no permission, an I/O error
+        raise IslesbenchError(f"{what} {path} cannot be read: {exc.strerror or exc}") from None
 
 
 def load_config_file(path) -> dict:

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import distribute, manifest, results, training
+from islesbench import distribute, hparams, manifest, results, training
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
 from islesbench.errors import IslesbenchError
@@ -34,35 +34,42 @@ def configure_parser(parser) -> None:
     parser.add_argument("--profile", choices=PROFILES, default="quick",
                         help="quick: small input, few epochs (CPU minutes); paper: the paper's settings (GPU)")
     parser.add_argument("--config", default=None, help="JSON file of configuration overrides")
-    parser.add_argument("--hparams", default=None, help="best_hparams.json from `islesbench tune`")
+    parser.add_argument("--hparams", default=None,
+                        help="`islesbench tune` result: a best_hparams.json (one search; flagged non-nested when its "
+                             "folds are the ones scored) or a folder of nested searches outer_fold_<k>/ (one per fold)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
     parser.add_argument("--name", default=None, help="run name (default: derived, e.g. pspnet-imagenet-focal)")
     parser.add_argument("--out", default="runs", help="runs folder")
-    parser.add_argument("--seed", type=int, default=0, help="seed of folds, initialisation and augmentation")
+    parser.add_argument("--seed", type=int, default=0,
+                        help="seed of initialisation and augmentation (seed k > 0 runs into NAME-seed<k>)")
+    parser.add_argument("--split-seed", type=int, default=0,
+                        help="seed of the patient-grouped folds when --data is a raw cohort")
     parser.add_argument("--force", action="store_true", help="re-run folds that are already finished")
 
 
-def config_from_args(args) -> ExperimentConfig:
-    """Profile defaults, then --config, --hparams and the flags, validated."""
+def config_from_args(args, tuned: "hparams.TunedHparams | None" = None) -> ExperimentConfig:
+    """Profile defaults, then --config, a single --hparams file and the flags, validated.
+
+    A tuned run is named for it (`hparams.tuned_name`): `<name>-tuned` when each fold used its own
+    nested search, `<name>-tuned-nonnested` when one search chose on the folds that are scored.
+    """
     overrides = [load_config_file(args.config)] if args.config else []
-    if args.hparams:
-        overrides.append(read_hparams_overrides(args.hparams))
-    return command_config(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
-                          seed=args.seed, epochs=args.epochs, name=args.name, overrides=overrides)
-
-
-def read_hparams_overrides(path) -> dict:
-    """The `config_overrides` of a tuning result file."""
-    data = load_config_file(path)
-    if "config_overrides" not in data:
-        raise IslesbenchError(f"{path}: not an `islesbench tune` result (no config_overrides)")
-    return data["config_overrides"]
+    if tuned is not None and tuned.shared is not None:
+        overrides.append(tuned.shared)
+    common = dict(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
+                  epochs=args.epochs, overrides=overrides)
+    name = args.name
+    if name is None and tuned is not None:
+        name = hparams.tuned_name(command_config(seed=0, **common).name, tuned)
+    return command_config(seed=args.seed, name=name, **common)
 
 
 def run_command(args) -> int:
-    config = config_from_args(args)
+    tuned = hparams.read_tuned_hparams(args.hparams) if args.hparams else None
+    config = config_from_args(args, tuned)
     folds = "all" if args.fold == "all" else [_fold_index(args.fold)]
-    run_configuration(config, args.data, args.out, folds=folds, num_folds=args.folds, force=args.force)
+    run_configuration(config, args.data, args.out, folds=folds, num_folds=args.folds, force=args.force,
+                      split_seed=args.split_seed, tuned=tuned)
     return 0
 
 
@@ -73,7 +80,7 @@ def _fold_index(text: str) -> int:
         raise IslesbenchError(f"--fold must be a fold number or `all`, not {text!r}") from None
 
 
-def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int) -> manifest.PreparedData:
+def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0) -> manifest.PreparedData:
     """A prepared directory as is, or a raw cohort prepared (resumably) into RUNS/prepared."""
     data_dir = Path(data_dir)
     if not data_dir.exists():
@@ -86,25 +93,34 @@ def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int) -> manifest
 
 
 def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all", num_folds: int = 5,
-                      force: bool = False) -> Path:
-    """Train and validate `config` on the requested folds; return the run folder."""
+                      force: bool = False, split_seed: int = 0, tuned=None) -> Path:
+    """Train and validate `config` on the requested folds; return the run folder.
+
+    The folds come from the prepared data (a raw cohort is prepared with `split_seed`), never from the
+    training seed, so repeats of a configuration over seeds share their folds. `tuned` (from
+    `hparams.read_tuned_hparams`) applies per-fold hyperparameters of nested searches.
+    """
     config.validate()
     if config.model.pretrained:
         from islesbench.models import pretrained as pretrained_weights
 
         pretrained_weights.check_available(config.model.pretrained)
-    prepared = resolve_prepared(data_dir, runs_root, num_folds, config.train.seed)
+    prepared = resolve_prepared(data_dir, runs_root, num_folds, split_seed)
     config = apply_overrides(config, {"data": {"modalities": list(prepared.modalities)}})
     splits = prepared.splits()
     fold_ids = list(range(len(splits))) if folds == "all" else list(folds)
     bad = [k for k in fold_ids if not 0 <= k < len(splits)]
     if bad:
         raise IslesbenchError(f"fold {bad[0]} does not exist: {prepared.paths.splits} has {len(splits)} folds")
+    if tuned is not None:
+        tuned.check_folds(fold_ids, splits)
     chief = distribute.is_chief()
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid,
-              "slice_mm": prepared.slice_mm}
+              "slice_mm": prepared.slice_mm,
+              "splits_fingerprint": manifest.fingerprint(splits),
+              "tuning": tuned.provenance() if tuned is not None else None}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},
@@ -124,13 +140,14 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
         if force and chief and paths.root.exists():
             shutil.rmtree(paths.root)
         t0 = time.time()
+        fold_config = tuned.fold_config(config, k) if tuned is not None else config
         if chief:
             training.prepare_fold_dir(paths)
-            config.save(paths.config, fold=k, **extras)
+            fold_config.save(paths.config, fold=k, **extras)
         train_ids, val_ids = splits[k]["train"], splits[k]["val"]
         print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train, {len(val_ids)} val cases", flush=True)
         if config.model.arch != "threshold":
-            summary = training.train_and_validate_fold(config, prepared, train_ids, val_ids, paths)
+            summary = training.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths)
         elif chief:
             summary = validate_threshold_fold(prepared, val_ids, paths)
             training.finish_fold(paths)

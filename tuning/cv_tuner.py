@@ -186,8 +186,10 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
     """A KerasTuner tuner whose `run_trial` trains and validates K folds and reports their mean Dice."""
 
     def __init__(self, oracle, *, prepared: PreparedData, base_config: ExperimentConfig, folds: list,
-                 out_dir, worker_timeout: float = 300.0, isolate_folds: bool = True, verbose=2):
+                 out_dir, worker_timeout: float = 300.0, isolate_folds: bool = True, verbose=2, splits=None):
         self.prepared = prepared
+        # The folds to search on: the prepared splits, or (nested tuning) inner folds of one outer fold.
+        self.splits = splits
         self.base_config = base_config
         self.fold_ids = list(folds)
         self.out_dir = Path(out_dir)
@@ -207,7 +209,7 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
         t0 = time.time()
         config = trial_config(self.base_config, trial.hyperparameters.values)
         self._claim_trial_dir(trial.trial_id, config)
-        splits = self.prepared.splits()
+        splits = self.splits if self.splits is not None else self.prepared.splits()
         scores = {}
         with _Heartbeat(self.oracle, trial.trial_id, max(1.0, min(30.0, self.worker_timeout / 4)),
                         enabled=self._is_worker()):

@@ -21,6 +21,7 @@ import time
 from pathlib import Path
 
 from islesbench.config import ARCHS, LOSSES, PROFILES, apply_overrides, changed_fields, command_config, load_config_file
+from islesbench import hparams
 from islesbench.errors import IslesbenchError
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -35,7 +36,11 @@ def configure_parser(parser) -> None:
     parser.add_argument("--tuner", choices=TUNERS, default="random", help="KerasTuner oracle")
     parser.add_argument("--max-trials", type=int, default=10, help="trials in total (a re-run with more adds trials)")
     parser.add_argument("--folds", type=int, default=None, metavar="K",
-                        help="use the first K folds of the prepared splits (default: all)")
+                        help="use the first K folds of the prepared splits (default: all); with --outer-fold, "
+                             "the number of inner folds (default 3)")
+    parser.add_argument("--outer-fold", type=int, default=None, metavar="K",
+                        help="nested tuning: search on inner folds made of outer fold K's training patients only, "
+                             "into OUT/outer_fold_K (give `islesbench run --hparams OUT` every outer fold's search)")
     parser.add_argument("--cv-folds", type=int, default=5, help="folds to split a raw cohort into when preparing it")
     parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or a prepared directory")
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="base configuration and search ranges")
@@ -89,7 +94,7 @@ def run_command(args) -> int:
     from islesbench.tuning.search_space import build_search_space
 
     role = _distributed_role()
-    out_dir = Path(args.out)
+    out_dir = Path(args.out) if args.outer_fold is None else hparams.outer_fold_dir(args.out, args.outer_fold)
     out_dir.mkdir(parents=True, exist_ok=True)
     base = base_config_from_args(args)
     if base.model.pretrained:
@@ -104,6 +109,12 @@ def run_command(args) -> int:
     prepared = resolve_prepared(args.data, out_dir, args.cv_folds, args.seed)
     base = apply_overrides(base, {"data": {"modalities": list(prepared.modalities)}}).validate()
     splits = prepared.splits()
+    outer_val = None
+    if args.outer_fold is not None:
+        if not 0 <= args.outer_fold < len(splits):
+            raise IslesbenchError(f"--outer-fold {args.outer_fold}: {prepared.paths.splits} has {len(splits)} folds")
+        outer_val = sorted(splits[args.outer_fold]["val"])
+        splits = inner_folds(prepared, splits[args.outer_fold]["train"], args.folds or 3, args.seed)
     k = args.folds or len(splits)
     if not 1 <= k <= len(splits):
         raise IslesbenchError(f"--folds {k}: {prepared.paths.splits} has {len(splits)} folds")
@@ -114,14 +125,16 @@ def run_command(args) -> int:
     settings = {"arch": args.arch, "loss": args.loss, "pretrained": base.model.pretrained, "tuner": args.tuner,
                 "profile": args.profile, "folds": folds, "seed": args.seed, "epochs": base.train.epochs,
                 "prepared": str(prepared.root.resolve()), "cohort": prepared.cohort_label,
-                "base_config": base.to_dict(), "search_space": space.get_config()}
+                "base_config": base.to_dict(), "search_space": space.get_config(),
+                "outer_fold": args.outer_fold, "outer_val": outer_val}
     oracle = cv_tuner.make_oracle(args.tuner, space, args.max_trials, args.seed, base.train.epochs)
     check_settings(out_dir, settings, write=role != "worker")
     tuner = cv_tuner.CrossValidatedTuner(oracle, prepared=prepared, base_config=base, folds=folds,
                                          out_dir=out_dir, worker_timeout=args.worker_timeout,
-                                         isolate_folds=not args.in_process)
-    print(f"tune {base.name} ({args.tuner}, {args.max_trials} trials, folds {folds}, {role}) -> {out_dir}",
-          flush=True)
+                                         isolate_folds=not args.in_process,
+                                         splits=splits if args.outer_fold is not None else None)
+    where = f"inner folds {folds} of outer fold {args.outer_fold}" if args.outer_fold is not None else f"folds {folds}"
+    print(f"tune {base.name} ({args.tuner}, {args.max_trials} trials, {where}, {role}) -> {out_dir}", flush=True)
     t0 = time.time()
     try:
         tuner.search()
@@ -132,10 +145,21 @@ def run_command(args) -> int:
             best, rows = outputs.write_outputs(tuner.oracle, out_dir, folds, tuner.project_dir,
                                                {**{k_: settings[k_] for k_ in ("arch", "loss", "pretrained",
                                                                                "tuner", "profile", "seed",
-                                                                               "epochs", "cohort")},
+                                                                               "epochs", "cohort", "outer_fold",
+                                                                               "outer_val")},
                                                 "config_name": base.name}, title)
             _print_summary(best, rows, out_dir, time.time() - t0)
     return 0
+
+
+def inner_folds(prepared, train_ids, k: int, seed: int) -> list:
+    """K patient-grouped, volume-stratified folds of one outer fold's training cases (nested tuning)."""
+    from islesbench.data_prep.patients import patient_grouped_folds
+
+    patients = prepared.patients()
+    patient_of = {c: patients.get(c, c) for c in train_ids}
+    lesion = {c: prepared.cases[c]["lesion_volume_ml"] or 0.0 for c in train_ids}
+    return patient_grouped_folds(patient_of, lesion, k, seed)
 
 
 def _print_summary(best, rows, out_dir: Path, seconds: float) -> None:

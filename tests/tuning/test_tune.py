@@ -97,7 +97,9 @@ def test_run_applies_best_hparams(search, tiny_prepared, tune_inputs, tmp_path):
                    "--data", str(tiny_prepared.root), "--hparams", str(best_file), "--config", str(tune_inputs[0]),
                    "--fold", "0", "--epochs", "1", "--out", str(tmp_path / "runs")])
     assert rc == 0, log
-    config = json.loads((tmp_path / "runs" / "unet-focal" / "config.json").read_text())
+    # the search chose on the very folds the run scores: named and recorded as non-nested
+    config = json.loads((tmp_path / "runs" / "unet-focal-tuned-nonnested" / "config.json").read_text())
+    assert config["tuning"]["nested"] is False and config["tuning"]["source"] == str(best_file)
     o = best["config_overrides"]
     assert config["optimizer"]["learning_rate"] == o["optimizer"]["learning_rate"]
     assert config["optimizer"]["weight_decay"] == o["optimizer"]["weight_decay"]
@@ -105,3 +107,40 @@ def test_run_applies_best_hparams(search, tiny_prepared, tune_inputs, tmp_path):
     assert config["model"]["base_width"] == o["model"]["base_width"] and config["model"]["depth"] == 2
     assert config["data"]["input_size"] == o["data"]["input_size"]
     assert config["data"]["augment_strength"] == o["data"]["augment_strength"]
+
+
+@pytest.fixture(scope="module")
+def nested(tiny_prepared, tune_inputs, tmp_path_factory):
+    """A nested search for outer fold 0: 2 inner folds of fold 0's training patients, one trial."""
+    out = tmp_path_factory.mktemp("nested")
+    rc, log = run(tune_command(tiny_prepared.root, out, tune_inputs, max_trials=1, epochs=1,
+                               extra=("--outer-fold", "0")))
+    return {"out": out, "rc": rc, "log": log}
+
+
+def test_nested_search_never_sees_the_outer_validation_cases(nested, tiny_prepared):
+    assert nested["rc"] == 0, nested["log"]
+    outer = tiny_prepared.splits()[0]
+    best = json.loads((nested["out"] / "outer_fold_0" / "best_hparams.json").read_text())
+    assert best["outer_fold"] == 0 and sorted(best["outer_val"]) == sorted(outer["val"])
+    seen = set()
+    for fold in (nested["out"] / "outer_fold_0" / "trials" / "0").glob("fold_*"):
+        seen |= {r["case"] for r in read_csv(fold / "validation" / "metrics.csv")}
+    assert seen and seen <= set(outer["train"])  # inner validation only ever used outer training cases
+    assert seen == set(outer["train"])  # and every one of them once
+
+
+def test_run_takes_nested_searches_per_outer_fold(nested, tiny_prepared, tune_inputs, tmp_path):
+    argv = ["python", "-m", "islesbench", "run", "--arch", "unet", "--loss", "focal",
+            "--data", str(tiny_prepared.root), "--hparams", str(nested["out"]), "--config", str(tune_inputs[0]),
+            "--epochs", "1", "--out", str(tmp_path / "runs")]
+    rc, log = run(argv + ["--fold", "1"])
+    assert rc == 2 and "no nested search for outer fold(s) [1]" in log
+    rc, log = run(argv + ["--fold", "0"])
+    assert rc == 0, log
+    run_dir = tmp_path / "runs" / "unet-focal-tuned"
+    assert json.loads((run_dir / "config.json").read_text())["tuning"]["nested"] is True
+    best = json.loads((nested["out"] / "outer_fold_0" / "best_hparams.json").read_text())
+    fold_config = json.loads((run_dir / "fold_0" / "config.json").read_text())
+    assert fold_config["model"]["base_width"] == best["config_overrides"]["model"]["base_width"]
+    assert fold_config["data"]["input_size"] == best["config_overrides"]["data"]["input_size"]
