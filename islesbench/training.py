@@ -1,10 +1,14 @@
 """Training and validating one fold: resumable at epoch granularity, validated on whole volumes.
 
-Resume: after every epoch the full model (weights and optimizer state) is saved to
-`backup/epoch_NNNN.keras` through a temporary name; `checkpoint_last.keras` (and `checkpoint_best.keras`
-when validation Dice improves) are then hard-linked to it and older epoch files deleted. After a kill
-at any moment, the newest complete epoch file says exactly which epoch to continue from, and
-`history.csv` is trimmed to the epochs before it. The fold's validation runs on `checkpoint_last`
+Resume: after every epoch one commit makes the epoch's checkpoint, its history row and the
+`checkpoint_last` link visible together. The history with the new row goes to
+`backup/epoch_NNNN.history.csv`, then the full model (weights and optimizer state) to
+`backup/epoch_NNNN.keras`, both through temporary names; the rename of the .keras file is the commit.
+Only then are `history.csv` replaced by the epoch's history, `checkpoint_last.keras` (and
+`checkpoint_best.keras` when validation Dice improves) hard-linked to the epoch file, and older epoch
+files deleted. A kill at any moment leaves either the previous epoch's commit or this one; every
+resume first rolls the newest commit forward (history.csv, links), so a resumed run has exactly one
+history row per completed epoch. The fold's validation runs on `checkpoint_last`
 (the best-on-validation checkpoint would make the reported numbers optimistic) and the probability
 threshold is chosen on the fold's training cases only.
 """
@@ -25,10 +29,12 @@ import numpy as np
 from islesbench import distribute, inference, isles, records
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import ExperimentConfig
+from islesbench.errors import IslesbenchError
 from islesbench.manifest import PreparedData, case_geometry
 from islesbench.results import FoldPaths
 
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
+EPOCH_HISTORY = re.compile(r"^epoch_(\d{4,})\.history\.csv$")
 
 
 def latest_epoch_checkpoint(backup_dir: Path):
@@ -44,13 +50,59 @@ def latest_epoch_checkpoint(backup_dir: Path):
 
 def load_checkpoint(path):
     """Load a full .keras checkpoint; imports the modules that register islesbench's custom objects
-    first (a fresh process resuming a fold has not built a model, so they would be unknown)."""
+    first (a fresh process resuming a fold has not built a model, so they would be unknown).
+    A missing or damaged file is one IslesbenchError naming it."""
     import keras
 
     from islesbench import losses, training_metrics  # noqa: F401  (registration side effects)
     from islesbench.models import pspnet, unet, vnet  # noqa: F401
 
-    return keras.models.load_model(str(path), safe_mode=True)
+    path = Path(path)
+    if not path.is_file():
+        raise IslesbenchError(f"{path}: checkpoint does not exist")
+    try:
+        return keras.models.load_model(str(path), safe_mode=True)
+    except Exception as exc:  # zipfile, h5py, JSON and Keras all raise their own types for a bad file
+        text = " ".join(str(exc).split())[:200]
+        raise IslesbenchError(f"{path}: unreadable Keras checkpoint ({type(exc).__name__}: {text})") from None
+
+
+def epoch_history_file(backup_dir: Path, epochs_done: int) -> Path:
+    """The history (one row per epoch up to `epochs_done`) committed with that epoch's checkpoint."""
+    return Path(backup_dir) / f"epoch_{epochs_done:04d}.history.csv"
+
+
+def recover_last_epoch(paths: FoldPaths) -> int:
+    """Roll the newest committed epoch forward (history.csv, checkpoint_last/best links, old files
+    pruned) after a kill; return the number of completed epochs."""
+    done, latest = latest_epoch_checkpoint(paths.backup_dir)
+    if latest is None:
+        return 0
+    committed = epoch_history_file(paths.backup_dir, done)
+    if committed.is_file():
+        rows = _read_history(committed, before_epoch=done)
+        _publish_epoch(paths, latest, rows, done)
+    else:  # a fold checkpointed before histories were committed with the epoch
+        rows = _read_history(paths.history_csv, before_epoch=done)
+        _write_history(paths.history_csv, rows)
+    return done
+
+
+def _val_score(row: dict):
+    return row.get("val_dice", row.get("val_mask_dice"))
+
+
+def _publish_epoch(paths: FoldPaths, epoch_file: Path, rows: list, done: int) -> None:
+    """Make a committed epoch visible: history.csv, checkpoint_last (and best), older files pruned."""
+    _write_history(paths.history_csv, rows)
+    _link_atomic(epoch_file, paths.checkpoint_last)
+    scores = [(_val_score(r), r["epoch"]) for r in rows if _val_score(r) is not None]
+    if scores and max(scores, key=lambda t: (t[0], -t[1]))[1] == done - 1:
+        _link_atomic(epoch_file, paths.checkpoint_best)  # the first epoch with the best score so far
+    for p in paths.backup_dir.iterdir():
+        m = EPOCH_FILE.match(p.name) or EPOCH_HISTORY.match(p.name)
+        if m and int(m.group(1)) != done:  # older commits, or a history whose checkpoint never landed
+            p.unlink()
 
 
 def _link_atomic(src: Path, dst: Path) -> None:
@@ -103,58 +155,40 @@ def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None
                       metrics=[DiceScore(name="dice")], jit_compile=config.train.jit_compile)
 
 
-def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool, best_so_far: float):
+def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
     import keras
 
-    class EpochCheckpoint(keras.callbacks.Callback):
-        """Full model per epoch, atomically; last/best links; old epoch files pruned."""
-
-        def __init__(self):
-            super().__init__()
-            self.best = best_so_far
-
-        def on_epoch_end(self, epoch, logs=None):
-            logs = logs or {}
-            done = epoch + 1
-            if not chief:
-                # Every worker must save (collective reads); only the chief keeps the file.
-                with tempfile.TemporaryDirectory() as tmpdir:
-                    self.model.save(os.path.join(tmpdir, "worker.keras"))
-                return
-            target = paths.backup_dir / f"epoch_{done:04d}.keras"
-            with atomic_path(target) as tmp:
-                self.model.save(str(tmp))
-            _link_atomic(target, paths.checkpoint_last)
-            score = logs.get("val_dice", logs.get("val_mask_dice"))
-            if score is not None and score > self.best:
-                self.best = float(score)
-                _link_atomic(target, paths.checkpoint_best)
-            for p in paths.backup_dir.iterdir():
-                m = EPOCH_FILE.match(p.name)
-                if m and int(m.group(1)) < done:
-                    p.unlink()
-
-    class HistoryCSV(keras.callbacks.Callback):
-        """history.csv rewritten atomically each epoch, keeping rows of epochs before the resume point."""
+    class EpochCommit(keras.callbacks.Callback):
+        """Per epoch: history and full model committed together (see the module docstring), then shown."""
 
         def __init__(self):
             super().__init__()
             self.rows = _read_history(paths.history_csv, before_epoch=initial_epoch)
 
         def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1
             if not chief:
+                # Every worker must save (collective reads); only the chief keeps the file.
+                with tempfile.TemporaryDirectory() as tmpdir:
+                    self.model.save(os.path.join(tmpdir, "worker.keras"))
                 return
             row = {"epoch": epoch}
             row.update({k: float(v) for k, v in (logs or {}).items()})
             row["time"] = time.time()
-            self.rows.append(row)
-            _write_history(paths.history_csv, self.rows)
+            self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+            paths.backup_dir.mkdir(parents=True, exist_ok=True)
+            _write_history(epoch_history_file(paths.backup_dir, done), self.rows)
+            target = paths.backup_dir / f"epoch_{done:04d}.keras"
+            with atomic_path(target) as tmp:
+                self.model.save(str(tmp))
+            # committed: from here on a kill is rolled forward by recover_last_epoch
+            _publish_epoch(paths, target, self.rows, done)
             try:
                 plot_progress(self.rows, paths.progress_png)
             except Exception as exc:  # a plot must never stop training
                 print(f"warning: progress plot not written: {exc}", file=sys.stderr)
 
-    callbacks = [EpochCheckpoint(), HistoryCSV()]
+    callbacks = [EpochCommit()]
     if chief and _tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(paths.tensorboard_dir), write_graph=False))
     return callbacks
@@ -170,10 +204,15 @@ def _tensorboard_available() -> bool:
 def _read_history(path: Path, before_epoch: int) -> list:
     if not path.is_file():
         return []
-    with path.open(newline="") as f:
-        rows = [{k: float(v) if k != "epoch" else int(float(v)) for k, v in r.items() if v != ""}
-                for r in csv.DictReader(f)]
-    return [r for r in rows if r["epoch"] < before_epoch]
+    try:
+        with path.open(newline="") as f:
+            rows = [{k: float(v) if k != "epoch" else int(float(v)) for k, v in r.items() if v not in ("", None)}
+                    for r in csv.DictReader(f)]
+        rows = [r for r in rows if r["epoch"] < before_epoch]
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError, csv.Error) as exc:
+        raise IslesbenchError(f"{path}: unreadable training history ({type(exc).__name__}: {exc}); "
+                              "delete the fold folder to retrain it") from None
+    return rows
 
 
 def _write_history(path: Path, rows: list) -> None:
@@ -228,11 +267,10 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     keras.utils.set_random_seed(config.train.seed)  # initialisation and dropout; data order has its own seeds
     is_3d = models.is_3d(config.model.arch)
     steps = data.steps_per_epoch(prepared, train_ids, config, is_3d)
-    done, latest = latest_epoch_checkpoint(paths.backup_dir)
+    done = recover_last_epoch(paths) if chief else latest_epoch_checkpoint(paths.backup_dir)[0]
+    latest = latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
         return
-    history = _read_history(paths.history_csv, before_epoch=done)
-    best = max([r.get("val_dice", r.get("val_mask_dice", -1.0)) for r in history] + [-1.0])
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
           f"{len(val_ids)} val cases, {steps} steps per epoch"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
@@ -265,7 +303,7 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     elif val_ids and not distributed:
         val_ds = data.with_targets(data.volume_dataset(prepared, val_ids, config, training=False, batch_size=1), outputs)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
-    callbacks = _make_callbacks(paths, done, chief, best)
+    callbacks = _make_callbacks(paths, done, chief)
     freeze = config.model.freeze_encoder_epochs if config.model.pretrained else 0
     phases = [(done, min(freeze, config.train.epochs), True)] if done < freeze else []
     phases.append((max(done, freeze), config.train.epochs, False))
