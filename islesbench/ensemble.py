@@ -44,8 +44,12 @@ def _validated_cases(run_root: Path) -> dict:
     return cases
 
 
-def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False) -> dict:
-    """Write the ensemble of `run_dirs` into `out_dir` (results layout) and return its summary."""
+def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None, record: dict | None = None) -> dict:
+    """Write the ensemble of `run_dirs` into `out_dir` (results layout) and return its summary.
+
+    `folds` limits it to those folds (a nested selection has other members per fold); `record` is
+    added to every config.json written (how the members were chosen).
+    """
     from islesbench import metrics
 
     if len(run_dirs) < 1:
@@ -66,13 +70,16 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False) -> dict:
               "loss": {"name": "mean of members"}, "members": [m[1]["name"] for m in members],
               "member_runs": [str(m[0].resolve()) for m in members],
               "cohort": members[0][1].get("cohort"), "prepared": members[0][1]["prepared"],
-              "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile")}
+              "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile"),
+              **(record or {})}
     write_json_atomic(out_dir / "config.json", config)
     by_fold = {}
     for case_id in common:
         by_fold.setdefault(members[0][2][case_id][0], []).append(case_id)
     all_rows = []
     for k in sorted(by_fold):
+        if folds is not None and k not in folds:
+            continue
         paths = results.FoldPaths(out_dir / f"fold_{k}")
         if paths.is_done() and not force:
             all_rows += metrics.read_case_metrics(paths.metrics_csv)
