@@ -172,13 +172,12 @@ def orientation_fault(affine) -> str | None:
     if not np.all(np.isfinite(a)) or np.any(norms <= 0):
         return "degenerate affine: a voxel axis has no direction"
     cosines = np.abs(a / norms)
-    nearest = cosines.argmax(axis=0)
-    if len(set(nearest.tolist())) < 3:
-        return "degenerate affine: two voxel axes point along the same anatomical axis"
     worst = float(np.degrees(np.arccos(np.clip(cosines.max(axis=0).min(), -1, 1))))
     if worst > MAX_OBLIQUE_DEG:
         return (f"oblique orientation: a voxel axis is {worst:.0f} degrees from the nearest anatomical axis "
                 f"(at most {MAX_OBLIQUE_DEG:.0f} is handled); reslice the volume to an axis-aligned grid")
+    if len(set(cosines.argmax(axis=0).tolist())) < 3:
+        return "degenerate affine: two voxel axes point along the same anatomical axis"
     return None
 
 
