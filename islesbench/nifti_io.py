@@ -108,7 +108,7 @@ def read_info(path, ndim: int | None = None, max_bytes: int = MAX_BYTES) -> Nift
             stream = gzip.GzipFile(fileobj=raw, mode="rb") if compressed else raw
             block = stream.read(540)
     except (OSError, EOFError, zlib.error) as exc:
-        raise NiftiFileError(path, f"unreadable file ({_describe(exc)})") from None
+        raise NiftiFileError(path, f"unreadable NIfTI file ({_describe(exc)})") from None
     info = _parse_header(path, block, compressed, max_bytes, keep_dims=ndim or 3)
     if ndim is not None and len(info.shape) != ndim:
         raise NiftiFileError(path, f"wrong number of dimensions: shape {info.shape}, expected {ndim}-D")
@@ -188,23 +188,26 @@ def _parse_header(path: Path, block: bytes, compressed: bool, max_bytes: int, ke
     import nibabel as nib
 
     if len(block) < 348:
-        raise NiftiFileError(path, f"truncated header: {len(block)} bytes, a NIfTI header has 348")
+        raise NiftiFileError(path, f"unreadable NIfTI file: truncated header ({len(block)} bytes, a NIfTI "
+                                   "header has 348)")
     for order in "<>":
         sizeof_hdr = int(np.frombuffer(block[:4], dtype=f"{order}i4")[0])
         if sizeof_hdr in (348, 540):
             break
     else:
-        raise NiftiFileError(path, f"not a NIfTI file (sizeof_hdr {sizeof_hdr}, expected 348 or 540)")
+        raise NiftiFileError(path, f"unreadable NIfTI file: not a NIfTI header (sizeof_hdr {sizeof_hdr}, "
+                                   "expected 348 or 540)")
     version = 1 if sizeof_hdr == 348 else 2
     if version == 2 and len(block) < 540:
-        raise NiftiFileError(path, f"truncated header: {len(block)} bytes, a NIfTI-2 header has 540")
+        raise NiftiFileError(path, f"unreadable NIfTI file: truncated header ({len(block)} bytes, a NIfTI-2 "
+                                   "header has 540)")
     header_class = nib.Nifti1Header if version == 1 else nib.Nifti2Header
     hdr = np.frombuffer(block[:sizeof_hdr], dtype=header_class.template_dtype.newbyteorder(order))[0]
     magic = bytes(hdr["magic"]).rstrip(b"\x00")
     if magic in (b"ni1", b"ni2"):
         raise NiftiFileError(path, "header points to a separate .img data file; store the image as one .nii")
     if magic not in (b"n+1", b"n+2"):
-        raise NiftiFileError(path, f"not a NIfTI file (magic {magic!r})")
+        raise NiftiFileError(path, f"unreadable NIfTI file: not a NIfTI header (magic {magic!r})")
 
     dims = [int(d) for d in hdr["dim"]]
     if not 1 <= dims[0] <= 7:

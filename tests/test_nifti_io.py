@@ -69,7 +69,7 @@ def test_header_announcing_1e12_voxels_is_refused_before_allocation(tmp_path, mo
     ({"quatern_b": 2.0}, "invalid qform quaternion"),
     ({"pixdim": [1, 0.9, -1, 5, 1, 1, 1, 1]}, "voxel spacing"),
     ({"magic": b"ni1"}, "separate .img"),
-    ({"sizeof_hdr": 1234}, "not a NIfTI file"),
+    ({"sizeof_hdr": 1234}, "not a NIfTI header"),
 ])
 @pytest.mark.parametrize("suffix", [".nii", ".nii.gz"])
 def test_header_faults_are_named(tmp_path, fields, fault, suffix):

@@ -102,11 +102,11 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _open_image(path):
-    """The one place that opens a NIfTI file (swap for islesbench.nifti_io when it exists)."""
-    import nibabel as nib
+def _open_image(path, ndim=None):
+    """The one place that opens a NIfTI file: islesbench.nifti_io's checked header (nothing allocated)."""
+    from islesbench import nifti_io
 
-    return nib.load(str(path), mmap=False)
+    return nifti_io.read_info(path, ndim=ndim)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -135,55 +135,32 @@ def _short(exc: Exception, path=None) -> str:
 
 def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
     """Read `path` once, as a 'map' (3-D), 'pwi' (4-D), 'mask' or 'any'; list what is wrong with it."""
+    from islesbench import nifti_io
+
     info = _FileInfo(Path(path), [])
-    try:
-        img = _open_image(path)
-        header = img.header
-        shape = tuple(int(s) for s in img.shape)
-    except Exception as exc:  # nibabel raises many types for a bad header
-        info.faults.append(f"unreadable NIfTI file: bad or truncated header ({_short(exc, path)})")
+    want = {"pwi": 4, "any": None}.get(kind, 3)
+    try:  # header faults (and a truncated .nii) are found here, before any voxel is allocated
+        header = _open_image(path, ndim=want)
+    except nifti_io.NiftiFileError as exc:
+        info.faults.append(exc.fault)
         return info
+    shape = header.shape
     if kind == "any":  # read_nifti: 3-D or 4-D, whatever the file holds
-        kind = "pwi" if len(shape) >= 4 and any(s != 1 for s in shape[3:]) else "map"
-    want = 4 if kind == "pwi" else 3
-    if len(shape) > want and all(s == 1 for s in shape[want:]):
-        shape = shape[:want]  # repairable: trailing singleton dimensions
-    if len(shape) != want:
-        info.faults.append(f"wrong number of dimensions: shape {shape}, expected {want}-D")
-        return info
-    if min(shape) < 1:
-        info.faults.append(f"empty dimension in shape {shape}")
-        return info
-    info.shape = shape
-    if not str(path).endswith(".gz"):
-        itemsize = np.dtype(header.get_data_dtype()).itemsize
-        offset = getattr(img.dataobj, "offset", None)  # the loaded header's vox_offset is reset
-        offset = int(header.get_data_offset() if offset is None else offset)
-        needed = offset + int(np.prod(img.shape)) * itemsize
-        size = Path(path).stat().st_size
-        if size < needed:
-            info.faults.append(f"truncated file: {size} bytes, the header needs {needed}")
+        kind = "pwi" if len(shape) >= 4 else "map"
+        want = 4 if kind == "pwi" else 3
+        if len(shape) != want:
+            info.faults.append(f"wrong number of dimensions: shape {shape}, expected {want}-D")
             return info
-    affine = np.asarray(img.affine, dtype=np.float64)
-    zooms = tuple(float(z) for z in header.get_zooms())
-    if not np.all(np.isfinite(affine)):
-        info.faults.append("non-finite affine in the header")
-    if len(zooms) < 3 or not all(np.isfinite(z) and z > 0 for z in zooms[:3]):
-        info.faults.append(f"non-positive or non-finite voxel spacing {zooms[:3]}")
-    # nibabel moves scl_slope/scl_inter from the loaded header to the data proxy.
-    slope, inter = getattr(img.dataobj, "slope", None), getattr(img.dataobj, "inter", None)
-    if any(v is not None and not np.isfinite(v) for v in (slope, inter)):
-        info.faults.append(f"non-finite scaling scl_slope={slope}, scl_inter={inter}")
-    if info.faults:
-        return info
-    info.affine, info.spacing = affine, zooms[:3]
+    info.shape = shape
+    info.affine, info.spacing = header.affine, header.spacing
     if kind == "pwi":
-        info.frame_interval = _frame_interval(header, zooms)
+        info.frame_interval = header.frame_interval
     try:
-        raw = np.asarray(img.dataobj.get_unscaled()).reshape(shape)
-    except Exception as exc:
-        info.faults.append(f"truncated or corrupt image data ({_short(exc, path)})")
+        raw = nifti_io.read_raw(header)
+    except nifti_io.NiftiFileError as exc:
+        info.faults.append(exc.fault)
         return info
+    slope, inter = header.slope, header.inter
     slope = 1.0 if slope is None else float(slope)
     inter = 0.0 if inter is None else float(inter)
     if raw.dtype.kind in "fc" and not np.all(np.isfinite(raw)):
@@ -204,15 +181,6 @@ def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
             data = (data * np.float32(slope) + np.float32(inter)).astype(np.float32, copy=False)
         info.data = data
     return info
-
-
-def _frame_interval(header, zooms: tuple) -> float:
-    """Seconds between PWI frames from pixdim[4] and xyzt_units; 1.0 when not recorded."""
-    if len(zooms) < 4 or not np.isfinite(zooms[3]) or zooms[3] <= 0:
-        return 1.0
-    unit = header.get_xyzt_units()[1]
-    factor = {"msec": 1e-3, "usec": 1e-6}.get(unit, 1.0)
-    return float(zooms[3]) * factor
 
 
 def _mask_fault(raw: np.ndarray, slope: float, inter: float) -> str | None:
