@@ -5,11 +5,13 @@ case by case, the probability maps that the member runs' own validation folds pr
 saw the case only as validation). Each case is thresholded at the mean of the members' thresholds for
 the fold that validated it (each chosen on training cases). The output is an ordinary run folder in
 the results layout, one fold_<k> per fold of the first member, so reports read it like any run.
+Members must come from the same cohort, the same prepared data and the same folds (the splits'
+fingerprint, and every shared case validated in the same fold); otherwise the ensemble is refused with
+the two runs and the difference named.
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,11 +39,58 @@ def _validated_cases(run_root: Path) -> dict:
     for k, paths in results.list_folds(run_root):
         if not paths.is_done():
             continue
-        threshold = json.loads(paths.threshold_json.read_text())["threshold"] if paths.threshold_json.is_file() else 0.5
+        threshold = results.read_threshold(paths.threshold_json)
         for p in sorted(paths.validation_dir.glob("*_prob.nii*")):
             case_id = p.name.split("_prob.nii")[0]
             cases[case_id] = (k, paths, threshold)
     return cases
+
+
+def check_compatible_members(members: list) -> None:
+    """Refuse members that were not trained and validated on the same cohort, prepared data and folds.
+
+    `members` holds (run folder, config, case -> (fold, paths, threshold)); the message names the two
+    runs and what differs. Averaging maps of different folds would leak (a case one member trained on).
+    """
+    first_run, first, first_cases = members[0]
+    for run, config, cases in members[1:]:
+        pair = f"{first_run} and {run}"
+        if first.get("cohort") != config.get("cohort"):
+            raise IslesbenchError(f"ensemble members come from different cohorts: {pair} "
+                                  f"({first.get('cohort')!r} vs {config.get('cohort')!r})")
+        if not _same_prepared_data(first.get("prepared"), config.get("prepared")):
+            raise IslesbenchError(f"ensemble members were built on different prepared data: {pair} "
+                                  f"({first.get('prepared')} vs {config.get('prepared')})")
+        fp_a, fp_b = first.get("splits_fingerprint"), config.get("splits_fingerprint")
+        if fp_a and fp_b and fp_a != fp_b:
+            raise IslesbenchError(f"ensemble members were trained on different folds: {pair} "
+                                  f"(splits fingerprint {fp_a} vs {fp_b})")
+        moved = sorted((c for c in set(first_cases) & set(cases) if first_cases[c][0] != cases[c][0]),
+                       key=isles.natural_key)
+        if moved:
+            c = moved[0]
+            raise IslesbenchError(f"ensemble members were trained on different folds: {pair} ({len(moved)} "
+                                  f"case(s) validated in other folds, e.g. {c} in fold {first_cases[c][0]} vs "
+                                  f"fold {cases[c][0]})")
+        for k in {f for f, _, _ in first_cases.values()} & {f for f, _, _ in cases.values()}:
+            a = {c for c, v in first_cases.items() if v[0] == k}
+            b = {c for c, v in cases.items() if v[0] == k}
+            if a != b:
+                c = sorted(a ^ b, key=isles.natural_key)[0]
+                raise IslesbenchError(f"ensemble members were trained on different folds: {pair} (fold {k} "
+                                      f"validates {c} in only one of them)")
+
+
+def _same_prepared_data(a, b) -> bool:
+    """Same folder, or two folders with the same manifest (a moved or copied prepared directory)."""
+    if a == b:
+        return True
+    if not a or not b:
+        return False
+    try:
+        return manifest.PreparedData(a).manifest["cases"] == manifest.PreparedData(b).manifest["cases"]
+    except (IslesbenchError, KeyError, TypeError):
+        return False
 
 
 def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None, record: dict | None = None) -> dict:
@@ -62,6 +111,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
         if not cases:
             raise IslesbenchError(f"{run}: no finished fold with validation probability maps")
         members.append((Path(run), results.read_run_config(run), cases))
+    check_compatible_members(members)
     common = sorted(set.intersection(*(set(c) for _, _, c in members)), key=isles.natural_key)
     if not common:
         raise IslesbenchError("the runs share no validated case (were they run on the same cohort?)")

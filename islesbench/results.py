@@ -119,5 +119,26 @@ def list_folds(run_root) -> list[tuple[int, FoldPaths]]:
 
 
 def read_run_config(run_root) -> dict:
-    """The config.json of a run as a dict."""
-    return json.loads((Path(run_root) / "config.json").read_text())
+    """The config.json of a run as a dict (IslesbenchError naming the file when missing or damaged)."""
+    from islesbench.config import read_json_file
+    from islesbench.errors import IslesbenchError
+
+    path = Path(run_root) / "config.json"
+    config = read_json_file(path, "run configuration")
+    if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
+        raise IslesbenchError(f"{path}: not an islesbench run configuration (no `model` object)")
+    return config
+
+
+def read_threshold(path) -> float:
+    """The probability threshold in a fold's threshold.json (0.5 when the file is absent)."""
+    from islesbench.config import read_json_file
+    from islesbench.errors import IslesbenchError
+
+    if not Path(path).is_file():
+        return 0.5
+    data = read_json_file(path, "threshold file")
+    value = data.get("threshold") if isinstance(data, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
+        raise IslesbenchError(f"{path}: expected {{\"threshold\": a number in [0, 1]}}, found {str(data)[:80]}")
+    return float(value)
