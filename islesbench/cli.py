@@ -15,6 +15,7 @@ import sys
 # TensorFlow's start-up chatter (oneDNN, CUDA probing) is not for users; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
+from islesbench import console
 from islesbench.errors import IslesbenchError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
@@ -52,13 +53,19 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
             formatter_class=argparse.ArgumentDefaultsHelpFormatter,
         )
         module.configure_parser(p)
+        p.add_argument("--verbose", action="store_true",
+                       help="show TensorFlow's start-up and library log lines (hidden by default)")
         p.set_defaults(_module=module)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the `islesbench` console script."""
+    entry = argv is None  # the console script, not a call from Python (whose fd 2 is not ours)
     argv = sys.argv[1:] if argv is None else list(argv)
+    if entry:
+        # Before anything imports TensorFlow: its C++ start-up lines reach fd 2 before Python logging.
+        console.quiet_tensorflow(verbose="--verbose" in argv)
     command = next((a for a in argv if not a.startswith("-")), None)
     parser = build_parser(only=command if command in COMMANDS else None)
     args = parser.parse_args(argv)
@@ -66,6 +73,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
+        if args.command in console.DEVICE_COMMANDS:
+            print(f"islesbench {args.command}: {console.device_line()}", flush=True)
         return int(args._module.run_command(args) or 0)
     except IslesbenchError as exc:
         print(f"islesbench {args.command}: error: {exc}", file=sys.stderr)

@@ -74,20 +74,32 @@ def fetch_imagenet_weights() -> Path:
     )
     if os.environ.get("ISLESBENCH_OFFLINE"):
         raise IslesbenchError(advice.format(why=" (ISLESBENCH_OFFLINE is set)"))
+    if path in _download_failures:  # tried once in this process (a grid asks per cell): no retry, no repeat
+        raise IslesbenchError(advice.format(why=_download_failures[path]))
+    import contextlib
+    import io
+
     import keras
 
+    # One line of ours instead of Keras' own "Downloading data from" (which a retry would repeat).
+    print(f"downloading ResNet-50 ImageNet weights (94 MB) from {IMAGENET_URL} to {path.parent}/", flush=True)
     previous = socket.getdefaulttimeout()
     socket.setdefaulttimeout(DOWNLOAD_TIMEOUT_S)  # no hang on a machine without network
     try:
-        fetched = keras.utils.get_file(
-            IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH,
-            cache_dir=str(keras_cache_dir()),
-        )
+        with contextlib.redirect_stdout(io.StringIO()):
+            fetched = keras.utils.get_file(
+                IMAGENET_FILE, IMAGENET_URL, cache_subdir="models", file_hash=IMAGENET_HASH,
+                cache_dir=str(keras_cache_dir()),
+            )
     except Exception as exc:  # URLError, timeout, hash mismatch, … all mean: not available
-        raise IslesbenchError(advice.format(why=f" ({type(exc).__name__}: {exc})")) from None
+        _download_failures[path] = f" ({type(exc).__name__}: {exc})"
+        raise IslesbenchError(advice.format(why=_download_failures[path])) from None
     finally:
         socket.setdefaulttimeout(previous)
     return Path(fetched)
+
+
+_download_failures: dict = {}  # target path -> why this process's one download attempt failed
 
 
 def resnet50_weights(path) -> dict:
