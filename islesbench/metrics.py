@@ -1,37 +1,37 @@
 """ISLES challenge metrics of one case, their aggregate over cases, and their files on disk.
 
-Every number the benchmark reports comes from this module. Pure NumPy/SciPy (no TensorFlow).
+Every number the benchmark reports comes from this module and the ones it calls. Pure NumPy/SciPy
+(no TensorFlow, no ITK or VTK).
 
-Definitions (per case, whole volume, millimetres from the voxel spacing):
+Per case, whole volume, millimetres from the voxel spacing:
 
 - ``dice`` = 2|P∩R| / (|P|+|R|); ``precision`` = |P∩R|/|P|; ``recall`` = |P∩R|/|R|.
-- Surfaces: a mask minus its binary erosion with the full 3×3×3 structuring element (voxels on the
-  volume border count as surface). Surface distances: anisotropic Euclidean distance transform
-  (``scipy.ndimage.distance_transform_edt`` with ``sampling=spacing``) of the other mask's surface.
-  These are medpy's definitions with ``connectivity=ndim`` (medpy's *default* is ``connectivity=1``,
-  a 6-connected erosion, which gives different surfaces).
-- ``hd``: the true maximum of both directed surface distances (as ISLES); ``hd95``: the 95th percentile
-  (linear interpolation, ``numpy.percentile``) of both directions pooled (as medpy ``hd95``).
-- ``assd``: the ISLES 2015/16 evaluator's ASSD, the mean of the two *directed* mean surface
-  distances, (mean(d(P→R)) + mean(d(R→P))) / 2. This is the ASSD the reports headline.
-- ``assd_pooled``: medpy ≥ 0.5's ``assd``, the mean over both directions pooled into one list, which
-  weights the direction with more surface voxels more.
-- ``avd_ml`` = |V_P − V_R| in mL; ``avd_rel`` = |V_P − V_R| / V_R.
-- Lesion-wise detection on 26-connected components: a reference lesion is a true positive if any
-  predicted voxel overlaps it, a false negative otherwise; a predicted component that overlaps no
-  reference voxel is a false positive. ``lesion_f1`` = 2·TP / (2·TP + FP + FN).
+- ``hd`` and ``assd`` follow the **convention** the caller names, recorded in the row's ``convention``:
+
+  * ``isles`` (default): the ISLES 2015–2018 evaluator's own HD and ASSD, the numbers the challenge
+    ranked with (`islesbench.surface_isles`: ball-boundary voxels against the 26-connected contour
+    for HD; VTK contour points against the ball boundary, mean of the two directed means, for ASSD).
+  * ``medpy``: medpy 0.5.2 with ``connectivity=3`` (`islesbench.surface_medpy`): surfaces by a full
+    3×3×3 erosion, ``hd`` the maximum and ``assd`` the mean of the two directed mean distances.
+
+- ``hd95`` and ``assd_pooled`` are medpy's in both conventions (ISLES scored neither): the 95th
+  percentile of both directions pooled, and medpy ≥ 0.5's pooled ``assd``.
+- ``nsd_1mm``, ``nsd_2mm``: normalised surface Dice at 1 and 2 mm (`islesbench.surface_dice`).
+- ``avd_ml`` = |V_P − V_R| in mL (ISLES'22/'24 AVD); ``avd_rel`` = |V_P − V_R| / V_R.
+- Lesion-wise (`islesbench.lesion_metrics`, 26-connected components): ``lesion_tp``, ``lesion_fp``,
+  ``lesion_fn``, ``lesion_f1`` and ``lesion_count_diff`` as ISLES'22 computes them; ``lesion_f1_iou50``
+  as the ISLES'24 script computes it through panoptica (one-to-one matches at IoU ≥ 0.5).
 
 Empty masks:
 
-- both empty: dice, precision, recall, lesion_f1 = 1; hd, hd95, assd, assd_pooled = 0;
-  avd_ml = avd_rel = 0.
-- exactly one empty: dice = 0, precision = recall = 0, distances = ``inf``; avd_rel = ``inf`` when the
-  reference is empty; lesion counts as defined above (so lesion_f1 = 0).
+- both empty: dice, precision, recall, nsd, lesion F1s = 1; distances = 0; avd = 0; counts 0.
+- exactly one empty: dice = precision = recall = nsd = 0, distances = ``inf``; avd_rel = ``inf`` when
+  the reference is empty; lesion counts as defined (so both lesion F1s = 0).
 
-Speed: both masks are cropped to the bounding box of their union plus a one-voxel margin (exact: every
-surface voxel and every nearest partner lies inside it, and the margin keeps the erosion's border
-behaviour), and each of the two distance transforms is computed once and reused for every distance
-metric. Values are identical to medpy's (see ``benchmarks/metrics.py``).
+Speed: both masks are cropped to the bounding box of their union plus a one-voxel margin, clipped to the
+volume. That is exact for every metric: every surface voxel and every nearest partner lies inside it,
+the margin keeps medpy's erosion and the ISLES neighbourhoods as on the full volume, and where the
+box meets the volume's border the border is the real one.
 """
 
 from __future__ import annotations
@@ -42,12 +42,23 @@ import math
 from pathlib import Path
 
 import numpy as np
-from scipy import ndimage
 
 from islesbench.atomic import write_json_atomic, write_text_atomic
 from islesbench.errors import IslesbenchError
+from islesbench.lesion_metrics import lesion_detection  # noqa: F401  (part of this module's API)
+from islesbench.surface_dice import NSD_TOLERANCES_MM, surface_dice
+from islesbench.surface_isles import isles_hd_assd
+from islesbench.surface_medpy import medpy_distance_metrics, surface, surface_distances  # noqa: F401
 
-# The per-case metrics, in the order of the metrics.csv columns (after `case`).
+# The HD/ASSD conventions: the ISLES 2015–2018 evaluator's, and medpy 0.5.2's (connectivity 3).
+CONVENTIONS = ("isles", "medpy")
+DEFAULT_CONVENTION = "isles"
+CONVENTION_LABELS = {
+    "isles": "ISLES 2015–2018 evaluator (validateLabelImages-ISLES: ITK/VTK HD and ASSD)",
+    "medpy": "medpy 0.5.2, connectivity 3 (26-connected surfaces)",
+}
+
+# The per-case metrics, in the order of the metrics.csv columns (after `case`; `convention` follows).
 METRIC_NAMES = (
     "dice",
     "precision",
@@ -56,6 +67,8 @@ METRIC_NAMES = (
     "hd95",
     "assd",
     "assd_pooled",
+    "nsd_1mm",
+    "nsd_2mm",
     "avd_ml",
     "avd_rel",
     "ref_volume_ml",
@@ -64,18 +77,27 @@ METRIC_NAMES = (
     "lesion_fp",
     "lesion_fn",
     "lesion_f1",
+    "lesion_count_diff",
+    "lesion_f1_iou50",
 )
 # Metrics in millimetres that are infinite when exactly one mask is empty.
 DISTANCE_METRICS = ("hd", "hd95", "assd", "assd_pooled")
+# Metrics whose definition depends on the convention.
+CONVENTION_METRICS = ("hd", "assd")
 # Metrics that are whole counts (written and read back as integers).
-COUNT_METRICS = ("lesion_tp", "lesion_fp", "lesion_fn")
+COUNT_METRICS = ("lesion_tp", "lesion_fp", "lesion_fn", "lesion_count_diff")
+# The column (and summary field) naming the convention of a row's hd and assd.
+CONVENTION_KEY = "convention"
+
+# The convention of rows that name none (files written before conventions existed).
+LEGACY_CONVENTION = "medpy"
 
 CROP_MARGIN = 1
 STD_DDOF = 0  # population standard deviation over cases, numpy's default
 
 EMPTY_CONVENTIONS = {
-    "both_empty": "dice, precision, recall, lesion_f1 = 1; hd, hd95, assd, assd_pooled, avd = 0",
-    "one_empty": "dice, precision, recall = 0; hd, hd95, assd, assd_pooled = inf; avd_rel = inf if the reference is empty",
+    "both_empty": "dice, precision, recall, nsd, lesion_f1, lesion_f1_iou50 = 1; hd, hd95, assd, assd_pooled, avd = 0",
+    "one_empty": "dice, precision, recall, nsd = 0; hd, hd95, assd, assd_pooled = inf; avd_rel = inf if the reference is empty",
 }
 
 
@@ -83,12 +105,21 @@ EMPTY_CONVENTIONS = {
 # One case
 
 
-def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
-    """Every ISLES metric of one case, keyed by `METRIC_NAMES` in order.
+def check_convention(convention: str) -> str:
+    """`convention` if it is one of `CONVENTIONS`, else an IslesbenchError naming the choices."""
+    if convention not in CONVENTIONS:
+        raise IslesbenchError(f"unknown metric convention {convention!r}: choose one of {', '.join(CONVENTIONS)}")
+    return convention
+
+
+def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing, convention: str = DEFAULT_CONVENTION) -> dict:
+    """Every metric of one case, keyed by `METRIC_NAMES` in order, then ``convention``.
 
     `pred` and `ref` are masks of the same shape (anything nonzero is lesion), `spacing` the voxel size
-    in mm per axis. Distances are in mm, volumes in mL.
+    in mm per axis, `convention` the definition of ``hd`` and ``assd`` (`CONVENTIONS`). Distances are
+    in mm, volumes in mL.
     """
+    check_convention(convention)
     pred = np.asarray(pred).astype(bool, copy=False)
     ref = np.asarray(ref).astype(bool, copy=False)
     if pred.shape != ref.shape:
@@ -110,13 +141,17 @@ def case_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
         "precision": _ratio(n_inter, n_pred, both_empty=n_ref == 0),
         "recall": _ratio(n_inter, n_ref, both_empty=n_pred == 0),
     }
-    out.update(_distance_metrics(pred, ref, spacing, n_pred, n_ref))
+    out.update(_distance_metrics(pred, ref, spacing, n_pred, n_ref, convention))
+    if ref.ndim == 3:
+        out["nsd_1mm"], out["nsd_2mm"] = surface_dice(pred, ref, spacing, NSD_TOLERANCES_MM)
+    else:  # surfels are defined on 3-D cubes
+        out["nsd_1mm"] = out["nsd_2mm"] = math.nan
     out["avd_ml"] = abs(n_pred - n_ref) * voxel_ml
     out["avd_rel"] = _relative_volume_difference(n_pred, n_ref)
     out["ref_volume_ml"] = n_ref * voxel_ml
     out["pred_volume_ml"] = n_pred * voxel_ml
     out.update(lesion_detection(pred, ref))
-    return {name: out[name] for name in METRIC_NAMES}
+    return {**{name: out[name] for name in METRIC_NAMES}, CONVENTION_KEY: convention}
 
 
 def _crop_to_union(pred: np.ndarray, ref: np.ndarray, margin: int):
@@ -154,53 +189,15 @@ def _relative_volume_difference(n_pred: int, n_ref: int) -> float:
     return abs(n_pred - n_ref) / float(n_ref)
 
 
-def surface(mask: np.ndarray) -> np.ndarray:
-    """The one-voxel surface of a mask: the mask minus its erosion by the full 3^ndim neighbourhood."""
-    structure = np.ones((3,) * mask.ndim, dtype=bool)
-    return mask & ~ndimage.binary_erosion(mask, structure=structure, iterations=1)
-
-
-def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
-    """(distances from each prediction surface voxel to the reference surface, and the reverse), in mm.
-
-    Both masks must be non-empty. Voxels are in C order, as medpy returns them.
-    """
-    spacing = np.asarray(spacing, dtype=np.float64)
-    pred_surface = surface(pred)
-    ref_surface = surface(ref)
-    to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)
-    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)
-    return to_ref[pred_surface], to_pred[ref_surface]
-
-
-def _distance_metrics(pred, ref, spacing, n_pred: int, n_ref: int) -> dict:
+def _distance_metrics(pred, ref, spacing, n_pred: int, n_ref: int, convention: str) -> dict:
     if n_pred == 0 and n_ref == 0:
         return {name: 0.0 for name in DISTANCE_METRICS}
     if n_pred == 0 or n_ref == 0:
         return {name: math.inf for name in DISTANCE_METRICS}
-    d_pr, d_rp = surface_distances(pred, ref, spacing)
-    both = np.concatenate((d_pr, d_rp))  # medpy's order: result→reference first
-    return {
-        "hd": float(max(d_pr.max(), d_rp.max())),
-        "hd95": float(np.percentile(both, 95)),
-        "assd": float((d_pr.mean() + d_rp.mean()) / 2.0),
-        "assd_pooled": float(both.mean()),
-    }
-
-
-def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
-    """Lesion-wise TP/FP/FN and F1 on 26-connected (full neighbourhood) components."""
-    structure = np.ones((3,) * ref.ndim, dtype=bool)
-    ref_labels, n_ref_lesions = ndimage.label(ref, structure=structure)
-    pred_labels, n_pred_lesions = ndimage.label(pred, structure=structure)
-    hit_ref = np.unique(ref_labels[pred])
-    tp = int(np.count_nonzero(hit_ref))  # label 0 is background
-    hit_pred = np.unique(pred_labels[ref])
-    fp = n_pred_lesions - int(np.count_nonzero(hit_pred))
-    fn = n_ref_lesions - tp
-    den = 2 * tp + fp + fn
-    f1 = 1.0 if den == 0 else 2.0 * tp / den
-    return {"lesion_tp": tp, "lesion_fp": int(fp), "lesion_fn": int(fn), "lesion_f1": f1}
+    out = medpy_distance_metrics(pred, ref, spacing)
+    if convention == "isles":
+        out.update(isles_hd_assd(pred, ref, spacing))
+    return out
 
 
 # ----------------------------------------------------------------------------------------------------
@@ -209,6 +206,8 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
 
 def summarize(rows: list[dict]) -> dict:
     """Per metric over cases: mean, std, median, n, n_infinite, n_nan and the same over finite values.
+
+    Also the rows' HD/ASSD ``convention`` (`rows_convention`) and its ``convention_label``.
 
     `mean`/`std`/`median` are over all cases, so they are ``inf`` as soon as one case is infinite
     (``std`` then is ``inf`` too, not NaN); `mean_finite`/`std_finite`/`median_finite` are over the
@@ -219,12 +218,28 @@ def summarize(rows: list[dict]) -> dict:
     for name in METRIC_NAMES:
         values = np.array([float(r[name]) for r in rows if name in r], dtype=np.float64)
         metrics[name] = _describe(values)
+    convention = rows_convention(rows) if rows else None
     return {
         "n_cases": len(rows),
+        CONVENTION_KEY: convention,
+        "convention_label": CONVENTION_LABELS.get(convention),
         "std_ddof": STD_DDOF,
         "empty_conventions": dict(EMPTY_CONVENTIONS),
         "metrics": metrics,
     }
+
+
+def rows_convention(rows: list[dict]) -> str:
+    """The one HD/ASSD convention of `rows`; an IslesbenchError if they mix conventions.
+
+    A row without a ``convention`` value counts as ``LEGACY_CONVENTION``: metrics.csv files written
+    before the conventions existed hold medpy's hd and assd.
+    """
+    found = {r.get(CONVENTION_KEY) or LEGACY_CONVENTION for r in rows}
+    if len(found) > 1:
+        raise IslesbenchError(f"rows mix HD/ASSD conventions {sorted(found)}: evaluate them under one convention")
+    (convention,) = found
+    return convention
 
 
 def _describe(values: np.ndarray) -> dict:
@@ -263,7 +278,11 @@ def _describe(values: np.ndarray) -> dict:
 def format_summary_table(summary: dict) -> str:
     """A short printable table: per metric, mean ± std and median over finite cases, and counts."""
     metrics = summary["metrics"]
-    lines = [f"{'metric':<15} {'mean ± std (finite)':>24} {'median':>10} {'finite':>7} {'inf':>5}"]
+    lines = []
+    if summary.get(CONVENTION_KEY):
+        label = CONVENTION_LABELS.get(summary[CONVENTION_KEY], "")
+        lines.append(f"hd, assd: {summary[CONVENTION_KEY]} convention ({label})")
+    lines.append(f"{'metric':<17} {'mean ± std (finite)':>24} {'median':>10} {'finite':>7} {'inf':>5}")
     for name in METRIC_NAMES:
         if name not in metrics:
             continue
@@ -273,7 +292,7 @@ def format_summary_table(summary: dict) -> str:
         else:
             mean_std = f"{_short(m['mean_finite'])} ± {_short(m['std_finite'])}"
         median = "-" if m["median_finite"] is None else _short(m["median_finite"])
-        lines.append(f"{name:<15} {mean_std:>24} {median:>10} {m['n_finite']:>7} {m['n_infinite']:>5}")
+        lines.append(f"{name:<17} {mean_std:>24} {median:>10} {m['n_finite']:>7} {m['n_infinite']:>5}")
     return "\n".join(lines)
 
 
@@ -290,8 +309,13 @@ def write_case_metrics(rows: list[dict], metrics_csv, summary_json, extra_summar
 
     Columns: ``case``, `METRIC_NAMES`, then any other keys of the rows in order of appearance.
     Floats are written at full precision (``repr``), infinities as ``inf``. `extra_summary` is merged
-    into the top level of the summary (e.g. where the predictions came from). Returns the summary.
+    into the top level of the summary (e.g. where the predictions came from). The summary records the
+    rows' HD/ASSD ``convention`` (rows that mix conventions are refused before anything is written).
+    Returns the summary.
     """
+    summary = dict(extra_summary or {})
+    summary.update(summarize(rows))
+    summary["cases"] = [str(r.get("case", "")) for r in rows]
     columns = ["case", *METRIC_NAMES]
     for row in rows:
         columns.extend(k for k in row if k not in columns)
@@ -301,10 +325,6 @@ def write_case_metrics(rows: list[dict], metrics_csv, summary_json, extra_summar
     for row in rows:
         writer.writerow([_format_cell(row.get(c, "")) for c in columns])
     write_text_atomic(metrics_csv, buf.getvalue())
-
-    summary = dict(extra_summary or {})
-    summary.update(summarize(rows))
-    summary["cases"] = [str(r.get("case", "")) for r in rows]
     write_json_atomic(summary_json, _to_json_safe(summary))
     return summary
 

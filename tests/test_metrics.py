@@ -1,4 +1,5 @@
-"""islesbench.metrics: hand-computed cases, empty conventions, medpy equality, aggregates and files."""
+"""islesbench.metrics: hand-computed cases, both HD/ASSD conventions, empty masks, medpy equality,
+aggregates and files. The ISLES convention's oracle (SimpleITK + VTK) is in test_metrics_isles_oracle.py."""
 
 import math
 
@@ -7,7 +8,9 @@ import pytest
 from scipy import ndimage
 from scipy.spatial.distance import cdist
 
+from islesbench.errors import IslesbenchError
 from islesbench.metrics import (
+    CONVENTIONS,
     DISTANCE_METRICS,
     METRIC_NAMES,
     case_metrics,
@@ -44,28 +47,42 @@ def random_blobs(rng, shape, level=0.53, sigma=1.5):
     return ndimage.gaussian_filter(rng.random(shape), sigma) > level
 
 
-def test_keys_in_order():
-    m = case_metrics(cube((8, 8, 8), (2, 2, 2), 3), cube((8, 8, 8), (2, 2, 2), 3), (1, 1, 1))
-    assert tuple(m) == METRIC_NAMES
+def test_keys_in_order_and_the_convention_recorded():
+    a = cube((8, 8, 8), (2, 2, 2), 3)
+    m = case_metrics(a, a, (1, 1, 1))
+    assert tuple(m) == (*METRIC_NAMES, "convention")
+    assert m["convention"] == "isles"  # the challenge's own numbers by default
+    assert case_metrics(a, a, (1, 1, 1), convention="medpy")["convention"] == "medpy"
     assert set(DISTANCE_METRICS) <= set(METRIC_NAMES)
 
 
-def test_identical_masks():
+def test_unknown_convention_is_refused():
     a = cube((8, 8, 8), (2, 2, 2), 3)
-    m = case_metrics(a, a, (1.0, 1.0, 2.0))
+    with pytest.raises(IslesbenchError, match="isles, medpy"):
+        case_metrics(a, a, (1, 1, 1), convention="itk")
+
+
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_identical_masks(convention):
+    a = cube((8, 8, 8), (2, 2, 2), 3)
+    m = case_metrics(a, a, (1.0, 1.0, 2.0), convention=convention)
     assert m["dice"] == m["precision"] == m["recall"] == 1.0
+    assert m["nsd_1mm"] == m["nsd_2mm"] == 1.0
     assert all(m[k] == 0.0 for k in DISTANCE_METRICS)
     assert m["avd_ml"] == m["avd_rel"] == 0.0
     assert m["ref_volume_ml"] == pytest.approx(27 * 2.0 / 1000)
     assert (m["lesion_tp"], m["lesion_fp"], m["lesion_fn"], m["lesion_f1"]) == (1, 0, 0, 1.0)
 
 
-def test_cube_against_shifted_cube_isotropic():
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_cube_against_shifted_cube_isotropic(convention):
     # 4-voxel cubes, shifted by one voxel along x. Surface = 56 voxels (64 minus the 2^3 core).
     # Prediction surface at distance 1: its far face (16) and its core-facing x=3 face interior (4).
+    # On a box away from the border both conventions see the same 56 voxels: ISLES's ball boundary,
+    # 26-contour and face-contour points all equal medpy's surface here.
     ref = cube((10, 10, 10), (2, 2, 2), 4)
     pred = cube((10, 10, 10), (3, 2, 2), 4)
-    m = case_metrics(pred, ref, (1.0, 1.0, 1.0))
+    m = case_metrics(pred, ref, (1.0, 1.0, 1.0), convention=convention)
     assert m["dice"] == 0.75  # 2*48 / 128
     assert m["precision"] == m["recall"] == 0.75
     assert m["hd"] == 1.0
@@ -81,7 +98,7 @@ def test_cube_against_shifted_cube_anisotropic():
     spacing = (2.0, 0.5, 3.0)
     ref = cube((10, 10, 10), (2, 2, 2), 4)
     pred = cube((10, 10, 10), (3, 2, 2), 4)
-    m = case_metrics(pred, ref, spacing)
+    m = case_metrics(pred, ref, spacing, convention="medpy")
     assert m["hd"] == 2.0
     assert m["assd"] == pytest.approx(34 / 56, rel=1e-15)
     assert m["assd_pooled"] == pytest.approx(34 / 56, rel=1e-15)
@@ -93,7 +110,7 @@ def test_assd_conventions_differ_when_surfaces_differ_in_size():
     ref = cube((10, 10, 10), (1, 1, 1), 6)
     pred = cube((10, 10, 10), (3, 3, 3), 2)
     spacing = (1.0, 1.5, 2.0)
-    m = case_metrics(pred, ref, spacing)
+    m = case_metrics(pred, ref, spacing, convention="medpy")
     d_pr = brute_force_directed(pred, ref, spacing)
     d_rp = brute_force_directed(ref, pred, spacing)
     assert d_pr.size == 8 and d_rp.size == 152
@@ -112,7 +129,7 @@ def test_matches_brute_force_oracle(seed):
     spacing = (0.8, 1.3, 4.0)
     pred, ref = random_blobs(rng, (14, 12, 6)), random_blobs(rng, (14, 12, 6))
     assert pred.any() and ref.any()
-    m = case_metrics(pred, ref, spacing)
+    m = case_metrics(pred, ref, spacing, convention="medpy")
     d_pr, d_rp = brute_force_directed(pred, ref, spacing), brute_force_directed(ref, pred, spacing)
     both = np.concatenate([d_pr, d_rp])
     assert m["hd"] == pytest.approx(both.max(), rel=1e-12)
@@ -131,7 +148,9 @@ def test_equal_to_medpy_on_random_nonempty_volumes(seed):
     if seed == 3:  # lesions touching the volume border: the crop must keep medpy's border surfaces
         pred[:, :, 0] |= ref[:, :, 1]
         ref[0, :, :] = True
-    m = case_metrics(pred, ref, spacing)
+    m = case_metrics(pred, ref, spacing, convention="medpy")
+    isles = case_metrics(pred, ref, spacing)
+    assert (isles["hd95"], isles["assd_pooled"]) == (m["hd95"], m["assd_pooled"])  # medpy's in both
     # medpy with the same full 3x3x3 neighbourhood (its default, connectivity=1, is 6-connected)
     assert m["hd"] == binary.hd(pred, ref, spacing, 3)
     assert m["hd95"] == binary.hd95(pred, ref, spacing, 3)
@@ -143,27 +162,32 @@ def test_equal_to_medpy_on_random_nonempty_volumes(seed):
     assert m["recall"] == binary.recall(pred, ref)
 
 
-def test_both_empty():
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_both_empty(convention):
     z = np.zeros((6, 6, 3), dtype=bool)
-    m = case_metrics(z, z, (1.0, 1.0, 5.0))
-    assert m["dice"] == m["precision"] == m["recall"] == m["lesion_f1"] == 1.0
+    m = case_metrics(z, z, (1.0, 1.0, 5.0), convention=convention)
+    assert m["dice"] == m["precision"] == m["recall"] == m["lesion_f1"] == m["lesion_f1_iou50"] == 1.0
+    assert m["nsd_1mm"] == m["nsd_2mm"] == 1.0 and m["lesion_count_diff"] == 0
     assert all(m[k] == 0.0 for k in DISTANCE_METRICS)
     assert m["avd_ml"] == m["avd_rel"] == m["ref_volume_ml"] == m["pred_volume_ml"] == 0.0
     assert (m["lesion_tp"], m["lesion_fp"], m["lesion_fn"]) == (0, 0, 0)
 
 
-def test_empty_prediction():
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_empty_prediction(convention):
     ref = cube((6, 6, 3), (1, 1, 0), 2)
-    m = case_metrics(np.zeros_like(ref), ref, (1.0, 1.0, 5.0))
-    assert m["dice"] == m["precision"] == m["recall"] == m["lesion_f1"] == 0.0
+    m = case_metrics(np.zeros_like(ref), ref, (1.0, 1.0, 5.0), convention=convention)
+    assert m["dice"] == m["precision"] == m["recall"] == m["lesion_f1"] == m["lesion_f1_iou50"] == 0.0
+    assert m["nsd_1mm"] == m["nsd_2mm"] == 0.0 and m["lesion_count_diff"] == 1
     assert all(math.isinf(m[k]) and m[k] > 0 for k in DISTANCE_METRICS)
     assert m["avd_ml"] == pytest.approx(8 * 5 / 1000) and m["avd_rel"] == 1.0
     assert (m["lesion_tp"], m["lesion_fp"], m["lesion_fn"]) == (0, 0, 1)
 
 
-def test_empty_reference():
+@pytest.mark.parametrize("convention", CONVENTIONS)
+def test_empty_reference(convention):
     pred = cube((6, 6, 3), (1, 1, 0), 2)
-    m = case_metrics(pred, np.zeros_like(pred), (1.0, 1.0, 5.0))
+    m = case_metrics(pred, np.zeros_like(pred), (1.0, 1.0, 5.0), convention=convention)
     assert m["dice"] == m["precision"] == m["recall"] == m["lesion_f1"] == 0.0
     assert all(math.isinf(m[k]) for k in DISTANCE_METRICS)
     assert math.isinf(m["avd_rel"]) and m["ref_volume_ml"] == 0.0
@@ -185,6 +209,9 @@ def test_lesion_wise_counts_with_26_connectivity():
     m = case_metrics(pred, ref, (1.0, 1.0, 1.0))
     assert (m["lesion_tp"], m["lesion_fp"], m["lesion_fn"]) == (2, 1, 1)
     assert m["lesion_f1"] == pytest.approx(4 / 6)
+    assert m["lesion_count_diff"] == 0  # 3 reference lesions, 3 predicted components
+    # IoU >= 0.5: A (18 voxels) and its 9-voxel overlap (IoU 6/21) and B (8) with 1 voxel do not match
+    assert m["lesion_f1_iou50"] == 0.0
 
 
 def test_shape_mismatch_raises():
@@ -231,7 +258,7 @@ def test_summarize_all_infinite_has_no_finite_mean():
 def test_csv_and_summary_round_trip(tmp_path):
     rows = _rows()
     written = write_case_metrics(rows, tmp_path / "metrics.csv", tmp_path / "summary.json", extra_summary={"run": "x"})
-    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == ",".join(["case", *METRIC_NAMES])
+    assert (tmp_path / "metrics.csv").read_text().splitlines()[0] == ",".join(["case", *METRIC_NAMES, "convention"])
     assert "inf" in (tmp_path / "metrics.csv").read_text()
     back = read_case_metrics(tmp_path / "metrics.csv")
     assert back == rows  # floats at full precision, inf parsed back, counts as ints
@@ -240,12 +267,27 @@ def test_csv_and_summary_round_trip(tmp_path):
     assert "Infinity" not in text and "NaN" not in text  # strict JSON
     summary = read_summary(tmp_path / "summary.json")
     assert summary["run"] == "x" and summary["cases"] == ["case_1", "case_2", "case_3"]
+    assert summary["convention"] == "isles" and "ITK/VTK" in summary["convention_label"]
     assert math.isinf(summary["metrics"]["hd"]["mean"])
     assert summary["metrics"] == written["metrics"]
     assert list(tmp_path.iterdir()) and not list(tmp_path.glob(".*tmp*"))
 
 
-def test_format_summary_table_lists_every_metric():
+def test_format_summary_table_lists_every_metric_and_the_convention():
     table = format_summary_table(summarize(_rows()))
+    assert table.splitlines()[0].startswith("hd, assd: isles convention")
     for name in METRIC_NAMES:
         assert name in table
+
+
+def test_rows_of_two_conventions_are_refused_before_anything_is_written(tmp_path):
+    a, b = cube((8, 8, 4), (1, 1, 1), 3), cube((8, 8, 4), (2, 1, 1), 3)
+    rows = [{"case": "1", **case_metrics(a, b, (1, 1, 5))}, {"case": "2", **case_metrics(a, b, (1, 1, 5), "medpy")}]
+    with pytest.raises(IslesbenchError, match="mix"):
+        write_case_metrics(rows, tmp_path / "metrics.csv", tmp_path / "summary.json")
+    assert not list(tmp_path.iterdir())
+
+
+def test_rows_without_a_convention_are_medpy_rows():
+    # metrics.csv files written before the conventions existed hold medpy's hd and assd
+    assert summarize([{"case": "1", "hd": 2.0}])["convention"] == "medpy"

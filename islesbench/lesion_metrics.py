@@ -1,0 +1,80 @@
+"""Lesion-wise detection metrics of the ISLES'22 and ISLES'24 evaluations.
+
+Lesions are 26-connected components (the full 3×3×3 neighbourhood; 8-connected in 2-D).
+
+ISLES'22 (``compute_lesion_f1_score``, ``compute_absolute_lesion_difference`` of its evaluation code):
+
+- a reference lesion touched by any predicted voxel is a true positive, otherwise a false negative;
+  a predicted component touching no reference voxel is a false positive. A predicted component that
+  touches two reference lesions makes both true positives, and two predicted components on one
+  reference lesion make one true positive and no false positive.
+- ``lesion_f1`` = TP / (TP + (FP + FN) / 2); 1 when both masks are empty.
+- ``lesion_count_diff`` = |number of reference lesions − number of predicted components|.
+
+ISLES'24 (the organisers' evaluation script, through ``panoptica``: connected components, then
+``NaiveThresholdMatching`` with its defaults):
+
+- a reference lesion and a predicted component match one to one when their intersection over union is
+  at least 0.5 (pairs taken in decreasing IoU); matched pairs are true positives, unmatched reference
+  lesions false negatives, unmatched predicted components false positives.
+- ``lesion_f1_iou50`` = panoptica's recognition quality TP / (TP + (FP + FN) / 2); 1 when both masks
+  are empty (the script's ``empty_value``; panoptica itself returns NaN there).
+
+So the two F1s differ whenever a prediction touches a lesion with IoU below 0.5, splits one lesion or
+merges two; ``tests/test_metrics_lesions.py`` shows each case against panoptica.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy import ndimage
+
+IOU_MATCH_THRESHOLD = 0.5
+
+
+def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
+    """(labels, count) of the 26-connected components of `mask`."""
+    return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
+
+
+def _f1(tp: int, fp: int, fn: int) -> float:
+    return 1.0 if tp + fp + fn == 0 else tp / (tp + (fp + fn) / 2.0)
+
+
+def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
+    """ISLES'22 lesion-wise TP/FP/FN, F1 and absolute lesion count difference (see the module docstring)."""
+    ref_labels, n_ref = label_lesions(ref)
+    pred_labels, n_pred = label_lesions(pred)
+    tp = int(np.count_nonzero(np.unique(ref_labels[pred])))  # label 0 is background
+    fp = n_pred - int(np.count_nonzero(np.unique(pred_labels[ref])))
+    fn = n_ref - tp
+    return {
+        "lesion_tp": tp,
+        "lesion_fp": int(fp),
+        "lesion_fn": int(fn),
+        "lesion_f1": _f1(tp, fp, fn),
+        "lesion_count_diff": abs(n_ref - n_pred),
+        "lesion_f1_iou50": _f1_iou_matched(ref_labels, n_ref, pred_labels, n_pred),
+    }
+
+
+def _f1_iou_matched(ref_labels, n_ref: int, pred_labels, n_pred: int) -> float:
+    """panoptica's recognition quality with one-to-one matching at IoU >= 0.5."""
+    if n_ref == 0 or n_pred == 0:
+        return _f1(0, n_pred, n_ref)
+    both = (ref_labels > 0) & (pred_labels > 0)
+    pair_ids = ref_labels[both].astype(np.int64) * (n_pred + 1) + pred_labels[both]
+    pairs, overlap = np.unique(pair_ids, return_counts=True)
+    ref_ids, pred_ids = pairs // (n_pred + 1), pairs % (n_pred + 1)
+    ref_sizes = np.bincount(ref_labels.ravel(), minlength=n_ref + 1)
+    pred_sizes = np.bincount(pred_labels.ravel(), minlength=n_pred + 1)
+    iou = overlap / (ref_sizes[ref_ids] + pred_sizes[pred_ids] - overlap)
+    matched_ref, matched_pred = set(), set()
+    for k in np.argsort(-iou, kind="stable"):
+        if iou[k] < IOU_MATCH_THRESHOLD:
+            break
+        if ref_ids[k] not in matched_ref and pred_ids[k] not in matched_pred:
+            matched_ref.add(ref_ids[k])
+            matched_pred.add(pred_ids[k])
+    tp = len(matched_ref)
+    return _f1(tp, n_pred - tp, n_ref - tp)
