@@ -3,14 +3,21 @@
 Each cell is an ordinary `islesbench run` (`islesbench.run.run_configuration`): it resumes, and skips the
 folds that are already done, so the same command again continues an interrupted benchmark. A cell that
 cannot run (ImageNet weights absent offline, say) is recorded as not run, with the reason and the exact
-`islesbench run ...` command that would run it, and the grid goes on. The ensemble averages the
-validation probability maps of the top-k configurations by mean Dice. Status and timings go to
-RUNS/benchmark.json; the report to RUNS/report/ (or --report-out).
+`islesbench run ...` command that would run it, and the grid goes on. `--seeds N` repeats every cell
+with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
+
+The ensemble averages validation probability maps, and its members are never chosen on the cases it is
+scored on: by default (nested) the cases of fold k are averaged over the top-k configurations ranked by
+their mean Dice on the *other* folds' cases, so each fold may have its own members (recorded per fold);
+`--members a,b,c` takes a list fixed before anything ran. Status and timings go to RUNS/benchmark.json;
+the report to RUNS/report/ (or --report-out).
 """
 
 from __future__ import annotations
 
 import datetime as _dt
+import math
+import os
 import sys
 import time
 import traceback
@@ -35,6 +42,11 @@ def configure_parser(parser) -> None:
     parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
     parser.add_argument("--fold", default="all", help="fold to run (0-based), or all")
     parser.add_argument("--force", action="store_true", help="re-run folds that are already done")
+    parser.add_argument("--seeds", type=int, default=1,
+                        help="repeat every configuration with training seeds 0..N-1 on the same folds")
+    parser.add_argument("--members", default=None,
+                        help="comma-separated configuration names: an ensemble fixed before anything ran "
+                             "(default: nested top-k selection per fold)")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
 
@@ -43,7 +55,11 @@ def run_command(args) -> int:
     """Run the grid, the ensemble and the report; print a status line per cell."""
     grid = load_grid(args.grid)
     fold = _parse_fold(args.fold, args.folds)
-    record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold, force=args.force)
+    if args.seeds < 1:
+        raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")
+    members = [m.strip() for m in args.members.split(",") if m.strip()] if args.members else None
+    record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold, force=args.force,
+                           seeds=args.seeds, fixed_members=members)
     for cell in record["cells"]:
         line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
         if cell["status"] != DONE:
@@ -61,8 +77,10 @@ def run_command(args) -> int:
 
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
-                  force: bool = False, run_configuration=None, ensemble_runs=None) -> dict:
-    """Run every cell of `grid`, then its ensemble; return (and keep writing) the benchmark record.
+                  force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,
+                  fixed_members: list | None = None) -> dict:
+    """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
+    writing) the benchmark record.
 
     `run_configuration` and `ensemble_runs` default to islesbench.run's and islesbench.ensemble's; tests
     pass stand-ins.
@@ -79,7 +97,10 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         "num_folds": num_folds,
         "fold": fold,
         "grid": [c.name for c, _ in grid.cell_configs(profile)],
+        "seeds": seeds,
         "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
+        "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
+        "provenance": provenance(),
         "started": _now(),
         "finished": None,
         "wall_seconds": None,
@@ -88,7 +109,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     record_path = benchmark_record_path(runs_root)
     requested = list(range(num_folds)) if fold == "all" else [int(fold)]
 
-    for cell, config in grid.cell_configs(profile):
+    for cell, config in [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed)]:
         overrides = grid.cell_overrides(cell)
         config_file = None
         if overrides:
@@ -96,6 +117,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
             write_json_atomic(config_file, overrides)
         entry = {
             "name": config.name,
+            "seed": config.train.seed,
             "kind": "run",
             "arch": cell.arch,
             "loss": None if cell.arch == "threshold" else cell.loss,
@@ -128,49 +150,90 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         _write_record(record_path, record, started)
 
     if grid.ensemble is not None:
-        record["cells"].append(_run_ensemble(grid, record["cells"], runs_root, ensemble_runs))
+        record["cells"].append(_run_ensemble(grid, record["cells"], runs_root, ensemble_runs, fixed_members))
     record["finished"] = _now()
     _write_record(record_path, record, started)
     return record
 
 
-def choose_ensemble_members(cells: list[dict], runs_root, top_k: int) -> tuple[list[str], str | None]:
-    """Names of the top-k finished learned configurations by mean validation Dice, or a reason why none."""
-    from islesbench.reports.report import read_run
+def _learned_runs(cells: list[dict], runs_root) -> dict:
+    """name -> {case: (fold, Dice)} of the finished learned seed-0 configurations."""
+    from islesbench.reports.results_reader import read_run
 
-    scored = []
+    out = {}
     for cell in cells:
-        if cell["status"] != DONE or cell.get("arch") == "threshold":
+        if cell["status"] != DONE or cell.get("arch") == "threshold" or cell.get("seed", 0):
             continue
         run = read_run(results.run_dir(runs_root, cell["name"]))
         if run is not None and run.rows:
-            scored.append((run.mean("dice"), cell["name"]))
-    scored.sort(key=lambda s: (-s[0], s[1]))
-    if len(scored) < 2:
-        return [], (f"an ensemble needs at least 2 finished learned configurations; {len(scored)} finished")
-    return [name for _, name in scored[:top_k]], None
+            out[cell["name"]] = {r["case"]: (r["fold"], r["dice"]) for r in run.rows}
+    return out
 
 
-def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs) -> dict:
+def nested_ensemble_members(per_config: dict, top_k: int) -> tuple[dict, str | None]:
+    """For every fold k: the top-k configurations by mean Dice over the cases of the *other* folds.
+
+    `per_config` is name -> {case: (fold, Dice)}. Returns ({fold: {"members": [...], "ranking": [[name,
+    mean Dice], ...]}}, None) or ({}, the reason no ensemble can be made).
+    """
+    if len(per_config) < 2:
+        return {}, f"an ensemble needs at least 2 finished learned configurations; {len(per_config)} finished"
+    folds = sorted({f for rows in per_config.values() for f, _ in rows.values()})
+    chosen = {}
+    for k in folds:
+        scored = []
+        for name, rows in per_config.items():
+            other = [d for f, d in rows.values() if f != k and math.isfinite(d)]
+            if other:
+                scored.append((sum(other) / len(other), name))
+        scored.sort(key=lambda s: (-s[0], s[1]))
+        if len(scored) < 2:
+            return {}, f"fold {k}: fewer than 2 configurations have results on the other folds to rank them"
+        chosen[k] = {"members": [n for _, n in scored[:top_k]], "ranking": [[n, round(d, 6)] for d, n in scored]}
+    return chosen, None
+
+
+def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs, fixed_members=None) -> dict:
     ens = grid.ensemble
     out_dir = results.run_dir(runs_root, ens.run_name)
-    members, reason = choose_ensemble_members(cells, runs_root, ens.top_k)
-    entry = {"name": ens.run_name, "kind": "ensemble", "top_k": ens.top_k, "members": members,
-             "run_dir": str(out_dir)}
-    names = members or [c["name"] for c in cells if c.get("arch") != "threshold"][: ens.top_k]
-    entry["command"] = " ".join(
-        ["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in names), "--out", str(out_dir)]
-    )
+    per_config = _learned_runs(cells, runs_root)
+    if fixed_members:
+        unknown = [m for m in fixed_members if m not in per_config]
+        reason = (f"--members names configurations that did not finish: {', '.join(unknown)}" if unknown else None)
+        folds = sorted({f for rows in per_config.values() for f, _ in rows.values()})
+        per_fold = {} if reason else {k: {"members": list(fixed_members), "ranking": None} for k in folds}
+        selection = {"method": "fixed", "description": "members fixed before anything ran (--members)"}
+    else:
+        per_fold, reason = nested_ensemble_members(per_config, ens.top_k)
+        selection = {"method": "nested", "description": f"fold k averages the top {ens.top_k} configurations "
+                     "by mean Dice on the other folds' cases (never on the cases it is scored on)"}
+    entry = {"name": ens.run_name, "kind": "ensemble", "top_k": ens.top_k, "selection": selection["method"],
+             "members_per_fold": {str(k): v["members"] for k, v in per_fold.items()}, "run_dir": str(out_dir)}
     if reason:
-        entry.update(status=NOT_RUN, reason=reason, seconds=0.0)
+        names = fixed_members or [c["name"] for c in cells if c.get("arch") != "threshold"][: ens.top_k]
+        entry.update(status=NOT_RUN, reason=reason, seconds=0.0, command=" ".join(
+            ["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in names), "--out", str(out_dir)]))
         return entry
+    entry["command"] = "; ".join(
+        " ".join(["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in v["members"]),
+                  "--out", str(out_dir)]) + f"  # fold {k}" for k, v in per_fold.items())
     if ensemble_runs is None:
         from islesbench.ensemble import ensemble_runs
     t0 = time.monotonic()
+    record = {"selection": {**selection, "per_fold": {str(k): v for k, v in per_fold.items()}}}
     try:
-        ensemble_runs([results.run_dir(runs_root, n) for n in members], out_dir)
+        for k, v in per_fold.items():
+            ensemble_runs([results.run_dir(runs_root, n) for n in v["members"]], out_dir, force=True, folds=[k],
+                          record=record)
+        # The root config names every member used by any fold; each fold's config.json has its own.
+        used = sorted({n for v in per_fold.values() for n in v["members"]})
+        root = results.read_run_config(out_dir)
+        write_json_atomic(out_dir / "config.json", {**root, "members": used,
+                                                    "member_runs": [str(results.run_dir(runs_root, n).resolve())
+                                                                    for n in used]})
         entry["status"] = DONE
-        entry["note"] = "members: " + ", ".join(members)
+        entry["note"] = f"{selection['method']} selection; members per fold: " + "; ".join(
+            f"{k}: {', '.join(v['members'])}" for k, v in per_fold.items())
     except IslesbenchError as exc:
         entry.update(status=NOT_RUN, reason=str(exc))
     except Exception as exc:
@@ -178,6 +241,32 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs)
         entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
     entry["seconds"] = round(time.monotonic() - t0, 1)
     return entry
+
+
+def provenance() -> dict:
+    """What produced a result: the commit (and whether the tree had changes), the command, versions."""
+    import platform
+    import subprocess
+
+    def git(*argv):
+        try:
+            return subprocess.run(["git", *argv], cwd=Path(__file__).resolve().parent, capture_output=True,
+                                  text=True, timeout=10).stdout.strip() or None
+        except (OSError, subprocess.SubprocessError):
+            return None
+
+    versions = {"python": platform.python_version()}
+    for module in ("tensorflow", "keras", "numpy", "scipy", "nibabel", "keras_tuner"):
+        try:
+            versions[module] = __import__(module).__version__
+        except Exception:  # a missing optional module is recorded as absent, not fatal
+            versions[module] = None
+    from islesbench import __version__
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"islesbench": __version__, "commit": git("rev-parse", "HEAD"), "tree_modified": bool(status),
+            "command": " ".join(["islesbench", *sys.argv[1:]]) if sys.argv and "islesbench" in sys.argv[0] else None,
+            "versions": versions, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
 
 
 def _done_folds(runs_root, name: str, requested: list[int]) -> list[int]:

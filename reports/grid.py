@@ -2,7 +2,7 @@
 
 The default is the paper's comparison (Abulnaga & Rubin 2018): PSPNet with an ImageNet-pretrained and a
 from-scratch encoder, U-Net (2D) and V-Net (3D), each with focal loss and cross-entropy, the rCBF threshold
-baseline, and an ensemble of the top-k configurations by mean cross-validated Dice.
+baseline, and an ensemble of the top-k configurations (chosen per fold on the other folds; reports/benchmark.py).
 
 A grid file is a JSON object; every key is optional:
 
@@ -26,7 +26,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file
+from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file, seeded_name
 from islesbench.errors import IslesbenchError
 
 # The record of a benchmark: one file in the runs root, beside the run folders.
@@ -59,16 +59,18 @@ class GridCell:
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
     name_override: str | None = None
 
-    def config(self, profile: str, shared_overrides: dict | None = None) -> ExperimentConfig:
-        """The validated ExperimentConfig of this cell under `profile`."""
+    def config(self, profile: str, shared_overrides: dict | None = None, seed: int = 0) -> ExperimentConfig:
+        """The validated ExperimentConfig of this cell under `profile`, trained with `seed`."""
         cfg = profile_config(profile, self.arch, self.pretrained)
         if shared_overrides:
             cfg = apply_overrides(cfg, shared_overrides)
         cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": self.pretrained}, "loss": {"name": self.loss}})
         if self.overrides:
             cfg = apply_overrides(cfg, self.overrides)
+        if seed:
+            cfg = apply_overrides(cfg, {"train": {"seed": seed}})
         if self.name_override:
-            cfg = apply_overrides(cfg, {"name_override": self.name_override})
+            cfg = apply_overrides(cfg, {"name_override": seeded_name(self.name_override, cfg.train.seed)})
         return cfg.validate()
 
     @property
@@ -116,9 +118,9 @@ class Grid:
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
     ensemble: EnsembleCell | None = EnsembleCell()
 
-    def cell_configs(self, profile: str) -> list[tuple[GridCell, ExperimentConfig]]:
-        """(cell, its resolved config) in grid order."""
-        return [(c, c.config(profile, self.overrides)) for c in self.cells]
+    def cell_configs(self, profile: str, seed: int = 0) -> list[tuple[GridCell, ExperimentConfig]]:
+        """(cell, its resolved config for training seed `seed`) in grid order."""
+        return [(c, c.config(profile, self.overrides, seed)) for c in self.cells]
 
     def cell_overrides(self, cell: GridCell) -> dict:
         """The overrides a stand-alone `islesbench run --config FILE` needs to reproduce `cell` (the name

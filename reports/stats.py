@@ -1,6 +1,8 @@
-"""Paired statistics between configurations: Wilcoxon signed-rank per case, with effect sizes.
+"""Paired statistics between configurations: Wilcoxon signed-rank per patient, effect sizes, bootstrap CIs.
 
-Pairs are the cases that both configurations validated, with a finite value of the metric in both.
+The unit is the patient (a patient's slabs are averaged first, reports/results_reader.py): pairs are the
+patients both configurations validated, with a finite value of the metric in both. Means and paired
+differences get seeded percentile-bootstrap 95 % intervals over patients (a cluster bootstrap).
 Zero differences are dropped before ranking (Wilcoxon's original treatment, scipy's default
 `zero_method="wilcox"`), and the effect size uses the same non-zero differences: the matched-pairs
 rank-biserial correlation r = (R+ − R−) / (R+ + R−) (Kerby 2014), positive when the first configuration
@@ -13,6 +15,11 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
+
+# Patient-level (cluster) bootstrap: resamples, confidence level and the default seed.
+BOOTSTRAP_RESAMPLES = 4000
+CONFIDENCE = 0.95
+BOOTSTRAP_SEED = 0
 
 # Below this many non-zero differences a two-sided exact p-value can never reach 0.05 (n=5 gives
 # at best 2/32 = 0.0625), so a test would only look informative.
@@ -34,6 +41,7 @@ class PairedComparison:
     effect_r: float | None = None
     reason: str | None = None  # why there is no p-value, when there is none
     label: str = ""  # what the comparison stands for, e.g. "pretrained vs scratch (focal)"
+    ci: tuple | None = None  # 95 % bootstrap interval of mean_diff (over the paired units)
 
     @property
     def tested(self) -> bool:
@@ -55,6 +63,25 @@ def rank_biserial(diffs) -> float:
     return float((r_plus - r_minus) / (r_plus + r_minus))
 
 
+def bootstrap_ci(values, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRAP_RESAMPLES,
+                 confidence: float = CONFIDENCE) -> tuple | None:
+    """Percentile bootstrap interval of the mean of `values` (one value per patient), seeded.
+
+    Resampling patients, not slabs, is the cluster bootstrap: a patient's slabs were averaged first.
+    None with fewer than two finite values; (v, v) when every value is equal.
+    """
+    from scipy.stats import bootstrap
+
+    x = np.asarray([float(v) for v in values if _finite(v)], dtype=float)
+    if x.size < 2:
+        return None
+    if np.all(x == x[0]):
+        return float(x[0]), float(x[0])
+    res = bootstrap((x,), np.mean, n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                    vectorized=True, random_state=np.random.default_rng(seed))
+    return float(res.confidence_interval.low), float(res.confidence_interval.high)
+
+
 def paired_values(a: dict, b: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Sorted common cases of two {case: value} maps with finite values in both, and the values."""
     cases = sorted(c for c in set(a) & set(b) if _finite(a[c]) and _finite(b[c]))
@@ -74,6 +101,7 @@ def paired_wilcoxon(a: dict, b: dict, a_name: str = "a", b_name: str = "b", metr
     if n == 0:
         return PairedComparison(mean_diff=None, reason="no case with a finite value in both", **common)
     mean_diff = float(diffs.mean())
+    common["ci"] = bootstrap_ci(diffs)
     if nonzero == 0:
         return PairedComparison(mean_diff=mean_diff, reason="all paired differences are zero", **common)
     if nonzero < min_nonzero:
@@ -107,13 +135,10 @@ def holm_adjust(p_values: list) -> list:
 
 @dataclass(frozen=True)
 class ConfigSummary:
-    """What the claims need to know of a configuration: its identity and per-case values."""
+    """A configuration for the statistics: its name and per-patient values of one metric."""
 
     name: str
-    arch: str | None
-    pretrained: str | None  # "imagenet", "scratch", a weights tag, or None when not applicable
-    loss: str | None
-    values: dict  # case -> metric value
+    values: dict  # patient -> metric value
 
 
 def versus_best(configs: list[ConfigSummary], metric: str = "dice") -> tuple[str | None, list[PairedComparison]]:
@@ -128,32 +153,6 @@ def versus_best(configs: list[ConfigSummary], metric: str = "dice") -> tuple[str
         if c.name != best.name
     ]
     return best.name, comparisons
-
-
-def paper_claims(configs: list[ConfigSummary], metric: str = "dice") -> list[PairedComparison]:
-    """The paper's claims as paired tests: pretrained vs scratch, focal vs CE, 2D vs 3D (per loss)."""
-    by_key = {(c.arch, c.pretrained, c.loss): c for c in configs if c.arch}
-    out = []
-
-    def add(a_key, b_key, label):
-        a, b = by_key.get(a_key), by_key.get(b_key)
-        if a is not None and b is not None:
-            out.append(paired_wilcoxon(a.values, b.values, a.name, b.name, metric, label=label))
-
-    losses = sorted({c.loss for c in configs if c.loss})
-    for loss in losses:
-        add(("pspnet", "imagenet", loss), ("pspnet", "scratch", loss), f"pretrained > scratch ({loss})")
-    for arch, pretrained in sorted({(c.arch, c.pretrained) for c in configs if c.arch not in (None, "threshold")},
-                                   key=lambda k: (k[0], str(k[1]))):
-        add((arch, pretrained, "focal"), (arch, pretrained, "ce"), f"focal > CE ({_label(arch, pretrained)})")
-    for loss in losses:
-        add(("unet", None, loss), ("vnet", None, loss), f"2D > 3D: U-Net vs V-Net ({loss})")
-        add(("pspnet", "imagenet", loss), ("vnet", None, loss), f"2D > 3D: PSPNet-imagenet vs V-Net ({loss})")
-    return out
-
-
-def _label(arch, pretrained) -> str:
-    return f"{arch}-{pretrained}" if pretrained else arch
 
 
 def _finite(x) -> bool:

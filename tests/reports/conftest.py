@@ -70,19 +70,34 @@ def config_of(name: str):
     return cfg
 
 
+# case_1 and case_2 are two slabs of one patient (both in fold 0), as in ISLES.
+PATIENTS = {c: ("patient_A" if c in ("case_1", "case_2") else f"patient_{c}") for c in CASES}
+
+
+def write_fake_prepared(root: Path) -> Path:
+    """The part of a prepared folder the report reads: patients.json."""
+    from islesbench.atomic import write_json_atomic
+
+    write_json_atomic(root / "patients.json", {"method": "test", "patients": PATIENTS})
+    return root
+
+
 def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: bool = True,
-                   cohort: str = COHORT, folds=(0, 1)) -> Path:
+                   cohort: str = COHORT, folds=(0, 1), prepared=None, config=None) -> Path:
     """A finished run in the results layout: config.json, per-fold config/history/metrics/summary/DONE."""
-    cfg = config_of(name)
+    cfg = config or config_of(name)
+    name = cfg.name
     run = results.run_dir(runs_root, name)
     extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None}
+    if prepared:
+        extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)
     for fold in folds:
         paths = results.fold_paths(runs_root, name, fold)
         cfg.save(paths.config, fold=fold, **extra)
         rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)) if FOLD_OF[c] == fold]
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
-        if history and SPECS[name][0] != "threshold":
+        if history and cfg.model.arch != "threshold":
             lines = ["epoch,dice,loss,val_dice,val_loss"]
             for e in range(4):
                 lines.append(f"{e},{0.2 + 0.15 * e + 0.02 * fold},{1.0 - 0.2 * e},{0.15 + 0.12 * e},{1.1 - 0.18 * e}")
@@ -96,7 +111,8 @@ def write_fake_ensemble(runs_root, members: list, name: str = "ensemble-top2", c
     from islesbench.atomic import write_json_atomic
 
     out = results.run_dir(runs_root, name)
-    config = {"name": name, "cohort": cohort, "members": [str(results.run_dir(runs_root, m)) for m in members]}
+    config = {"name": name, "model": {"arch": "ensemble", "pretrained": None}, "cohort": cohort,
+              "members": [str(results.run_dir(runs_root, m)) for m in members]}
     write_json_atomic(out / "config.json", config)
     for fold in (0, 1):
         paths = results.FoldPaths(out / f"fold_{fold}")
@@ -145,9 +161,10 @@ def write_predictions(runs_root, name: str) -> None:
 def build_fake_runs(root: Path) -> Path:
     """Six configurations, an ensemble and a raw cohort for the example panel under `root`."""
     raw = write_raw_cohort(root / "raw")
+    prepared = write_fake_prepared(root / "prepared")
     runs = root / "runs"
     for name, dice in DICE.items():
-        write_fake_run(runs, name, dice, raw_data=raw)
+        write_fake_run(runs, name, dice, raw_data=raw, prepared=prepared)
     write_predictions(runs, "pspnet-imagenet-focal")
     write_fake_ensemble(runs, ["pspnet-imagenet-focal", "unet-focal"])
     write_predictions(runs, "ensemble-top2")

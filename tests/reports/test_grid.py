@@ -6,7 +6,9 @@ import sys
 import types
 
 import pytest
-from conftest import DICE, SPECS, write_fake_ensemble, write_fake_run
+from conftest import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
+
+from islesbench.config import apply_overrides
 
 from islesbench import results
 from islesbench.errors import IslesbenchError
@@ -122,7 +124,7 @@ class FakeTraining:
         return results.run_dir(runs_root, name)
 
 
-def fake_ensemble(run_dirs, out_dir):
+def fake_ensemble(run_dirs, out_dir, force=False, folds=None, record=None):
     write_fake_ensemble(out_dir.parent, [p.name for p in run_dirs], name=out_dir.name)
     return {}
 
@@ -149,9 +151,12 @@ def test_benchmark_records_cells_resumes_and_ensembles(tmp_path):
     for name in ("pspnet-scratch-focal", "unet-focal", "vnet-focal", "threshold"):
         assert cells[name]["status"] == "done" and cells[name]["folds_trained"] == 2
         assert cells[name]["folds_done"] == [0, 1]
-    # Top-2 learned configurations by mean Dice, the threshold baseline never among them.
+    # Per fold, the top-2 learned configurations by mean Dice on the other fold; never the threshold.
     ens = cells["ensemble-top2"]
-    assert ens["status"] == "done" and ens["members"] == ["unet-focal", "pspnet-scratch-focal"]
+    assert ens["status"] == "done" and ens["selection"] == "nested"
+    assert ens["members_per_fold"] == {"0": ["unet-focal", "pspnet-scratch-focal"],
+                                       "1": ["unet-focal", "pspnet-scratch-focal"]}
+    assert record["provenance"]["versions"]["numpy"] and "commit" in record["provenance"]
     assert (runs / "ensemble-top2" / "fold_0" / "validation" / "metrics.csv").exists()
     on_disk = json.loads(benchmark_record_path(runs).read_text())
     assert on_disk["cells"] == json.loads(json.dumps(record["cells"]))
@@ -163,6 +168,51 @@ def test_benchmark_records_cells_resumes_and_ensembles(tmp_path):
                                     ensemble_runs=fake_ensemble)
     assert fake.trained == []
     assert all(c["folds_trained"] == 0 for c in again["cells"] if c["kind"] == "run")
+
+
+def test_ensemble_members_of_a_fold_are_chosen_on_the_other_folds_only():
+    # A is best on fold 0, B on fold 1, C steady: over all cases A and B tie for the top, but fold 0's
+    # cases may only be averaged over members ranked on fold 1 (B, C), and fold 1's over A, C.
+    def rows(d0, d1):
+        return {**{f"a{i}": (0, d0) for i in range(4)}, **{f"b{i}": (1, d1) for i in range(4)}}
+
+    chosen, reason = benchmark.nested_ensemble_members({"A": rows(0.95, 0.5), "B": rows(0.5, 0.95),
+                                                        "C": rows(0.7, 0.7)}, top_k=2)
+    assert reason is None
+    assert chosen[0]["members"] == ["B", "C"] and chosen[1]["members"] == ["A", "C"]
+    assert chosen[0]["ranking"][0] == ["B", 0.95]
+
+
+def test_fixed_members_are_used_for_every_fold(tmp_path):
+    seen = []
+
+    def ensemble(run_dirs, out_dir, force=False, folds=None, record=None):
+        seen.append(([p.name for p in run_dirs], folds, record["selection"]["method"]))
+        return fake_ensemble(run_dirs, out_dir)
+
+    record = benchmark.run_benchmark(_grid(), "/data", tmp_path / "runs", "quick", num_folds=2,
+                                     run_configuration=FakeTraining(), ensemble_runs=ensemble,
+                                     fixed_members=["vnet-focal", "unet-focal"])
+    assert seen == [(["vnet-focal", "unet-focal"], [0], "fixed"), (["vnet-focal", "unet-focal"], [1], "fixed")]
+    assert record["ensemble_selection"] == "fixed"
+
+
+def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
+    trained = []
+
+    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+        trained.append((config.name, config.train.seed))
+        base = config_of(config.name.split("-seed")[0])
+        write_fake_run(runs_root, config.name, DICE[base.name], folds=[0, 1],
+                       config=apply_overrides(base, {"train": {"seed": config.train.seed}}))
+
+    grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None})
+    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training,
+                                     seeds=3)
+    assert trained == [("unet-focal", 0), ("vnet-focal", 0), ("unet-focal-seed1", 1), ("vnet-focal-seed1", 1),
+                       ("unet-focal-seed2", 2), ("vnet-focal-seed2", 2)]
+    assert [c["seed"] for c in record["cells"]] == [0, 0, 1, 1, 2, 2]
+    assert "--seed 2" in record["cells"][-1]["command"]
 
 
 def test_ensemble_not_run_with_fewer_than_two_finished(tmp_path):

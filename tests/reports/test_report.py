@@ -10,6 +10,8 @@ import numpy as np
 import pytest
 from conftest import CASES, COHORT, DICE, ENSEMBLE_DICE, metric_row, write_fake_run
 
+from islesbench.config import apply_overrides
+
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
 from islesbench.reports import figures, report
@@ -49,6 +51,28 @@ def test_every_file_is_written(built_report):
         assert f"(figures/{name})" in md
 
 
+def _patient_values(values):
+    """Per patient (case_1 and case_2 are one patient): the mean of its cases' finite values, by hand."""
+    by_case = dict(zip(CASES, values))
+    out = {"patient_A": [by_case["case_1"], by_case["case_2"]]}
+    out.update({f"patient_{c}": [by_case[c]] for c in CASES[2:]})
+    means = []
+    for _, vals in sorted(out.items()):  # the report's order of patients
+        finite = [v for v in vals if math.isfinite(v)]
+        if finite:
+            means.append(sum(finite) / len(finite))
+    return means
+
+
+def _mean_ci(values, decimals):
+    from scipy.stats import bootstrap
+
+    v = np.asarray(values, float)
+    ci = bootstrap((v,), np.mean, n_resamples=4000, method="percentile",
+                   random_state=np.random.default_rng(0)).confidence_interval
+    return f"{v.mean():.{decimals}f} [{ci.low:.{decimals}f}, {ci.high:.{decimals}f}]"
+
+
 def test_comparison_table_numbers_equal_hand_computation(built_report):
     fake_runs, out = built_report
     md = (out / "report.md").read_text()
@@ -62,29 +86,32 @@ def test_comparison_table_numbers_equal_hand_computation(built_report):
     dice = DICE["pspnet-imagenet-focal"]
     rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice))]
     assert row[col["Cohort"]] == COHORT
-    assert row[col["Folds"]] == "2" and row[col["Cases"]] == "10"
-    assert row[col["Dice"]] == _mean_std(dice, 3)
-    assert row[col["Precision"]] == _mean_std([r["precision"] for r in rows], 3)
-    assert row[col["HD (mm)"]] == _mean_std([r["hd"] for r in rows], 1)
-    assert row[col["AVD (mL)"]] == _mean_std([r["avd_ml"] for r in rows], 2)
+    assert row[col["Folds"]] == "2" and row[col["Patients (cases)"]] == "9 (10)"
+    assert row[col["Dice [95% CI]"]] == _mean_ci(_patient_values(dice), 3)
+    assert row[col["SD over patients"]] == f"{np.std(_patient_values(dice), ddof=1):.3f}"
+    assert row[col["SD over seeds"]] == "1 seed"
+    assert row[col["Precision"]] == _mean_ci(_patient_values([r["precision"] for r in rows]), 3)
+    assert row[col["HD (mm)"]] == _mean_ci(_patient_values([r["hd"] for r in rows]), 1)
+    assert row[col["AVD (mL)"]] == _mean_ci(_patient_values([r["avd_ml"] for r in rows]), 2)
     assert row[col["Cases with inf distance"]] == "0"
     assert "0.54 ± 0.09" in row[-1]
 
-    # V-Net has one empty prediction: distances averaged over the 9 finite cases, "(1 inf)" beside.
+    # V-Net has one empty prediction: distances averaged over the finite patients, counted beside.
     vrow = table["vnet-focal"]
     vrows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, DICE["vnet-focal"]))]
-    finite_hd = [r["hd"] for r in vrows if math.isfinite(r["hd"])]
-    assert len(finite_hd) == 9
-    assert vrow[col["HD (mm)"]] == _mean_std(finite_hd, 1) + " (1 inf)"
-    assert vrow[col["Dice"]] == _mean_std(DICE["vnet-focal"], 3)
+    assert len(_patient_values([r["hd"] for r in vrows])) == 8
+    assert vrow[col["HD (mm)"]] == _mean_ci(_patient_values([r["hd"] for r in vrows]), 1)
+    assert vrow[col["Dice [95% CI]"]] == _mean_ci(_patient_values(DICE["vnet-focal"]), 3)
     assert vrow[col["Cases with inf distance"]] == "1"
 
     assert "0.57" in table["ensemble-top2"][-1]
+    assert "optimistic" in table["ensemble-top2"][col["Selection"]]  # no per-fold selection recorded
     assert "7 points below pretrained" in table["pspnet-scratch-focal"][-1]
     assert table["threshold"][-1] == "—"
-    # Ordered by mean Dice, best first.
+    # Ordered by mean patient Dice, best first.
     order = [k for k in table]
-    means = {"ensemble-top2": np.mean(ENSEMBLE_DICE), **{k: np.mean(v) for k, v in DICE.items()}}
+    means = {"ensemble-top2": np.mean(_patient_values(ENSEMBLE_DICE)),
+             **{k: np.mean(_patient_values(v)) for k, v in DICE.items()}}
     assert order == sorted(means, key=lambda k: -means[k])
 
 
@@ -121,24 +148,74 @@ def test_results_csv_has_one_row_per_configuration_fold_case(built_report):
     assert vnet["case_7"]["fold"] == "1" and vnet["case_7"]["cohort"] == COHORT
 
 
-def test_statistics_section_matches_scipy(built_report):
+def test_statistics_section_matches_scipy_on_patients(built_report):
     from scipy.stats import wilcoxon
 
     _, out = built_report
     md = (out / "report.md").read_text()
-    assert "Best configuration by mean Dice: **ensemble-top2**" in md
+    assert "9 patients, 10 cases" in md
+    assert "against the best by mean patient Dice, **ensemble-top2**" in md
     versus_best = _table_rows(md, "Comparison")  # the first such table: each configuration vs the best
     row = versus_best["vnet-focal vs best"]
-    assert row[1:3] == ["vnet-focal", "ensemble-top2"]
-    assert row[6] == f"{wilcoxon(DICE['vnet-focal'], ENSEMBLE_DICE).pvalue:.3f}"
+    assert row[1:4] == ["vnet-focal", "ensemble-top2", "9"]
+    v, e = _patient_values(DICE["vnet-focal"]), _patient_values(ENSEMBLE_DICE)
+    assert row[6] == f"{wilcoxon(v, e).pvalue:.3f}"
+    assert row[4].startswith(f"{np.mean(np.subtract(v, e)):+.3f} [")
     assert len(versus_best) == len(DICE)
-    line = next(x for x in md.splitlines() if x.startswith("| pretrained > scratch (focal) |"))
+    line = next(x for x in md.splitlines() if x.startswith("| focal > CE (pspnet-imagenet) |"))
     cells = [c.strip() for c in line.strip("|").split(" | ")]
-    a, b = DICE["pspnet-imagenet-focal"], DICE["pspnet-scratch-focal"]
-    expected = wilcoxon(a, b)
-    assert cells[3] == "10"
-    assert cells[4] == f"{np.mean(np.subtract(a, b)):+.3f}"
-    assert cells[6] == f"{expected.pvalue:.3f}"
+    a, b = _patient_values(DICE["pspnet-imagenet-focal"]), _patient_values(DICE["pspnet-imagenet-ce"])
+    assert cells[3] == "9"
+    assert cells[4].startswith(f"{np.mean(np.subtract(a, b)):+.3f} [")
+    assert cells[6] == f"{wilcoxon(a, b).pvalue:.3f}"
+    assert cells[9] == "controlled: differs only in loss" and cells[10] == "loss.name: focal → ce"
+
+
+def test_a_pair_that_differs_in_more_than_the_factor_is_not_called_a_test(tmp_path):
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    # The quick profile's own PSPNets: ImageNet weights need the full width, so the pair also differs in
+    # width, input size and learning rate; U-Net focal/CE differ in the loss alone.
+    for arch, pretrained, loss, name in (("pspnet", "imagenet", "focal", "pspnet-imagenet-focal"),
+                                         ("pspnet", None, "focal", "pspnet-scratch-focal"),
+                                         ("unet", None, "focal", "unet-focal"), ("unet", None, "ce", "unet-focal")):
+        cfg = apply_overrides(profile_config("quick", arch, pretrained), {"loss": {"name": loss}})
+        write_fake_run(runs, cfg.name, DICE[name], config=cfg)
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| pretrained (imagenet) > scratch, PSPNet focal |"))
+    cells = [c.strip() for c in line.strip("|").split(" | ")]
+    assert cells[9].startswith("NOT a test of the claim: also differs in ")
+    for field in ("data.input_size", "model.encoder_width", "optimizer.learning_rate"):
+        assert field in cells[9] and field in cells[10]
+    assert cells[6] == "not a test" and cells[7] == "—"
+    unet = next(x for x in md.splitlines() if x.startswith("| focal > CE (unet) |"))
+    assert "controlled: differs only in loss" in unet
+
+
+def test_repeats_over_seeds_form_one_row_with_their_spread(tmp_path):
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    shifts = (0.0, 0.02, -0.04)
+    for seed, shift in enumerate(shifts):
+        cfg = apply_overrides(profile_config("quick", "unet"), {"train": {"seed": seed}})
+        write_fake_run(runs, cfg.name, [d + shift for d in DICE["unet-focal"]], config=cfg)
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    table = _table_rows(md, "Configuration")
+    assert list(table) == ["unet-focal"]
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Configuration |")).strip("|").split(" | ")]
+    row = dict(zip(header, table["unet-focal"]))
+    seed_means = [np.mean(_patient_values_no_pairs([d + s for d in DICE["unet-focal"]])) for s in shifts]
+    assert row["Seeds"] == "3"
+    assert row["SD over seeds"].startswith(f"{np.std(seed_means, ddof=1):.3f} (range 0.060, 3 seeds)")
+
+
+def _patient_values_no_pairs(values):
+    return list(values)  # without patients.json every case is its own patient
 
 
 def test_not_run_cells_are_listed_with_reason_and_command(fake_runs, tmp_path):
@@ -166,7 +243,7 @@ def test_example_panel_is_skipped_with_a_note_without_raw_data(tmp_path):
     md = (tmp_path / "report" / "report.md").read_text()
     assert "not drawn — the raw cohort" in md and "is not available on this machine" in md
     assert {p.name for p in paths["figures"]} == {"dice_box.png", "learning_curves.png", "dice_vs_volume.png"}
-    assert "The paper's claims cannot be tested here" in md
+    assert "not testable here: unet-ce has no results" in md
 
 
 def _parse(argv):
@@ -222,3 +299,47 @@ def test_learning_curves_reads_csvlogger_history(tmp_path):
     assert Path(out).exists()
     with pytest.raises(figures.FigureSkipped):
         figures.learning_curves([], tmp_path / "none.png")
+
+
+def test_nested_ensemble_shows_its_members_per_fold_and_faces_the_nested_best_single(fake_runs, tmp_path):
+    config_path = fake_runs / "ensemble-top2" / "config.json"
+    import json
+
+    config = json.loads(config_path.read_text())
+    per_fold = {"0": {"members": ["unet-focal", "pspnet-imagenet-focal"],
+                      "ranking": [["unet-focal", 0.72], ["pspnet-imagenet-focal", 0.70], ["vnet-focal", 0.4]]},
+                "1": {"members": ["pspnet-imagenet-focal", "unet-focal"],
+                      "ranking": [["pspnet-imagenet-focal", 0.75], ["unet-focal", 0.71], ["vnet-focal", 0.3]]}}
+    config["selection"] = {"method": "nested", "description": "top 2 on the other folds", "per_fold": per_fold}
+    write_json_atomic(config_path, config)
+    build_report(fake_runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    assert "| 0 | unet-focal, pspnet-imagenet-focal | unet-focal 0.720; pspnet-imagenet-focal 0.700" in md
+    line = next(x for x in md.splitlines() if x.startswith("| ensemble > best single model"))
+    cells = [c.strip() for c in line.strip("|").split(" | ")]
+    # the best single model of fold 0 is U-Net (ranked first on fold 1), of fold 1 PSPNet
+    by_case = dict(zip(CASES, [u if i < 5 else p for i, (u, p) in enumerate(zip(DICE["unet-focal"],
+                                                                              DICE["pspnet-imagenet-focal"]))]))
+    single = _patient_values([by_case[c] for c in CASES])
+    diff = np.mean(np.subtract(_patient_values(ENSEMBLE_DICE), single))
+    assert cells[3] == "9" and cells[4].startswith(f"{diff:+.3f} [")
+    table = _table_rows(md, "Configuration")
+    assert "nested" in " ".join(table["ensemble-top2"])
+
+
+def test_a_row_tuned_on_its_scored_folds_is_flagged(tmp_path):
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "unet-focal", DICE["unet-focal"], config=profile_config("quick", "unet"))
+    tuned = apply_overrides(profile_config("quick", "unet"), {"name_override": "unet-focal-tuned-nonnested"})
+    run = write_fake_run(runs, "unet-focal", DICE["pspnet-imagenet-focal"], config=tuned)
+    import json
+
+    config = json.loads((run / "config.json").read_text())
+    write_json_atomic(run / "config.json", {**config, "tuning": {"source": "best_hparams.json", "nested": False}})
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    row = _table_rows(md, "Configuration")["unet-focal-tuned-nonnested"]
+    assert "tuned on the folds it is scored on (non-nested): optimistic" in row
+    assert "unet-focal-tuned-nonnested" not in [c for c in md.splitlines() if c.startswith("| focal > CE")]

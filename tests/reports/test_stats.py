@@ -74,28 +74,39 @@ def test_holm_adjustment_by_hand():
     assert stats.holm_adjust([]) == []
 
 
-def _summary(name, arch, pretrained, loss, shift):
+def _summary(name, shift):
     base = np.linspace(0.4, 0.8, 8)
-    return stats.ConfigSummary(name, arch, pretrained, loss, {f"c{i}": v + shift + 0.001 * i for i, v in enumerate(base)})
+    return stats.ConfigSummary(name, {f"p{i}": v + shift + 0.001 * i for i, v in enumerate(base)})
 
 
-def test_versus_best_and_paper_claims_pick_the_right_pairs():
-    configs = [
-        _summary("pspnet-imagenet-focal", "pspnet", "imagenet", "focal", 0.10),
-        _summary("pspnet-imagenet-ce", "pspnet", "imagenet", "ce", 0.05),
-        _summary("pspnet-scratch-focal", "pspnet", "scratch", "focal", 0.03),
-        _summary("unet-focal", "unet", None, "focal", 0.04),
-        _summary("vnet-focal", "vnet", None, "focal", -0.10),
-        _summary("threshold", "threshold", None, None, -0.30),
-    ]
+def test_versus_best_picks_the_best_and_compares_every_other():
+    configs = [_summary("a", 0.10), _summary("b", 0.05), _summary("c", -0.30)]
     best, comparisons = stats.versus_best(configs)
-    assert best == "pspnet-imagenet-focal"
-    assert {c.a for c in comparisons} == {c.name for c in configs} - {best}
-    assert all(c.b == best and c.mean_diff < 0 for c in comparisons)
-    claims = {c.label: (c.a, c.b) for c in stats.paper_claims(configs)}
-    assert claims == {
-        "pretrained > scratch (focal)": ("pspnet-imagenet-focal", "pspnet-scratch-focal"),
-        "focal > CE (pspnet-imagenet)": ("pspnet-imagenet-focal", "pspnet-imagenet-ce"),
-        "2D > 3D: U-Net vs V-Net (focal)": ("unet-focal", "vnet-focal"),
-        "2D > 3D: PSPNet-imagenet vs V-Net (focal)": ("pspnet-imagenet-focal", "vnet-focal"),
-    }
+    assert best == "a"
+    assert {c.a for c in comparisons} == {"b", "c"}
+    assert all(c.b == "a" and c.mean_diff < 0 for c in comparisons)
+
+
+def test_bootstrap_interval_matches_scipy_and_is_seeded():
+    from scipy.stats import bootstrap
+
+    rng = np.random.default_rng(1)
+    values = rng.normal(0.6, 0.2, 25)
+    lo, hi = stats.bootstrap_ci(values)
+    ref = bootstrap((values,), np.mean, n_resamples=stats.BOOTSTRAP_RESAMPLES, method="percentile",
+                    random_state=np.random.default_rng(stats.BOOTSTRAP_SEED)).confidence_interval
+    assert (lo, hi) == pytest.approx((ref.low, ref.high))
+    assert lo < values.mean() < hi
+    assert stats.bootstrap_ci(values) == (lo, hi)  # same seed, same interval
+    assert stats.bootstrap_ci([0.5]) is None and stats.bootstrap_ci([0.3, 0.3, 0.3]) == (0.3, 0.3)
+    # the 95 % interval of a normal mean is about ±1.96 standard errors wide
+    assert hi - lo == pytest.approx(2 * 1.96 * values.std(ddof=1) / np.sqrt(25), rel=0.2)
+
+
+def test_paired_comparison_carries_the_interval_of_the_mean_difference():
+    a = {f"p{i}": 0.5 + 0.01 * i for i in range(10)}
+    b = {f"p{i}": 0.45 + 0.012 * i for i in range(10)}
+    c = stats.paired_wilcoxon(a, b)
+    diffs = [a[k] - b[k] for k in sorted(a)]
+    assert c.ci == pytest.approx(stats.bootstrap_ci(diffs))
+    assert c.ci[0] <= c.mean_diff <= c.ci[1]

@@ -1,0 +1,337 @@
+"""The report's tables: comparison (patient-level means with bootstrap intervals and seed spread), per
+fold, statistics against the best, the paper's claims with their config differences, the ensemble's
+nested selection, and the benchmark's cells with what produced them.
+
+Every block is built from ConfigGroups (reports/results_reader.py); rendering is reports/document.py's.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+
+from islesbench.reports import claims, stats
+from islesbench.reports.document import Link, code, heading, para, table
+
+DISTANCE_COLUMNS = ("hd", "hd95", "assd")
+# (column, heading, decimals) of the comparison table; Dice gets its own columns.
+OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
+                 ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("avd_ml", "AVD (mL)", 2),
+                 ("lesion_f1", "Lesion F1", 3))
+
+# Abulnaga & Rubin 2018, 5-fold CV on the 94 ISLES 2018 training cases (PAPER.md).
+PAPER_NUMBERS = {
+    "pspnet-imagenet-focal": "0.54 ± 0.09",
+    "pspnet-imagenet-ce": "0.49 ± 0.11",
+    "pspnet-scratch-focal": "≈ 7 points below pretrained",
+    "pspnet-scratch-ce": "≈ 7 points below pretrained",
+    "unet-focal": "below PSPNet",
+    "unet-ce": "below PSPNet",
+    "vnet-focal": "below PSPNet; 3D worst",
+    "vnet-ce": "below PSPNet; 3D worst",
+}
+PAPER_ENSEMBLE = "0.57 (training leaderboard)"
+PAPER_COHORT = "ISLES 2018 training (94 cases, 5-fold CV)"
+
+
+def selection_flag(group) -> str:
+    """What the row's label must warn about: hyperparameters or members chosen on its scored cases."""
+    tuning = group.tuning
+    if tuning and not tuning.get("nested"):
+        return "tuned on the folds it is scored on (non-nested): optimistic"
+    if tuning:
+        return "tuned per outer fold (nested)"
+    if group.is_ensemble:
+        method = (group.config.get("selection") or {}).get("method")
+        if method == "nested":
+            return "members chosen per fold on the other folds (nested)"
+        if method == "fixed":
+            return "members fixed before running"
+        return "members chosen on the scored cases: optimistic"
+    return ""
+
+
+def paper_number(group) -> str:
+    """The paper's published Dice for this configuration, or an empty string."""
+    if group.is_ensemble:
+        return PAPER_ENSEMBLE
+    return PAPER_NUMBERS.get(group.name, "")
+
+
+def mean_with_ci(values: list, decimals: int) -> str:
+    """`mean [lo, hi]` over patients, the interval a seeded patient-level bootstrap."""
+    vals = [v for v in values if _finite(v)]
+    if not vals:
+        return "n/a"
+    mean = sum(vals) / len(vals)
+    ci = stats.bootstrap_ci(vals)
+    if ci is None:
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} [{ci[0]:.{decimals}f}, {ci[1]:.{decimals}f}]"
+
+
+def seed_spread(group) -> str:
+    """SD of the per-seed mean Dice, with the range, or why there is none."""
+    means = [m for m in group.seed_means("dice") if _finite(m)]
+    if len(means) < 2:
+        return "1 seed"
+    return f"{np.std(means, ddof=1):.3f} (range {max(means) - min(means):.3f}, {len(means)} seeds)"
+
+
+def order_groups(groups: list) -> list:
+    """Grouped by cohort, best mean patient Dice first within each."""
+    def key(g):
+        vals = list(g.patient_values("dice").values())
+        return (g.cohort, -(sum(vals) / len(vals)) if vals else 1.0, g.name)
+
+    return sorted(groups, key=key)
+
+
+def comparison_table(groups: list, out_dir: Path):
+    """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags."""
+    headers = (["Configuration", "Cohort", "Seeds", "Folds", "Patients (cases)", "Dice [95% CI]",
+                "SD over patients", "SD over seeds"] + [h for _, h, _ in OTHER_METRICS]
+               + ["Cases with inf distance", "Selection", "Paper Dice (" + PAPER_COHORT + ")"])
+    body = []
+    for g in order_groups(groups):
+        dice = list(g.patient_values("dice").values())
+        cells = [Link(g.name, _rel(g.runs[0].run_dir / "config.json", out_dir)), g.cohort, len(g.runs),
+                 len(g.folds), f"{len({g.patient(c) for c in g.cases})} ({len(g.cases)})",
+                 mean_with_ci(dice, 3), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a", seed_spread(g)]
+        cells += [mean_with_ci(list(g.patient_values(col).values()), dec) for col, _, dec in OTHER_METRICS]
+        inf_cases = sum(1 for r in g.runs[0].rows if any(math.isinf(r[c]) for c in DISTANCE_COLUMNS))
+        cells += [inf_cases, selection_flag(g) or "—", paper_number(g) or "—"]
+        body.append(cells)
+    return table(headers, body)
+
+
+def per_fold_table(groups: list):
+    """Mean Dice per fold of each configuration's seed-0 run (cases, not patients)."""
+    folds = sorted({f for g in groups for f in g.folds})
+    body = []
+    for g in order_groups(groups):
+        run = g.runs[0]
+        cells = [g.name]
+        for f in folds:
+            vals = [r["dice"] for r in run.rows if r["fold"] == f and _finite(r["dice"])]
+            text = f"{np.mean(vals):.3f}" if vals else "—"
+            cells.append(text + (" (unfinished)" if f in run.unfinished_folds else ""))
+        body.append(cells)
+    return table(["Configuration"] + [f"fold {f}" for f in folds], body) if folds and body else None
+
+
+_STATS_HEADERS = ["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "W", "p", "p (Holm)",
+                  "r", "Note"]
+
+
+def stats_blocks(groups: list, record: dict | None) -> list:
+    """Against the best configuration, and the paper's claims with their config differences."""
+    blocks = [heading(2, "Statistics"),
+              para("The unit is the patient: a patient's slabs are averaged first (mean of per-slab Dice), and over "
+                   "seeds when a configuration ran with several. Paired two-sided Wilcoxon signed-rank tests on "
+                   "per-patient Dice (`scipy.stats.wilcoxon`, zero differences dropped), Holm-adjusted within each "
+                   "table; effect size r = (R+ − R−)/(R+ + R−), positive when the first is better; 95 % intervals "
+                   f"from a seeded patient-level percentile bootstrap ({stats.BOOTSTRAP_RESAMPLES} resamples). No "
+                   f"p-value with fewer than {stats.MIN_NONZERO_PAIRS} non-zero differences.")]
+    for cohort in sorted({g.cohort for g in groups}):
+        group = [g for g in groups if g.cohort == cohort]
+        blocks.append(heading(3, f"Cohort: {cohort}"))
+        patients = {g.patient(c) for g in group for c in g.cases}
+        cases = {c for g in group for c in g.cases}
+        blocks.append(para(f"{len(patients)} patients, {len(cases)} cases; patients from "
+                           f"{group[0].patient_source}."))
+        summaries = [stats.ConfigSummary(g.name, g.patient_values("dice")) for g in group]
+        best, vs_best = stats.versus_best(summaries)
+        if best is not None and vs_best:
+            holm = stats.holm_adjust([c.p_value for c in vs_best])
+            blocks += [para(f"Each configuration against the best by mean patient Dice, **{best}**:"),
+                       table(_STATS_HEADERS, [_stats_row(c, h) for c, h in zip(vs_best, holm)])]
+        blocks += claim_blocks(group, record)
+        blocks += ensemble_blocks(group)
+    return blocks
+
+
+def claim_blocks(groups: list, record: dict | None) -> list:
+    """The paper's claims: each on a pair that differs only in the factor, else said not to test it."""
+    by_name = {g.name: g for g in groups}
+    configs = {g.name: g.config for g in groups}
+    pairs = claims.claim_pairs(configs)
+    if not pairs:
+        return [para("No pair of configurations here tests one of the paper's claims.")]
+    rows, tested = [], []
+    for pair in pairs:
+        a, b = by_name.get(pair.first), by_name.get(pair.second)
+        if a is None or b is None:
+            missing = pair.first if a is None else pair.second
+            rows.append([pair.label, pair.first, pair.second, "—", "—", "—", "—", "—", "—",
+                         "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"])
+            continue
+        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
+        comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
+                                           "dice", label=pair.label)
+        verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
+            "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
+            + (f" ({check.note})" if check.note else ""))
+        rows.append([pair.label, a.name, b.name, comparison, None, None, None, None, None, verdict,
+                     "; ".join(check.differences) or "none"])
+        if check.controlled:
+            tested.append(comparison)
+    holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
+    out_rows = []
+    for row in rows:
+        if isinstance(row[3], stats.PairedComparison):
+            c = row[3]
+            controlled = id(c) in holm
+            cells = _stats_row(c, holm.get(id(c)))
+            if not controlled:
+                cells[5:9] = ["—", "not a test", "—", cells[8]]
+            out_rows.append(cells[:9] + [row[9] + (f"; {c.reason}" if c.reason else ""), row[10]])
+        else:
+            out_rows.append(row)
+    headers = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)"]
+    return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
+                 "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
+                 "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
+            table(headers, out_rows)]
+
+
+def _missing_reason(missing: str, present, pair, record) -> str:
+    cell = next((c for c in (record or {}).get("cells", []) if c.get("name") == missing), None)
+    reason = f"{missing} has no results"
+    if cell and cell.get("reason"):
+        reason = f"{missing} {cell.get('status', 'not run')}: {cell['reason'].splitlines()[0]}"
+    if cell and present is not None and record.get("profile"):
+        from islesbench.errors import IslesbenchError
+        from islesbench.reports.grid import GridCell
+
+        try:
+            would = GridCell(cell["arch"], cell.get("loss") or "focal", cell.get("pretrained")).config(
+                record["profile"]).to_dict()
+        except (IslesbenchError, KeyError):
+            return reason
+        shared = {k: present.config.get(k) for k in ("cohort", "grid", "splits_fingerprint", "tuning")}
+        check = claims.check_pair(pair.factor, {**would, **shared}, present.config)
+        if not check.controlled:
+            reason += (f". Not testable in the {record['profile']} profile even with it: the pair would also differ "
+                       f"in {', '.join(check.confounders)}")
+    return reason
+
+
+def ensemble_blocks(groups: list) -> list:
+    """Each ensemble's members per fold and how they were chosen, and the ensemble against the best
+    single configuration chosen the same way (on the other folds)."""
+    blocks = []
+    singles = [g for g in groups if not g.is_ensemble and (g.config.get("model") or {}).get("arch") != "threshold"]
+    for ens in (g for g in groups if g.is_ensemble):
+        selection = ens.config.get("selection") or {}
+        per_fold = selection.get("per_fold") or {}
+        blocks.append(heading(4, f"Ensemble {ens.name}"))
+        if not per_fold:
+            blocks.append(para(f"`{ens.name}` records no per-fold selection: its members were chosen on the cases "
+                               "it is scored on, so its row is optimistic."))
+            continue
+        blocks.append(para(f"Selection: {selection.get('description', selection.get('method', '?'))}."))
+        blocks.append(table(["Fold", "Members", "Ranking on the other folds (mean Dice)"],
+                            [[k, ", ".join(v["members"]),
+                              "; ".join(f"{n} {d:.3f}" for n, d in v["ranking"]) if v.get("ranking") else "fixed"]
+                             for k, v in sorted(per_fold.items(), key=lambda kv: int(kv[0]))]))
+        single = nested_best_single(ens, singles)
+        if single:
+            c = stats.paired_wilcoxon(ens.patient_values("dice"), single, ens.name, "best single (nested)", "dice",
+                                      label="ensemble > best single model, both chosen on the other folds")
+            blocks.append(table(_STATS_HEADERS, [_stats_row(c, None)]))
+    return blocks
+
+
+def nested_best_single(ensemble, singles: list) -> dict:
+    """patient -> Dice of the single configuration ranked first on the other folds, fold by fold."""
+    per_fold = (ensemble.config.get("selection") or {}).get("per_fold") or {}
+    by_name = {g.name: g for g in singles}
+    case_values = {}
+    for k, choice in per_fold.items():
+        ranking = choice.get("ranking") or []
+        if not ranking or ranking[0][0] not in by_name:
+            return {}
+        g = by_name[ranking[0][0]]
+        for row in g.runs[0].rows:
+            if str(row["fold"]) == str(k) and _finite(row["dice"]):
+                case_values.setdefault(g.patient(row["case"]), []).append(row["dice"])
+    return {p: sum(v) / len(v) for p, v in case_values.items()}
+
+
+def benchmark_blocks(record: dict | None) -> list:
+    """The benchmark's cells, their status and wall time, what produced them, and commands for the missing."""
+    if not record:
+        return []
+    blocks = [heading(2, "Benchmark cells")]
+    info = [f"profile `{record.get('profile', '?')}`", f"data `{record.get('data', '?')}`",
+            f"seeds {record.get('seeds', 1)}"]
+    if record.get("wall_seconds") is not None:
+        info.append(f"total wall time {fmt_seconds(record['wall_seconds'])}")
+    if record.get("finished"):
+        info.append(f"finished {record['finished']}")
+    prov = record.get("provenance") or {}
+    if prov:
+        versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items() if v)
+        info.append(f"commit `{(prov.get('commit') or 'unknown')[:12]}`"
+                    + (" (with uncommitted changes)" if prov.get("tree_modified") else ""))
+        if prov.get("command"):
+            info.append(f"command `{prov['command']}`")
+        info.append(versions)
+    blocks.append(para("; ".join(info) + "."))
+    cells = record.get("cells", [])
+    rows = [[c.get("name", "?"), c.get("status", "?"), fmt_seconds(c.get("seconds")), c.get("folds_trained", ""),
+             c.get("note") or c.get("reason") or ""] for c in cells]
+    if rows:
+        blocks.append(table(["Cell", "Status", "Wall time", "Folds run now", "Note"], rows))
+    missing = [c for c in cells if c.get("status") != "done"]
+    if missing:
+        blocks.append(heading(3, "Not run"))
+        for c in missing:
+            blocks.append(para(f"**{c.get('name', '?')}** ({c.get('status', '?')}): "
+                               f"{c.get('reason') or 'no reason recorded'}"))
+            if c.get("command"):
+                blocks.append(code(c["command"]))
+    return blocks
+
+
+def _stats_row(c: stats.PairedComparison, holm) -> list:
+    diff = _fmt_num(c.mean_diff, 3, signed=True)
+    if c.ci is not None:
+        diff += f" [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]"
+    return [c.label, c.a, c.b, c.n_pairs, diff, _fmt_num(c.statistic, 1), _fmt_p(c.p_value),
+            _fmt_p(holm) if holm is not None else "—", _fmt_num(c.effect_r, 2, signed=True), c.reason or ""]
+
+
+def fmt_seconds(s) -> str:
+    """`42 s` or `3.5 min`; empty for a missing value."""
+    if s is None or not _finite(s):
+        return ""
+    s = float(s)
+    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
+
+
+def _fmt_p(p) -> str:
+    if p is None:
+        return "n/a"
+    return f"{p:.2e}" if p < 1e-3 else f"{p:.3f}"
+
+
+def _fmt_num(x, decimals=3, signed=False) -> str:
+    if x is None or not _finite(x):
+        return "n/a"
+    return f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
+
+
+def _rel(path: Path, start: Path) -> str:
+    return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
+
+
+def _finite(x) -> bool:
+    try:
+        return math.isfinite(float(x))
+    except (TypeError, ValueError):
+        return False

@@ -1,0 +1,60 @@
+"""Claims are tested on matched pairs only: config differences, the factor each claim may change."""
+
+import pytest
+
+from islesbench.config import apply_overrides, profile_config
+from islesbench.reports import claims
+
+
+def _config(profile, arch, pretrained=None, loss="focal", **extra):
+    cfg = apply_overrides(profile_config(profile, arch, pretrained),
+                          {"loss": {"name": loss}, "model": {"pretrained": pretrained}})
+    return {**cfg.to_dict(), "cohort": "synthetic", "splits_fingerprint": "abc", **extra}
+
+
+def test_differences_name_every_field_and_ignore_run_locations():
+    a = _config("quick", "unet", prepared="/x", raw_data="/r")
+    b = _config("quick", "unet", loss="ce", prepared="/y", raw_data="/s")
+    assert claims.config_differences(a, b) == {"loss.name": ("focal", "ce")}
+
+
+@pytest.mark.parametrize("profile", ["quick", "paper"])
+def test_each_profiles_loss_and_2d_vs_3d_pairs_are_controlled(profile):
+    for arch in ("unet", "vnet", "pspnet"):
+        check = claims.check_pair("loss", _config(profile, arch), _config(profile, arch, loss="ce"))
+        assert check.controlled, (arch, check)
+    check = claims.check_pair("architecture", _config(profile, "unet"), _config(profile, "vnet"))
+    assert check.controlled, check  # same input size, schedule, optimiser; 16 slices a step each
+
+
+def test_pretrained_vs_scratch_is_matched_in_the_paper_profile_only():
+    paper = claims.check_pair("pretraining", _config("paper", "pspnet", "imagenet"), _config("paper", "pspnet"))
+    assert paper.controlled and paper.differences == ["model.pretrained: imagenet → None"]
+    quick = claims.check_pair("pretraining", _config("quick", "pspnet", "imagenet"), _config("quick", "pspnet"))
+    assert not quick.controlled
+    assert set(quick.confounders) == {"model.encoder_width", "data.input_size", "optimizer.learning_rate"}
+
+
+def test_other_data_folds_or_seeds_confound_any_pair():
+    a, b = _config("quick", "unet"), _config("quick", "unet", loss="ce", splits_fingerprint="other")
+    assert claims.check_pair("loss", a, b).confounders == ["splits_fingerprint"]
+    check = claims.check_pair("loss", a, _config("quick", "unet", loss="ce"), seeds_a=(0, 1), seeds_b=(0,))
+    assert not check.controlled and check.confounders == ["seeds"]
+    same = claims.check_pair("loss", a, _config("quick", "unet"))
+    assert not same.controlled and "do not differ in loss" in same.note
+
+
+def test_2d_vs_3d_with_other_slices_per_step_is_not_controlled():
+    vnet = _config("quick", "vnet")
+    vnet["train"]["batch_size"] = 4  # 4 slabs of 8 = 32 slices a step against U-Net's 16
+    check = claims.check_pair("architecture", _config("quick", "unet"), vnet)
+    assert not check.controlled and "16 vs 32 slices per step" in check.note
+
+
+def test_claim_pairs_include_missing_partners_and_skip_tuned_runs():
+    configs = {"unet-focal": _config("quick", "unet"), "vnet-focal": _config("quick", "vnet"),
+               "unet-focal-tuned-nonnested": {**_config("quick", "unet"), "tuning": {"nested": False}}}
+    pairs = {(p.label, p.first, p.second) for p in claims.claim_pairs(configs)}
+    assert ("2-D > 3-D: U-Net vs V-Net (focal)", "unet-focal", "vnet-focal") in pairs
+    assert ("focal > CE (unet)", "unet-focal", "unet-ce") in pairs  # the partner that did not run
+    assert not any("tuned" in p[1] or "tuned" in p[2] for p in pairs)
