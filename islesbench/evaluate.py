@@ -9,7 +9,8 @@ a reference and, unless --only-predicted, every reference a prediction. Each pai
 shape and affine; spacing comes from the reference header.
 
 Writes OUT/metrics.csv (one row per case) and OUT/summary.json (means, standard deviations, medians and
-counts of infinite values per metric) and prints a short table. See `islesbench.metrics` for the
+counts of infinite values per metric) and prints a short table. hd and assd follow --convention: `isles`
+(default), the ISLES 2015–2018 evaluator's own definitions, or `medpy`; both files record which. See `islesbench.metrics` for the
 definitions and the empty-mask conventions.
 """
 
@@ -42,6 +43,11 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
         help="a prediction voxel is lesion when its value is at or above this (binary masks and probability maps alike)",
     )
     parser.add_argument(
+        "--convention", choices=("isles", "medpy"), default="isles",
+        help="definition of hd and assd: isles = the ISLES 2015-2018 evaluator's (the challenge's numbers; "
+        "default), medpy = medpy 0.5.2 with connectivity 3; recorded in metrics.csv and summary.json",
+    )
+    parser.add_argument(
         "--only-predicted", action="store_true",
         help="evaluate only the references that have a prediction (e.g. one fold's validation cases) "
         "instead of failing on references without one",
@@ -54,7 +60,7 @@ def run_command(args) -> int:
 
     summary = evaluate_folder(
         args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted,
-        layout=getattr(args, "layout", None),
+        layout=getattr(args, "layout", None), convention=getattr(args, "convention", "isles"),
     )
     print(format_summary_table(summary))
     print(f"wrote {Path(args.out) / METRICS_CSV} and {Path(args.out) / SUMMARY_JSON}")
@@ -72,14 +78,18 @@ class CasePair:
 
 def evaluate_folder(
     pred_dir, ref_dir, out_dir, *, threshold: float = 0.5, only_predicted: bool = False, cases=None, log=print,
-    layout: str | None = None,
+    layout: str | None = None, convention: str = "isles",
 ) -> dict:
     """Metrics of every prediction in `pred_dir` against `ref_dir`, written to `out_dir`; returns the summary.
 
     `cases` restricts the evaluation to those case names (each must then have a prediction and a
-    reference). `log` receives one progress line per case (pass ``None`` for silence).
+    reference). `log` receives one progress line per case (pass ``None`` for silence). `convention`
+    names the definition of hd and assd (`islesbench.metrics.CONVENTIONS`); every row and the summary
+    record it.
     """
-    from islesbench.metrics import write_case_metrics
+    from islesbench.metrics import check_convention, write_case_metrics
+
+    check_convention(convention)
 
     pairs = match_cases(pred_dir, ref_dir, only_predicted=only_predicted, cases=cases, layout=layout)
     if not pairs:
@@ -87,12 +97,12 @@ def evaluate_folder(
     check_geometry(pairs)
     rows = []
     for i, pair in enumerate(pairs, 1):
-        row = {"case": pair.case_id, **evaluate_pair(pair, threshold)}
+        row = {"case": pair.case_id, **evaluate_pair(pair, threshold, convention)}
         rows.append(row)
         if log is not None:
             log(
                 f"[{i}/{len(pairs)}] {pair.case_id}: dice={row['dice']:.4f} hd={row['hd']:.2f} "
-                f"assd={row['assd']:.2f} avd={row['avd_ml']:.2f} mL "
+                f"assd={row['assd']:.2f} ({convention}) nsd@2mm={row['nsd_2mm']:.3f} avd={row['avd_ml']:.2f} mL "
                 f"lesions tp/fp/fn={row['lesion_tp']}/{row['lesion_fp']}/{row['lesion_fn']}"
             )
     out_dir = Path(out_dir)
@@ -100,8 +110,8 @@ def evaluate_folder(
     return write_case_metrics(rows, out_dir / METRICS_CSV, out_dir / SUMMARY_JSON, extra_summary=extra)
 
 
-def evaluate_pair(pair: CasePair, threshold: float = 0.5) -> dict:
-    """`case_metrics` of one matched pair, the spacing taken from the reference header."""
+def evaluate_pair(pair: CasePair, threshold: float = 0.5, convention: str = "isles") -> dict:
+    """`case_metrics` of one matched pair under `convention`, the spacing taken from the reference header."""
     import numpy as np
 
     from islesbench import nifti_io
@@ -110,7 +120,7 @@ def evaluate_pair(pair: CasePair, threshold: float = 0.5) -> dict:
     ref = _read_values(pair, pair.ref)
     pred = _read_values(pair, pair.pred)
     spacing = nifti_io.read_info(pair.ref).spacing
-    return case_metrics(pred >= threshold, ref != 0, tuple(float(z) for z in spacing[: ref.ndim]))
+    return case_metrics(pred >= threshold, ref != 0, tuple(float(z) for z in spacing[: ref.ndim]), convention)
 
 
 def _read_values(pair: CasePair, path: Path):
