@@ -115,6 +115,23 @@ def neighbour_codes(mask: np.ndarray) -> np.ndarray:
     return codes
 
 
+def surfel_distances(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+    """Per surfel cube of each non-empty 3-D mask: its area (mm²) and its distance (mm) to the other surface.
+
+    Keys ``pred_to_ref``, ``pred_areas``, ``ref_to_pred``, ``ref_areas``; cubes in C order.
+    """
+    table = surfel_area_table(spacing)
+    codes_pred, codes_ref = neighbour_codes(pred), neighbour_codes(ref)
+    surfels_pred = (codes_pred != 0) & (codes_pred != 255)
+    surfels_ref = (codes_ref != 0) & (codes_ref != 255)
+    return {
+        "pred_to_ref": ndimage.distance_transform_edt(~surfels_ref, sampling=spacing)[surfels_pred],
+        "pred_areas": table[codes_pred[surfels_pred]],
+        "ref_to_pred": ndimage.distance_transform_edt(~surfels_pred, sampling=spacing)[surfels_ref],
+        "ref_areas": table[codes_ref[surfels_ref]],
+    }
+
+
 def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing, tolerances_mm=NSD_TOLERANCES_MM) -> list[float]:
     """NSD of two 3-D boolean masks at each tolerance (mm), in the order given."""
     if pred.ndim != 3:
@@ -122,14 +139,9 @@ def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing, tolerances_mm=NSD_T
     has_pred, has_ref = bool(pred.any()), bool(ref.any())
     if not has_pred or not has_ref:
         return [1.0 if has_pred == has_ref else 0.0 for _ in tolerances_mm]
-    table = surfel_area_table(spacing)
-    codes_pred, codes_ref = neighbour_codes(pred), neighbour_codes(ref)
-    surfels_pred = (codes_pred != 0) & (codes_pred != 255)
-    surfels_ref = (codes_ref != 0) & (codes_ref != 255)
-    to_ref = ndimage.distance_transform_edt(~surfels_ref, sampling=spacing)[surfels_pred]
-    to_pred = ndimage.distance_transform_edt(~surfels_pred, sampling=spacing)[surfels_ref]
-    area_pred, area_ref = table[codes_pred[surfels_pred]], table[codes_ref[surfels_ref]]
-    total = area_pred.sum() + area_ref.sum()
+    d = surfel_distances(pred, ref, spacing)
+    total = d["pred_areas"].sum() + d["ref_areas"].sum()
     return [
-        float((area_pred[to_ref <= tau].sum() + area_ref[to_pred <= tau].sum()) / total) for tau in tolerances_mm
+        float((d["pred_areas"][d["pred_to_ref"] <= tau].sum() + d["ref_areas"][d["ref_to_pred"] <= tau].sum()) / total)
+        for tau in tolerances_mm
     ]
