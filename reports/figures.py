@@ -13,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.reports.stats import is_finite
+
 DPI = 110
 REFERENCE_COLOUR = "#00e000"  # green: the reference (OT) outline
 PREDICTION_COLOUR = "#ff2020"  # red: the predicted outline
@@ -44,7 +46,7 @@ def _save(fig, path) -> Path:
 
 def dice_box_strip(groups: list, path) -> Path:
     """Box plot with the individual cases overlaid, one row per (label, dice values), best on top."""
-    groups = [(label, [v for v in values if _finite(v)]) for label, values in groups]
+    groups = [(label, [v for v in values if is_finite(v)]) for label, values in groups]
     groups = [(label, values) for label, values in groups if values]
     if not groups:
         raise FigureSkipped("no configuration has a finite Dice value")
@@ -146,7 +148,7 @@ def learning_curves(curves: list, path) -> Path:
 
 def _epochs(h: dict) -> list:
     n = len(h["loss"])
-    if h.get("epoch") and all(_finite(e) for e in h["epoch"]):
+    if h.get("epoch") and all(is_finite(e) for e in h["epoch"]):
         return [int(e) + 1 for e in h["epoch"]]  # CSVLogger counts from 0; people count from 1
     return list(range(1, n + 1))
 
@@ -258,12 +260,6 @@ def _window(volume: np.ndarray) -> tuple[float, float]:
     lo, hi = np.percentile(v, [1, 99])
     return float(lo), float(hi if hi > lo else lo + 1)
 
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 def _to_float(x) -> float:

@@ -18,6 +18,7 @@ from islesbench.metrics import STD_DDOF
 
 from islesbench.reports import figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
+from islesbench.reports.stats import is_finite
 from islesbench.reports.results_reader import (METRIC_COLUMNS, RunResults, collect_runs, ensemble_members,
                                                group_runs, read_benchmark_record)
 
@@ -76,7 +77,7 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         from islesbench import isles
     except ImportError:
         raise figures.FigureSkipped("islesbench.isles (the ISLES reader) is not installed") from None
-    ranked = sorted((r for r in run.rows if _finite(r["dice"])), key=lambda r: (r["dice"], r["case"]))
+    ranked = sorted((r for r in run.rows if is_finite(r["dice"])), key=lambda r: (r["dice"], r["case"]))
     if not ranked:
         raise figures.FigureSkipped(f"{run.name} has no case with a finite Dice")
     picks = [("best", ranked[-1]), ("median", ranked[(len(ranked) - 1) // 2]), ("worst", ranked[0])]
@@ -216,12 +217,6 @@ def run_command(args) -> int:
     return 0
 
 
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
-
 
 def _nan_to(x: float, default: float) -> float:
-    return x if _finite(x) else default
+    return x if is_finite(x) else default

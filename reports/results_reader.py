@@ -8,7 +8,6 @@ one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup.
 from __future__ import annotations
 
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from islesbench.config import base_name
 from islesbench.metrics import METRIC_NAMES
 
 from islesbench.reports.grid import benchmark_record_path
+from islesbench.reports.stats import is_finite
 
 # The per-case columns of validation/metrics.csv, in order.
 METRIC_COLUMNS = METRIC_NAMES
@@ -44,7 +44,7 @@ class RunResults:
 
     def mean(self, metric: str = "dice") -> float:
         """Mean over the cases where the metric is finite (NaN when there is none)."""
-        vals = [v for v in self.values(metric).values() if _finite(v)]
+        vals = [v for v in self.values(metric).values() if is_finite(v)]
         return sum(vals) / len(vals) if vals else float("nan")
 
     def prediction_path(self, case: str, fold: int) -> Path:
@@ -200,7 +200,7 @@ def seed_patient_values(run: "RunResults", metric: str, patient_of) -> dict:
     by_patient = {}
     for row in run.rows:
         v = row[metric]
-        if _finite(v):
+        if is_finite(v):
             by_patient.setdefault(patient_of(row["case"]), []).append(float(v))
     return {p: sum(v) / len(v) for p, v in by_patient.items()}
 
@@ -233,12 +233,6 @@ def group_runs(runs: list) -> list:
         groups.append(ConfigGroup(name=name, runs=members, patient_of=patient_of, patient_source=source))
     return groups
 
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
 
 
 def _to_float(x) -> float:

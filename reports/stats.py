@@ -72,7 +72,7 @@ def bootstrap_ci(values, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRA
     """
     from scipy.stats import bootstrap
 
-    x = np.asarray([float(v) for v in values if _finite(v)], dtype=float)
+    x = np.asarray([float(v) for v in values if is_finite(v)], dtype=float)
     if x.size < 2:
         return None
     if np.all(x == x[0]):
@@ -84,7 +84,7 @@ def bootstrap_ci(values, seed: int = BOOTSTRAP_SEED, n_resamples: int = BOOTSTRA
 
 def paired_values(a: dict, b: dict) -> tuple[list[str], np.ndarray, np.ndarray]:
     """Sorted common cases of two {case: value} maps with finite values in both, and the values."""
-    cases = sorted(c for c in set(a) & set(b) if _finite(a[c]) and _finite(b[c]))
+    cases = sorted(c for c in set(a) & set(b) if is_finite(a[c]) and is_finite(b[c]))
     return cases, np.array([a[c] for c in cases], dtype=float), np.array([b[c] for c in cases], dtype=float)
 
 
@@ -143,7 +143,7 @@ class ConfigSummary:
 
 def versus_best(configs: list[ConfigSummary], metric: str = "dice") -> tuple[str | None, list[PairedComparison]]:
     """The configuration with the highest mean metric, and each other one compared against it."""
-    ranked = [c for c in configs if any(_finite(v) for v in c.values.values())]
+    ranked = [c for c in configs if any(is_finite(v) for v in c.values.values())]
     if not ranked:
         return None, []
     best = max(ranked, key=lambda c: _finite_mean(c.values.values()))
@@ -155,7 +155,8 @@ def versus_best(configs: list[ConfigSummary], metric: str = "dice") -> tuple[str
     return best.name, comparisons
 
 
-def _finite(x) -> bool:
+def is_finite(x) -> bool:
+    """True for a number that is neither NaN nor infinite (False for anything that is not a number)."""
     try:
         return math.isfinite(float(x))
     except (TypeError, ValueError):
@@ -163,5 +164,5 @@ def _finite(x) -> bool:
 
 
 def _finite_mean(values) -> float:
-    vals = [float(v) for v in values if _finite(v)]
+    vals = [float(v) for v in values if is_finite(v)]
     return sum(vals) / len(vals) if vals else float("-inf")

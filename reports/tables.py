@@ -15,6 +15,7 @@ import numpy as np
 
 from islesbench.reports import claims, stats
 from islesbench.reports.document import Link, code, heading, para, table
+from islesbench.reports.stats import is_finite
 
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
@@ -63,7 +64,7 @@ def paper_number(group) -> str:
 
 def mean_with_ci(values: list, decimals: int) -> str:
     """`mean [lo, hi]` over patients, the interval a seeded patient-level bootstrap."""
-    vals = [v for v in values if _finite(v)]
+    vals = [v for v in values if is_finite(v)]
     if not vals:
         return "n/a"
     mean = sum(vals) / len(vals)
@@ -75,7 +76,7 @@ def mean_with_ci(values: list, decimals: int) -> str:
 
 def seed_spread(group) -> str:
     """SD of the per-seed mean Dice, with the range, or why there is none."""
-    means = [m for m in group.seed_means("dice") if _finite(m)]
+    means = [m for m in group.seed_means("dice") if is_finite(m)]
     if len(means) < 2:
         return "1 seed"
     return f"{np.std(means, ddof=1):.3f} (range {max(means) - min(means):.3f}, {len(means)} seeds)"
@@ -116,7 +117,7 @@ def per_fold_table(groups: list):
         run = g.runs[0]
         cells = [g.name]
         for f in folds:
-            vals = [r["dice"] for r in run.rows if r["fold"] == f and _finite(r["dice"])]
+            vals = [r["dice"] for r in run.rows if r["fold"] == f and is_finite(r["dice"])]
             text = f"{np.mean(vals):.3f}" if vals else "—"
             cells.append(text + (" (unfinished)" if f in run.unfinished_folds else ""))
         body.append(cells)
@@ -257,7 +258,7 @@ def nested_best_single(ensemble, singles: list) -> dict:
             return {}
         g = by_name[ranking[0][0]]
         for row in g.runs[0].rows:
-            if str(row["fold"]) == str(k) and _finite(row["dice"]):
+            if str(row["fold"]) == str(k) and is_finite(row["dice"]):
                 case_values.setdefault(g.patient(row["case"]), []).append(row["dice"])
     return {p: sum(v) / len(v) for p, v in case_values.items()}
 
@@ -308,7 +309,7 @@ def _stats_row(c: stats.PairedComparison, holm) -> list:
 
 def fmt_seconds(s) -> str:
     """`42 s` or `3.5 min`; empty for a missing value."""
-    if s is None or not _finite(s):
+    if s is None or not is_finite(s):
         return ""
     s = float(s)
     return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
@@ -321,7 +322,7 @@ def _fmt_p(p) -> str:
 
 
 def _fmt_num(x, decimals=3, signed=False) -> str:
-    if x is None or not _finite(x):
+    if x is None or not is_finite(x):
         return "n/a"
     return f"{x:+.{decimals}f}" if signed else f"{x:.{decimals}f}"
 
@@ -329,9 +330,3 @@ def _fmt_num(x, decimals=3, signed=False) -> str:
 def _rel(path: Path, start: Path) -> str:
     return Path(os.path.relpath(Path(path).resolve(), Path(start).resolve())).as_posix()
 
-
-def _finite(x) -> bool:
-    try:
-        return math.isfinite(float(x))
-    except (TypeError, ValueError):
-        return False
