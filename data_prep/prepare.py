@@ -53,11 +53,14 @@ def run_command(args) -> int:
 
 
 def cohort_label(raw) -> str:
-    """`synthetic (seed S)` for the built-in cohort, else the raw folder's name."""
+    """`synthetic (seed S)` (`synthetic ISLES'24 (seed S)`) for a built-in cohort, else the raw folder's name."""
     raw = Path(raw)
     marker = raw / SYNTHETIC_MARKER
     if marker.is_file():
-        return f"synthetic (seed {json.loads(marker.read_text()).get('seed')})"
+        meta = json.loads(marker.read_text())
+        # The ISLES 2018 label stays as it was (run folders record it); other layouts say which they are.
+        kind = "synthetic ISLES'24" if meta.get("layout") == "isles24" else "synthetic"
+        return f"{kind} (seed {meta.get('seed')})"
     return raw.resolve().name
 
 
