@@ -164,8 +164,13 @@ def parse_volume(serialized):
 
 def read_volume_record(path) -> dict:
     """Eagerly read a case's volume record as numpy: image (D,H,W,C), mask (D,H,W) bool, spacing."""
+    import tensorflow as tf
+
     raw = _checked_first_record(path)  # one read: the version is checked on the record that is parsed
-    v = parse_volume(raw)
+    try:
+        v = parse_volume(raw)
+    except (tf.errors.OpError, ValueError) as exc:  # a record whose checksum holds but whose fields do not
+        raise IslesbenchError(f"{path}: damaged volume record ({_first_line(exc)}); {_REPREPARE}") from None
     return {"image": v["image"].numpy(), "mask": v["mask"].numpy()[..., 0] > 0.5,
             "case_id": v["case_id"].numpy().decode(), "spacing": tuple(v["spacing"].numpy().tolist())}
 
@@ -180,16 +185,29 @@ def _first_record(path):
         for raw in tf.data.TFRecordDataset(str(path)).take(1):
             return raw
     except tf.errors.OpError as exc:
-        raise IslesbenchError(f"{path}: unreadable TFRecord file ({exc.message.splitlines()[0]})") from None
-    raise IslesbenchError(f"{path}: record file is empty")
+        raise IslesbenchError(f"{path}: unreadable TFRecord file ({_first_line(exc)}); {_REPREPARE}") from None
+    raise IslesbenchError(f"{path}: record file is empty; {_REPREPARE}")
+
+
+_REPREPARE = "delete it and re-run `islesbench prepare` to rewrite it"
+
+
+def _first_line(exc) -> str:
+    text = getattr(exc, "message", None) or str(exc)
+    return text.strip().splitlines()[0] if text.strip() else type(exc).__name__
 
 
 def record_version(path, raw=None) -> int:
     """The schema version of the first record in a file (IslesbenchError if unreadable or empty)."""
     import tensorflow as tf
 
+    from google.protobuf.message import DecodeError
+
     raw = _first_record(path) if raw is None else raw
-    values = tf.train.Example.FromString(raw.numpy()).features.feature[F_VERSION].int64_list.value
+    try:
+        values = tf.train.Example.FromString(raw.numpy()).features.feature[F_VERSION].int64_list.value
+    except DecodeError as exc:
+        raise IslesbenchError(f"{path}: not an islesbench record ({_first_line(exc)}); {_REPREPARE}") from None
     if not values:
         raise IslesbenchError(f"{path}: not an islesbench record (no {F_VERSION} feature)")
     return int(values[0])
@@ -206,6 +224,15 @@ def _checked_first_record(path):
 
 
 def check_record_files(paths) -> None:
-    """Reject files written with another schema version, naming the file and both versions."""
+    """Reject missing, empty or damaged files (every record's checksum is read once, before training
+    starts, so a bad file is named instead of failing inside the input pipeline) and files written with
+    another schema version, naming the file."""
+    import numpy as np
+    import tensorflow as tf
+
     for path in paths:
         _checked_first_record(path)
+        try:
+            tf.data.TFRecordDataset(str(path)).reduce(np.int64(0), lambda n, _: n + 1)
+        except tf.errors.OpError as exc:
+            raise IslesbenchError(f"{path}: damaged TFRecord file ({_first_line(exc)}); {_REPREPARE}") from None
