@@ -48,7 +48,12 @@ from islesbench.errors import IslesbenchError
 from islesbench.lesion_metrics import lesion_detection  # noqa: F401  (part of this module's API)
 from islesbench.surface_dice import NSD_TOLERANCES_MM, surface_dice
 from islesbench.surface_isles import isles_hd_assd
-from islesbench.surface_medpy import medpy_distance_metrics, surface, surface_distances  # noqa: F401
+from islesbench.surface_medpy import (  # noqa: F401  (surface, surface_distances: part of this module's API)
+    medpy_distance_metrics,
+    surface,
+    surface_distance_maps,
+    surface_distances,
+)
 
 # The HD/ASSD conventions: the ISLES 2015–2018 evaluator's, and medpy 0.5.2's (connectivity 3).
 CONVENTIONS = ("isles", "medpy")
@@ -194,9 +199,11 @@ def _distance_metrics(pred, ref, spacing, n_pred: int, n_ref: int, convention: s
         return {name: 0.0 for name in DISTANCE_METRICS}
     if n_pred == 0 or n_ref == 0:
         return {name: math.inf for name in DISTANCE_METRICS}
-    out = medpy_distance_metrics(pred, ref, spacing)
+    maps = surface_distance_maps(pred, ref, spacing)
+    out = medpy_distance_metrics(pred, ref, spacing, maps)
     if convention == "isles":
-        out.update(isles_hd_assd(pred, ref, spacing))
+        known = [(maps["pred_surface"], maps["to_pred_surface"]), (maps["ref_surface"], maps["to_ref_surface"])]
+        out.update(isles_hd_assd(pred, ref, spacing, known))
     return out
 
 

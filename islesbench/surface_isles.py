@@ -83,18 +83,26 @@ def contour_points(mask: np.ndarray) -> np.ndarray:
     return _inner_boundary(mask, ndimage.generate_binary_structure(mask.ndim, 1))
 
 
-def _distance_to(target: np.ndarray, spacing) -> np.ndarray | None:
-    """Exact Euclidean distance (mm) of every voxel to the nearest voxel of `target`; None if empty."""
+def _distance_to(target: np.ndarray, spacing, known) -> np.ndarray | None:
+    """Exact Euclidean distance (mm) of every voxel to the nearest voxel of `target`; None if empty.
+
+    `known` lists (set, distance map) pairs already computed: a map to an equal set is reused.
+    """
     if not target.any():
         return None
+    for known_target, distances in known:
+        if np.array_equal(known_target, target):
+            return distances
     return ndimage.distance_transform_edt(~target, sampling=spacing)
 
 
-def isles_hd_assd(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+def isles_hd_assd(pred: np.ndarray, ref: np.ndarray, spacing, known_distance_maps=()) -> dict:
     """{"hd", "assd"} of the ISLES 2015–2018 evaluator (see the module docstring), in mm.
 
     `pred` and `ref` are boolean masks of the same shape (cropping them to their union plus a one-voxel
     margin, clipped to the volume, leaves the values unchanged), `spacing` the voxel size per axis.
+    `known_distance_maps` are (voxel set, distance map to it) pairs the caller already has, e.g. to
+    medpy's surfaces, which equal the 26-connected contours wherever a mask stays off the volume border.
     """
     spacing = tuple(float(s) for s in spacing)
     n_pred, n_ref = bool(pred.any()), bool(ref.any())
@@ -108,8 +116,8 @@ def isles_hd_assd(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
         sets[name] = {
             "ball": ball,
             "points": contour_points(mask),
-            "to_contour": _distance_to(maurer_contour(mask), spacing),
-            "to_ball": _distance_to(ball, spacing),
+            "to_contour": _distance_to(maurer_contour(mask), spacing, known_distance_maps),
+            "to_ball": _distance_to(ball, spacing, known_distance_maps),
         }
     hd, assd_halves = 0.0, []
     for a, b in (("pred", "ref"), ("ref", "pred")):

@@ -21,26 +21,36 @@ def surface(mask: np.ndarray) -> np.ndarray:
     return mask & ~ndimage.binary_erosion(mask, structure=structure, iterations=1)
 
 
-def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing) -> tuple[np.ndarray, np.ndarray]:
+def surface_distance_maps(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+    """Both surfaces and the distance map (mm) to each: keys ``pred_surface``, ``ref_surface``,
+    ``to_pred_surface``, ``to_ref_surface``."""
+    spacing = np.asarray(spacing, dtype=np.float64)
+    pred_surface, ref_surface = surface(pred), surface(ref)
+    return {
+        "pred_surface": pred_surface,
+        "ref_surface": ref_surface,
+        "to_pred_surface": ndimage.distance_transform_edt(~pred_surface, sampling=spacing),
+        "to_ref_surface": ndimage.distance_transform_edt(~ref_surface, sampling=spacing),
+    }
+
+
+def surface_distances(pred: np.ndarray, ref: np.ndarray, spacing, maps: dict | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(distances from each prediction surface voxel to the reference surface, and the reverse), in mm.
 
-    Both masks must be non-empty. Voxels are in C order, as medpy returns them.
+    Both masks must be non-empty. Voxels are in C order, as medpy returns them. `maps` is
+    `surface_distance_maps` of the same masks if the caller has it.
     """
-    spacing = np.asarray(spacing, dtype=np.float64)
-    pred_surface = surface(pred)
-    ref_surface = surface(ref)
-    to_ref = ndimage.distance_transform_edt(~ref_surface, sampling=spacing)
-    to_pred = ndimage.distance_transform_edt(~pred_surface, sampling=spacing)
-    return to_ref[pred_surface], to_pred[ref_surface]
+    maps = maps or surface_distance_maps(pred, ref, spacing)
+    return maps["to_ref_surface"][maps["pred_surface"]], maps["to_pred_surface"][maps["ref_surface"]]
 
 
-def medpy_distance_metrics(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
+def medpy_distance_metrics(pred: np.ndarray, ref: np.ndarray, spacing, maps: dict | None = None) -> dict:
     """hd, hd95, assd (mean of the two directed means) and assd_pooled of two non-empty masks.
 
     ``hd95`` is the 95th percentile (linear interpolation) of both directions pooled, as medpy's
     ``hd95``; ``assd_pooled`` is medpy ≥ 0.5's ``assd``, the mean of both directions pooled.
     """
-    d_pr, d_rp = surface_distances(pred, ref, spacing)
+    d_pr, d_rp = surface_distances(pred, ref, spacing, maps)
     both = np.concatenate((d_pr, d_rp))  # medpy's order: result→reference first
     return {
         "hd": float(max(d_pr.max(), d_rp.max())),
