@@ -3,8 +3,9 @@
 Predictions: a folder of `<case>.nii.gz` or `<case>.nii` masks (probability maps `<case>_prob.nii*` are
 ignored; a prediction that is itself a probability map is thresholded: lesion where value >= --threshold,
 as `islesbench run` writes its masks). References:
-either a flat folder of `<case>.nii[.gz]` masks or an ISLES 2018 layout (the dataset root or its
-TRAINING folder), whose OT files are the masks. Cases are matched by name; every prediction must have
+either a flat folder of `<case>.nii[.gz]` masks or a cohort: an ISLES 2018 layout (the dataset root or its
+TRAINING folder), whose OT files are the masks, or an ISLES'24 BIDS layout, whose ses-02 lesion masks
+are (islesbench.layouts; --layout names it, else it is detected). Cases are matched by name; every prediction must have
 a reference and, unless --only-predicted, every reference a prediction. Each pair must have the same
 shape and affine; spacing comes from the reference header.
 
@@ -179,6 +180,8 @@ def reference_masks(ref_dir, layout: str | None = None) -> dict[str, Path]:
     refs, faults = {}, []
     for case in (discover_cohort(ref_dir, layout) if layout else discover_cohort(ref_dir)):
         mask = case.files.get("OT")
+        if mask is None and getattr(case, "layout", None) == "isles24":
+            continue  # a BIDS subject without a follow-up mask is a test subject, not a missing file
         if mask is None:
             faults.append(f"{case.case_id}: no OT (ground truth) file")
         else:

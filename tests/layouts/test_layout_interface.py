@@ -86,3 +86,18 @@ def test_compatibility_module_reads_both_layouts(tiny_cohort, tiny_isles24):
 
     assert {c.layout for c in isles.discover_cohort(tiny_cohort)} == {"isles2018"}
     assert {c.layout for c in isles.discover_cohort(tiny_isles24)} == {"isles24"}
+
+
+def test_evaluate_reads_references_from_either_layout(cohort, tmp_path):
+    from islesbench.evaluate import evaluate_folder
+
+    name, root = cohort
+    preds = tmp_path / "pred"
+    training = [c for c in layouts.discover_cohort(root) if c.split == "TRAINING"]
+    for case in training:
+        loaded = layouts.load_case(case, modalities=("CT",))
+        layouts.write_prediction(preds / layouts.prediction_name(case.case_id), loaded.mask, loaded.affine,
+                                 loaded.spacing)
+    ref = root / "TRAINING" if name == "isles2018" else root  # a BIDS root's test subjects are skipped
+    summary = evaluate_folder(preds, ref, tmp_path / "ev", layout=name, log=None)
+    assert summary["metrics"]["dice"]["mean"] == pytest.approx(1.0)
