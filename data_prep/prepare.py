@@ -96,26 +96,31 @@ def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerp
                  slice_mm: float | None = None) -> dict:
     """Write one case's slice and volume records, then its manifest entry; return the entry.
 
-    Streams: the brain mask comes from CBF and CT, then each channel is read, normalised on its own
-    values, reoriented and resampled to the records' grid, and dropped before the next is read.
+    Streams: each channel is read, reoriented and resampled to the target slice count (in-plane kept),
+    then normalised (the brain mask from CBF and CT at that sampling, as predict computes it), put on
+    the in-plane grid, and its full-resolution copy dropped before the next channel is read.
     """
     paths = manifest.PreparedPaths(Path(out))
     first = layouts.load_volume(case, modalities[0])
     shape, affine, native_spacing = first[0].shape, first[1], first[2]
     sampling = preprocessing.plan_sampling(shape, affine, native_spacing, grid, slice_mm)
-    loaded = {modalities[0]: first[0]}
+
+    def canonical(m):
+        return preprocessing.to_canonical_volume(layouts.load_volume(case, m)[0], sampling)
+
+    loaded = {modalities[0]: preprocessing.to_canonical_volume(first[0], sampling)}
     del first
     brain = None
     if any(preprocessing.RULES.get(m, preprocessing.DEFAULT_RULE)["kind"] != "fixed" for m in modalities):
         for m in ("CT_CBF", "CT"):
             if m in modalities and m not in loaded:
-                loaded[m] = layouts.load_volume(case, m)[0]
+                loaded[m] = canonical(m)
         brain = preprocessing.brain_mask({m: loaded[m] for m in ("CT_CBF", "CT") if m in loaded} or loaded)
     params, channels = {}, []
     for m in modalities:
-        volume = loaded.pop(m) if m in loaded else layouts.load_volume(case, m)[0]
+        volume = loaded.pop(m) if m in loaded else canonical(m)
         params[m] = preprocessing.channel_params(m, volume, brain)
-        channels.append(preprocessing.channel_to_target(preprocessing.normalize_channel(volume, params[m]), sampling))
+        channels.append(preprocessing.canonical_to_target(preprocessing.normalize_channel(volume, params[m]), sampling))
         del volume
     loaded.clear()
     image = preprocessing.stack_channels(channels)

@@ -170,3 +170,20 @@ def test_oblique_volume_is_refused_with_one_named_line_and_a_small_tilt_is_handl
     assert layouts.validate_case(tilted(10)) == []
     entry = json.dumps(preprocessing.plan_sampling((4, 5, 6), np.diag([1, 1, 1, 1.0]), (1, 1, 1), 8).to_json())
     assert json.loads(entry)["stored_axcodes"] == "RAS"
+
+
+def test_predict_feeds_the_model_what_prepare_recorded(stored_three_ways):
+    """predict's path (canonical volumes at the target slice count -> inference's own normalisation and
+    in-plane grid) gives the records' image: the same brain medians, the same interpolation."""
+    for codes, (root, prepared) in stored_three_ways.items():
+        case_files = layouts.discover_cohort(root)[0]
+        entry = prepared.cases[case_files.case_id]
+        case = layouts.load_case(case_files, modalities=tuple(prepared.modalities), with_mask=False)
+        sampling = preprocessing.plan_sampling(case.shape, case.affine, case.spacing, GRID, SLICE_MM)
+        canonical = {m: preprocessing.to_canonical_volume(v, sampling) for m, v in case.volumes.items()}
+        params = preprocessing.normalization_params(canonical, prepared.modalities)
+        image, _ = preprocessing.case_to_records_arrays(canonical, None, prepared.modalities, params, GRID)
+        recorded = records.read_volume_record(prepared.paths.volume_file(case_files.case_id))["image"]
+        for m in prepared.modalities:
+            assert params[m]["scale"] == pytest.approx(entry["normalization"][m]["scale"], rel=1e-6)
+        np.testing.assert_allclose(image, recorded, atol=1e-5)
