@@ -9,6 +9,11 @@ to the masks; under the isles convention it also computes the ISLES evaluator's 
 distance transforms per direction) on top of medpy's hd95 and assd_pooled.
 
     python benchmarks/metrics.py [--repeats 3] [--seed 0]
+    python benchmarks/metrics.py --conventions COHORT [--seed 0]
+
+With --conventions, instead of timing: how far the isles and medpy conventions' hd and assd lie apart
+on the reference masks of an ISLES-2018-layout cohort (e.g. `islesbench synth --out COHORT`) against
+simple perturbations of them as predictions, per slab thickness.
 
 Prints the timings (best of --repeats, seconds), the speed-up of each convention's full set over
 medpy's three calls (goal >= 10x), and whether the medpy convention's values equal medpy's.
@@ -90,11 +95,87 @@ def best_time(fn, repeats: int):
     return best, result
 
 
+def perturbations(ref: np.ndarray, rng) -> dict:
+    """Plausible predictions of a reference mask: the kinds of error a segmentation model makes."""
+    plane = np.zeros((3, 3, 3), bool)
+    plane[:, :, 1] = ndimage.generate_binary_structure(2, 1)
+    noisy = ndimage.gaussian_filter(ref.astype(float) + 0.6 * rng.standard_normal(ref.shape), (1.5, 1.5, 0.0))
+    fp = np.zeros_like(ref)
+    centre = [int(rng.integers(n // 4, 3 * n // 4)) for n in ref.shape[:2]]
+    fp[centre[0] - 3 : centre[0] + 3, centre[1] - 3 : centre[1] + 3, :] = True
+    extra_slice = ref | np.roll(ref, 1, axis=2) if ref.shape[2] > 1 else ref
+    return {
+        "dilated 1 voxel in plane": ndimage.binary_dilation(ref, plane),
+        "eroded 1 voxel in plane": ndimage.binary_erosion(ref, plane),
+        "eroded 2 voxels in plane": ndimage.binary_erosion(ref, plane, iterations=2),
+        "shifted 2 voxels in plane": np.roll(ref, (2, 1), axis=(0, 1)),
+        "noisy boundary": noisy > 0.5,
+        "one slice thicker": extra_slice,
+        "with a false positive blob": ref | (fp & ~ndimage.binary_dilation(ref, iterations=4)),
+    }
+
+
+def compare_conventions(cohort, seed: int) -> int:
+    """Print the relative isles-vs-medpy difference of assd and hd over a cohort's perturbed masks."""
+    import glob
+
+    import nibabel as nib
+
+    rng = np.random.default_rng(seed)
+    rows = []
+    for path in sorted(glob.glob(f"{cohort}/TRAINING/*/*OT*/*.nii*")):
+        image = nib.load(path)
+        ref = np.asanyarray(image.dataobj) != 0
+        if not ref.any():
+            continue
+        spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
+        for kind, pred in perturbations(ref, rng).items():
+            if not pred.any() or np.array_equal(pred, ref):
+                continue
+            isles, medpy = case_metrics(pred, ref, spacing, "isles"), case_metrics(pred, ref, spacing, "medpy")
+            rows.append((spacing[2], ref.shape[2], kind, isles["assd"], medpy["assd"], isles["hd"], medpy["hd"]))
+    if not rows:
+        print(f"no non-empty reference masks under {cohort}/TRAINING")
+        return 1
+    table = np.array([r[3:] for r in rows])
+    thickness = np.array([r[0] for r in rows])
+    assd_rel = (table[:, 0] - table[:, 1]) / table[:, 1]
+    hd_rel = (table[:, 2] - table[:, 3]) / table[:, 3]
+    print(f"{len(rows)} prediction/reference pairs from {cohort} ({len({r[0] for r in rows})} slab thicknesses, "
+          f"{thickness.min():g}-{thickness.max():g} mm)")
+    print("relative difference (isles - medpy) / medpy:")
+    for lo, hi in ((0, 99), (4, 6), (6, 9), (9, 12.01)):
+        sel = (thickness >= lo) & (thickness < hi)
+        if sel.any():
+            label = "all" if (lo, hi) == (0, 99) else f"{lo:g}-{hi:g} mm"
+            print(f"  {label:>9} (n={int(sel.sum()):3d}): assd median {np.median(assd_rel[sel]):+.1%} "
+                  f"[{assd_rel[sel].min():+.1%}, {assd_rel[sel].max():+.1%}]   hd median {np.median(hd_rel[sel]):+.2%} "
+                  f"[{hd_rel[sel].min():+.1%}, {hd_rel[sel].max():+.1%}]")
+    slices = np.array([r[1] for r in rows])
+    for label, sel in (("3+ slices", slices >= 3), ("2 slices", slices == 2)):
+        if sel.any():
+            print(f"  {label:>9} (n={int(sel.sum()):3d}): assd median {np.median(assd_rel[sel]):+.1%} "
+                  f"[{assd_rel[sel].min():+.1%}, {assd_rel[sel].max():+.1%}]   hd median {np.median(hd_rel[sel]):+.2%} "
+                  f"[{hd_rel[sel].min():+.1%}, {hd_rel[sel].max():+.1%}]")
+    medpy_vs_isles = (table[:, 1] - table[:, 0]) / table[:, 0]
+    print(f"  medpy's assd relative to the isles assd, (medpy - isles) / isles: median {np.median(medpy_vs_isles):+.1%} "
+          f"[{medpy_vs_isles.min():+.1%}, {medpy_vs_isles.max():+.1%}]")
+    kinds = sorted({r[2] for r in rows})
+    for kind in kinds:
+        sel = np.array([r[2] == kind for r in rows])
+        print(f"  {kind:>27}: assd median {np.median(assd_rel[sel]):+.1%} [{assd_rel[sel].min():+.1%}, "
+              f"{assd_rel[sel].max():+.1%}]")
+    return 0
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--repeats", type=int, default=3, help="timed calls per method; the best is kept")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--conventions", metavar="COHORT", help="compare the conventions on this cohort instead")
     args = parser.parse_args(argv)
+    if args.conventions:
+        return compare_conventions(args.conventions, args.seed)
 
     ok = True
     for name, shape, spacing in CASES:

@@ -13,7 +13,9 @@ and a corner is √3 away). At each boundary voxel the evaluator reads |B's sign
 among their 26 neighbours — and elsewhere the exact distance to that contour, so the directed HD is the
 largest exact distance from a ball-boundary voxel of A to a 26-contour voxel of B. The B-spline
 interpolator the evaluator reads the map through is evaluated at voxel centres, where a cubic
-interpolating spline returns the samples, so no interpolation is left. HD = max of both directions.
+interpolating spline returns the samples, so no interpolation is left. (Off the centres ITK's spline
+equals ``scipy.ndimage.map_coordinates(order=3, mode="mirror")``: ITK mirrors about the end sample, not
+scipy's default "reflect"; the tests check both facts.) HD = max of both directions.
 
 **ASSD.** For each direction A→B: the points of a VTK contour (``vtkContourFilter``, iso-value 1.0 on
 the 0/1 image of A). With the iso-value equal to the foreground value every edge crossing lies at
@@ -41,6 +43,12 @@ Edge cases, as the evaluator has them:
   — as long as the image's direction matrix is the identity: VTK's image import carries only origin and
   spacing, so with a non-identity direction ITK maps the points elsewhere. We work in index space,
   i.e. reproduce the evaluator on images with an identity direction.
+- **Two-slice volumes.** ITK's B-spline interpolation reads outside its buffer on an axis of length 2
+  (SimpleITK 2.5.7 returns values that change from run to run, NaN among them), so the evaluator's HD
+  and ASSD of a two-slice slab are not reproducible there; this module returns the values the
+  evaluator intends (the samples at the voxel centres).
+- **Danielsson in 3-D.** ITK dilates the complement with the same 19-voxel ball, so the Danielsson
+  map's zero set is the ball boundary — not the 26-connected contour of the Maurer map used for HD.
 - **Empty masks.** Both empty: HD = ASSD = 0; exactly one empty: ∞ (the evaluator's HD returns
   ``vnl_huge_val``; its ASSD raises, and islesbench reports ∞ as for every distance).
 - **A mask that fills the whole volume** has no boundary, no contour and no contour for the other

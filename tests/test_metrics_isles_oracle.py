@@ -165,6 +165,23 @@ def test_contour_is_one_point_per_voxel_with_a_background_face_neighbour(seed):
     assert {tuple(v) for v in np.round(index).astype(int)} == {tuple(v) for v in voxels}
 
 
+def test_itk_bspline_is_scipy_order_3_mirror_and_returns_the_samples_at_voxel_centres():
+    # Why no interpolation is left in islesbench.surface_isles: every point the evaluator reads is a
+    # voxel centre, where ITK's cubic B-spline returns the sample. Off the centres ITK's spline is
+    # scipy's map_coordinates(order=3, mode="mirror") (not "reflect": ITK mirrors about the end sample).
+    rng = np.random.default_rng(0)
+    values = rng.random((9, 8, 6)).astype(np.float32)
+    spacing = (0.9, 0.8, 5.0)
+    image = _itk_image(values, spacing, dtype=np.float32)
+    centres = np.argwhere(np.ones(values.shape, bool))
+    at_centres = _bspline_at(image, centres * np.asarray(spacing))
+    assert np.abs(at_centres - values[tuple(centres.T)]).max() < 1e-9
+    points = rng.uniform(-0.4, np.array(values.shape) - 0.6, (200, 3))
+    itk = _bspline_at(image, points * np.asarray(spacing))
+    scipy_mirror = ndimage.map_coordinates(values.astype(np.float64), points.T, order=3, mode="mirror")
+    assert np.abs(itk - scipy_mirror).max() < 1e-9
+
+
 def test_border_voxels_are_not_boundary_because_of_the_border():
     # A slab filling the first 3 x-planes of the volume: its only boundary is the plane facing x = 3.
     ref = np.zeros((8, 6, 4), bool)
