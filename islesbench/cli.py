@@ -20,10 +20,10 @@ from islesbench.errors import IslesbenchError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS = {
-    "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort in the ISLES 2018 layout"),
+    "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort (ISLES 2018 slabs or whole-brain ISLES'24 BIDS)"),
     "prepare": ("islesbench.data_prep.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
     "run": ("islesbench.run", "train and validate one configuration over the folds (resumable)"),
-    "predict": ("islesbench.predict", "segment ISLES-layout cases with a trained model"),
+    "predict": ("islesbench.predict", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
     "ensemble": ("islesbench.ensemble", "average the probability maps of several runs and evaluate"),
     "evaluate": ("islesbench.evaluate", "ISLES metrics of predicted masks against reference masks"),
     "tune": ("islesbench.tuning.tune", "cross-validated KerasTuner search for one model/loss pair"),
@@ -36,7 +36,7 @@ def build_parser(only: str | None = None) -> argparse.ArgumentParser:
     """The top-level parser; with `only`, just that sub-command's module is imported and configured."""
     parser = argparse.ArgumentParser(
         prog="islesbench",
-        description="Ischemic stroke lesion segmentation benchmark on CT perfusion (ISLES 2018 layout).",
+        description="Ischemic stroke lesion segmentation benchmark on CT perfusion (ISLES 2018 and ISLES'24 layouts).",
         formatter_class=argparse.RawDescriptionHelpFormatter,
         epilog="Run `islesbench COMMAND --help` for a command's options and defaults.",
     )
