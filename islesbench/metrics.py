@@ -337,22 +337,41 @@ def write_case_metrics(rows: list[dict], metrics_csv, summary_json, extra_summar
 
 
 def read_case_metrics(metrics_csv) -> list[dict]:
-    """The rows of a metrics.csv: ``case`` a string, counts ints, other numbers floats (``inf`` too)."""
-    with open(metrics_csv, newline="") as f:
-        rows = []
-        for raw in csv.DictReader(f):
-            row = {}
-            for key, text in raw.items():
-                row[key] = text if key == "case" else _parse_cell(key, text)
-            rows.append(row)
+    """The rows of a metrics.csv: ``case`` a string, counts ints, other numbers floats (``inf`` too).
+
+    A damaged file (truncated, not text, a missing ``case``/``dice`` column, text where a metric's
+    number belongs) is one IslesbenchError naming the file and the line.
+    """
+    path = Path(metrics_csv)
+    try:
+        with open(path, newline="") as f:
+            reader = csv.DictReader(f)
+            missing = [c for c in ("case", "dice") if c not in (reader.fieldnames or [])]
+            if missing:
+                raise IslesbenchError(f"{path}: not a per-case metrics file (no {' or '.join(missing)} column)")
+            rows = []
+            for line, raw in enumerate(reader, 2):
+                if None in raw or any(v is None for v in raw.values()):
+                    raise IslesbenchError(f"{path}: line {line} has the wrong number of cells (truncated file?)")
+                row = {}
+                for key, text in raw.items():
+                    row[key] = text if key == "case" else _parse_cell(key, text)
+                    if key in METRIC_NAMES and isinstance(row[key], str):
+                        raise IslesbenchError(f"{path}: line {line}: {key} is {text!r}, not a number")
+                rows.append(row)
+    except (OSError, UnicodeDecodeError, csv.Error, ValueError) as exc:
+        raise IslesbenchError(f"{path}: unreadable metrics file ({type(exc).__name__}: {exc})") from None
     return rows
 
 
 def read_summary(path) -> dict:
     """A summary.json written by `write_case_metrics`, with "inf"/"-inf"/"nan" strings as floats."""
-    import json
+    from islesbench.config import read_json_file
 
-    return _from_json_safe(json.loads(Path(path).read_text()))
+    data = read_json_file(path, "metrics summary")
+    if not isinstance(data, dict):
+        raise IslesbenchError(f"{path}: a metrics summary must hold a JSON object")
+    return _from_json_safe(data)
 
 
 def _format_cell(value) -> str:

@@ -80,8 +80,11 @@ def dice_box_strip(groups: list, path) -> Path:
 
 def read_history(path) -> dict:
     """A Keras CSVLogger file as {column: list of floats} (non-numeric entries become NaN)."""
-    with open(path, newline="") as fh:
-        rows = list(csv.DictReader(fh))
+    try:
+        with open(path, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+    except (OSError, UnicodeDecodeError, csv.Error) as exc:
+        raise FigureSkipped(f"unreadable history {path} ({type(exc).__name__}: {exc})") from None
     if not rows:
         return {}
     return {key: [_to_float(r.get(key)) for r in rows] for key in rows[0]}

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import datetime as _dt
 import math
+import sys
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
@@ -39,6 +40,8 @@ def _figure_blocks(runs: list[RunResults], fig_dir: Path) -> list:
             blocks.append(image(make(), caption))
         except figures.FigureSkipped as exc:
             blocks.append(para(f"*{caption}: not drawn — {exc}.*"))
+            if "unreadable" in str(exc):  # a damaged file must not pass unseen on the console
+                print(f"warning: {caption}: not drawn: {exc}", file=sys.stderr)
 
     attempt(lambda: figures.dice_box_strip([(label(r), list(r.values("dice").values())) for r in ordered],
                                            fig_dir / "dice_box.png"),
@@ -88,8 +91,9 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
             chosen.append((role, row))
     cases = {c.case_id: c for c in isles.discover_cohort(raw)}
     examples = []
-    import nibabel as nib
     import numpy as np
+
+    from islesbench import nifti_io
 
     for role, row in chosen:
         if row["case"] not in cases:
@@ -98,7 +102,10 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         if not pred_path.exists():
             raise figures.FigureSkipped(f"the predicted mask {pred_path} is missing")
         case = isles.load_case(cases[row["case"]], modalities=("CT_CBF", "CT_Tmax"))
-        pred = np.asarray(nib.load(str(pred_path)).dataobj) > 0.5
+        try:
+            pred = nifti_io.read_image(pred_path, ndim=3)[0] > 0.5
+        except nifti_io.NiftiFileError as exc:
+            raise figures.FigureSkipped(f"unreadable predicted mask {exc}") from None
         if pred.shape != case.mask.shape:
             raise figures.FigureSkipped(f"{pred_path} has shape {pred.shape}, the raw case {case.mask.shape}")
         examples.append(dict(role=role, case=row["case"], dice=row["dice"], cbf=case.volumes["CT_CBF"],
@@ -142,7 +149,11 @@ def build_report(runs_dir, out_dir) -> dict:
     record = read_benchmark_record(runs_dir)
     if not runs and not record:
         raise IslesbenchError(f"{runs_dir} holds no run with validation results (no */config.json with "
-                              "fold_*/validation/metrics.csv) and no benchmark.json")
+                              "fold_*/validation/metrics.csv) and no benchmark.json"
+                              + "".join(f"; {n}" for n in notes))
+    for note in notes:  # the report lists them too; a damaged run must not pass unseen
+        if "unreadable" in note:
+            print(f"warning: {note}", file=sys.stderr)
     out_dir.mkdir(parents=True, exist_ok=True)
     fig_dir = out_dir / FIGURE_DIR
     fig_dir.mkdir(exist_ok=True)

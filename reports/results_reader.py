@@ -13,6 +13,7 @@ from pathlib import Path
 
 from islesbench import results
 from islesbench.config import base_name
+from islesbench.errors import IslesbenchError
 from islesbench.metrics import METRIC_NAMES
 
 from islesbench.reports.grid import benchmark_record_path
@@ -109,7 +110,7 @@ def collect_runs(runs_dir) -> tuple[list[RunResults], list[str]]:
     for run_dir in results.list_runs(runs_dir):
         try:
             run = read_run(run_dir)
-        except (OSError, ValueError, KeyError) as exc:
+        except (OSError, ValueError, KeyError, IslesbenchError) as exc:
             notes.append(f"{run_dir.name}: unreadable results ({exc})")
             continue
         if run is None:
