@@ -57,7 +57,9 @@ def cohort_label(raw) -> str:
     raw = Path(raw)
     marker = raw / SYNTHETIC_MARKER
     if marker.is_file():
-        meta = json.loads(marker.read_text())
+        meta = read_json_file(marker, "synthetic cohort record")
+        if not isinstance(meta, dict):
+            raise IslesbenchError(f"{marker}: a synthetic cohort record must hold a JSON object")
         # The ISLES 2018 label stays as it was (run folders record it); other layouts say which they are.
         kind = "synthetic ISLES'24" if meta.get("layout") == "isles24" else "synthetic"
         return f"{kind} (seed {meta.get('seed')})"
@@ -86,10 +88,11 @@ def _case_is_current(paths: manifest.PreparedPaths, case_id: str, fingerprint: s
     entry_file = paths.case_entry_file(case_id)
     if not (entry_file.is_file() and paths.slices_file(case_id).is_file() and paths.volume_file(case_id).is_file()):
         return False
-    try:
-        return json.loads(entry_file.read_text()).get("input_fingerprint") == fingerprint
-    except json.JSONDecodeError:
+    try:  # a damaged entry (e.g. a kill mid-write on a filesystem without atomic rename) is prepared again
+        entry = json.loads(entry_file.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
         return False
+    return isinstance(entry, dict) and entry.get("input_fingerprint") == fingerprint
 
 
 def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerprint: str,

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from islesbench import records
 from islesbench.atomic import write_json_atomic
+from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
 
 MANIFEST = "manifest.json"
@@ -74,7 +75,12 @@ class PreparedData:
         self.paths = PreparedPaths(Path(root))
         if not self.paths.manifest.is_file():
             raise IslesbenchError(f"{root}: no {MANIFEST}; run `islesbench prepare --data RAW --out {root}`")
-        self.manifest = json.loads(self.paths.manifest.read_text())
+        self.manifest = read_json_file(self.paths.manifest, "prepared-data manifest")
+        if not (isinstance(self.manifest, dict) and isinstance(self.manifest.get("cases"), list)
+                and all(isinstance(c, dict) and "case_id" in c for c in self.manifest["cases"])
+                and isinstance(self.manifest.get("modalities"), list) and "grid" in self.manifest):
+            raise IslesbenchError(f"{self.paths.manifest}: not an islesbench manifest (expected an object with "
+                                  "cases, modalities and grid); re-run `islesbench prepare`")
         version = self.manifest.get("schema_version")
         if version != records.SCHEMA_VERSION:
             raise IslesbenchError(
@@ -120,7 +126,12 @@ class PreparedData:
         """The folds: list of {"train": [...], "val": [...]}, checked against the manifest."""
         if not self.paths.splits.is_file():
             raise IslesbenchError(f"{self.paths.splits} is missing; re-run `islesbench prepare`")
-        folds = json.loads(self.paths.splits.read_text())["folds"]
+        data = read_json_file(self.paths.splits, "splits file")
+        folds = data.get("folds") if isinstance(data, dict) else None
+        if not (isinstance(folds, list) and all(isinstance(f, dict) and isinstance(f.get("train"), list)
+                                                and isinstance(f.get("val"), list) for f in folds)):
+            raise IslesbenchError(f"{self.paths.splits}: expected {{\"folds\": [{{\"train\": [...], \"val\": [...]}}, ...]}}; "
+                                  "fix it, or delete it and re-run `islesbench prepare`")
         known = set(self.cases)
         for k, fold in enumerate(folds):
             unknown = sorted((set(fold["train"]) | set(fold["val"])) - known)
@@ -135,7 +146,11 @@ class PreparedData:
 
     def patients(self) -> dict:
         """case -> patient, as `prepare` recorded it in patients.json."""
-        return dict(json.loads(self.paths.patients.read_text())["patients"])
+        data = read_json_file(self.paths.patients, "patients file")
+        if not isinstance(data, dict) or not isinstance(data.get("patients"), dict):
+            raise IslesbenchError(f"{self.paths.patients}: expected {{\"patients\": {{case: patient}}}}; "
+                                  "re-run `islesbench prepare`")
+        return dict(data["patients"])
 
     def slice_files(self, case_ids) -> list:
         return [str(self.paths.slices_file(c)) for c in case_ids]
