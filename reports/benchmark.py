@@ -129,8 +129,9 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         done_before = _done_folds(runs_root, config.name, requested)
         t0 = time.monotonic()
         try:
+            tuned = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
             run_configuration(config, data, runs_root, folds="all" if fold == "all" else [fold],
-                              num_folds=num_folds, force=force)
+                              num_folds=num_folds, force=force, **tuned)
         except IslesbenchError as exc:
             entry.update(status=NOT_RUN, reason=str(exc))
         except Exception as exc:  # one broken cell must not lose the rest of a long grid

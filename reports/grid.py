@@ -10,6 +10,7 @@ A grid file is a JSON object; every key is optional:
       "cells": [                                  # replaces the default cells
         {"arch": "pspnet", "pretrained": "imagenet", "loss": "focal"},
         {"arch": "unet", "loss": "ce", "overrides": {"model": {"base_width": 8}}, "name": "unet-ce-narrow"},
+        {"arch": "unet", "loss": "focal", "hparams": "tune/unet-focal"},   # nested searches per outer fold
         {"arch": "threshold"}
       ],
       "overrides": {"train": {"epochs": 2}},     # applied to every cell before its own overrides
@@ -18,6 +19,9 @@ A grid file is a JSON object; every key is optional:
 
 `overrides` use the nested sections of ExperimentConfig (`islesbench.config.apply_overrides`). A cell whose
 overrides change the numbers should carry its own `name`, so that two cells never share a run folder.
+`hparams` takes what `islesbench run --hparams` takes (islesbench/hparams.py): a folder of nested searches
+`outer_fold_<k>/` gives a `-tuned` row in which each outer fold used its own search; a single
+best_hparams.json gives a `-tuned-nonnested` row, flagged in every table.
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ BENCHMARK_RECORD = "benchmark.json"
 # Per-cell override files that the "command that would run it" refers to.
 GRID_CONFIGS_DIR = "benchmark_configs"
 
-_CELL_KEYS = {"arch", "loss", "pretrained", "overrides", "name"}
+_CELL_KEYS = {"arch", "loss", "pretrained", "overrides", "name", "hparams"}
 _ENSEMBLE_KEYS = {"top_k", "name"}
 _GRID_KEYS = {"cells", "overrides", "ensemble"}
 
@@ -58,6 +62,15 @@ class GridCell:
     pretrained: str | None = None
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
     name_override: str | None = None
+    hparams: str | None = None  # `islesbench tune` result: best_hparams.json or a folder of nested searches
+
+    def tuned(self):
+        """The cell's tuned hyperparameters (islesbench.hparams.TunedHparams), or None."""
+        if not self.hparams:
+            return None
+        from islesbench.hparams import read_tuned_hparams
+
+        return read_tuned_hparams(self.hparams)
 
     def config(self, profile: str, shared_overrides: dict | None = None, seed: int = 0) -> ExperimentConfig:
         """The validated ExperimentConfig of this cell under `profile`, trained with `seed`."""
@@ -67,10 +80,18 @@ class GridCell:
         cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": self.pretrained}, "loss": {"name": self.loss}})
         if self.overrides:
             cfg = apply_overrides(cfg, self.overrides)
+        name = self.name_override
+        tuned = self.tuned()
+        if tuned is not None:
+            from islesbench.hparams import tuned_name
+
+            if tuned.shared:
+                cfg = apply_overrides(cfg, tuned.shared)
+            name = name or tuned_name(cfg.name, tuned)
         if seed:
             cfg = apply_overrides(cfg, {"train": {"seed": seed}})
-        if self.name_override:
-            cfg = apply_overrides(cfg, {"name_override": seeded_name(self.name_override, cfg.train.seed)})
+        if name:
+            cfg = apply_overrides(cfg, {"name_override": seeded_name(name, cfg.train.seed)})
         return cfg.validate()
 
     @property
@@ -92,6 +113,8 @@ class GridCell:
             parts += ["--seed", str(seed)]
         if config_file:
             parts += ["--config", str(config_file)]
+        if self.hparams:
+            parts += ["--hparams", str(self.hparams)]
         if self.name_override:
             parts += ["--name", self.name_override]
         return " ".join(_quote(p) for p in parts)
@@ -205,7 +228,7 @@ def _parse_cell(raw, where: str) -> tuple[GridCell | None, list[str]]:
     if not isinstance(overrides, dict):
         problems.append(f"{where}: 'overrides' must be an object")
         overrides = {}
-    for key in ("arch", "loss", "pretrained", "name"):
+    for key in ("arch", "loss", "pretrained", "name", "hparams"):
         if key in raw and raw[key] is not None and not isinstance(raw[key], str):
             problems.append(f"{where}: {key!r} must be a string")
     if problems:
@@ -216,6 +239,7 @@ def _parse_cell(raw, where: str) -> tuple[GridCell | None, list[str]]:
         pretrained=raw.get("pretrained") or None,
         overrides=overrides,
         name_override=raw.get("name") or None,
+        hparams=raw.get("hparams") or None,
     )
     return cell, []
 

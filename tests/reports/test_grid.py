@@ -308,3 +308,27 @@ def test_tiny_grid_end_to_end(tmp_path):
     assert "synthetic" in md
     figures = {p.name for p in (runs / "report" / "figures").iterdir()}
     assert {"dice_box.png", "learning_curves.png", "dice_vs_volume.png", "example_slices.png"} <= figures
+
+
+def test_a_tuned_cell_runs_each_outer_fold_with_its_own_search(tmp_path):
+    nested = tmp_path / "tune"
+    for k, width in ((0, 4), (1, 8)):
+        (nested / f"outer_fold_{k}").mkdir(parents=True)
+        (nested / f"outer_fold_{k}" / "best_hparams.json").write_text(json.dumps(
+            {"config_overrides": {"model": {"base_width": width}}, "outer_fold": k, "outer_val": []}))
+    single = tmp_path / "best_hparams.json"
+    single.write_text(json.dumps({"config_overrides": {"model": {"base_width": 4}}, "outer_fold": None}))
+    seen = {}
+
+    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False, tuned=None):
+        seen[config.name] = tuned
+        write_fake_run(runs_root, "unet-focal", DICE["unet-focal"], config=config)
+
+    grid = grid_from_dict({"cells": [{"arch": "unet", "hparams": str(nested)}, {"arch": "unet", "hparams": str(single)}],
+                           "ensemble": None})
+    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training)
+    assert [c["name"] for c in record["cells"]] == ["unet-focal-tuned", "unet-focal-tuned-nonnested"]
+    assert seen["unet-focal-tuned"].nested and seen["unet-focal-tuned"].per_fold[1] == {"model": {"base_width": 8}}
+    assert not seen["unet-focal-tuned-nonnested"].nested
+    assert f"--hparams {nested}" in record["cells"][0]["command"]
+    assert grid.cells[1].config("quick").model.base_width == 4  # a single search's choice applies to every fold
