@@ -28,13 +28,13 @@ import numpy as np
 
 from islesbench import distribute, inference, isles, records
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
-from islesbench.config import ExperimentConfig
+from islesbench.config import ExperimentConfig, read_json_file
 from islesbench.errors import IslesbenchError
 from islesbench.manifest import PreparedData, case_geometry
 from islesbench.results import FoldPaths
 
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
-EPOCH_HISTORY = re.compile(r"^epoch_(\d{4,})\.history\.csv$")
+EPOCH_HISTORY = re.compile(r"^epoch_(\d{4,})\.(history\.csv|rng\.json)$")
 
 
 def latest_epoch_checkpoint(backup_dir: Path):
@@ -70,6 +70,34 @@ def load_checkpoint(path):
 def epoch_history_file(backup_dir: Path, epochs_done: int) -> Path:
     """The history (one row per epoch up to `epochs_done`) committed with that epoch's checkpoint."""
     return Path(backup_dir) / f"epoch_{epochs_done:04d}.history.csv"
+
+
+def epoch_rng_file(backup_dir: Path, epochs_done: int) -> Path:
+    """The random-generator states (dropout) committed with that epoch's checkpoint."""
+    return Path(backup_dir) / f"epoch_{epochs_done:04d}.rng.json"
+
+
+def _seed_generators(model) -> list:
+    """((layer path, index), SeedGenerator) of every layer: a .keras file does not keep their states
+    (Keras saves a layer's own variables only), so a resumed run's dropout masks would restart."""
+    found = []
+    for layer in model._flatten_layers(include_self=True):
+        for i, generator in enumerate(getattr(layer, "_seed_generators", None) or []):
+            found.append(((getattr(layer, "path", layer.name), i), generator))
+    return found
+
+
+def seed_generator_states(model) -> list:
+    """[layer path, index, state] of every seed generator, JSON-ready."""
+    return [[key[0], key[1], np.asarray(g.state.numpy()).tolist()] for key, g in _seed_generators(model)]
+
+
+def restore_seed_generator_states(model, states: list) -> None:
+    """Put back what `seed_generator_states` recorded (generators it does not name are left alone)."""
+    recorded = {(path, int(i)): state for path, i, state in states}
+    for key, generator in _seed_generators(model):
+        if key in recorded:
+            generator.state.assign(np.asarray(recorded[key], dtype=generator.state.dtype))
 
 
 def recover_last_epoch(paths: FoldPaths) -> int:
@@ -178,6 +206,7 @@ def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
             self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
             paths.backup_dir.mkdir(parents=True, exist_ok=True)
             _write_history(epoch_history_file(paths.backup_dir, done), self.rows)
+            write_json_atomic(epoch_rng_file(paths.backup_dir, done), seed_generator_states(self.model))
             target = paths.backup_dir / f"epoch_{done:04d}.keras"
             with atomic_path(target) as tmp:
                 self.model.save(str(tmp))
@@ -277,6 +306,9 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     with strategy.scope():
         if latest is not None:
             model = load_checkpoint(latest)
+            rng_file = epoch_rng_file(paths.backup_dir, done)
+            if rng_file.is_file():
+                restore_seed_generator_states(model, read_json_file(rng_file, "random-generator state"))
         else:
             model, _ = build_compiled_model(config, len(prepared.modalities), steps)
     outputs = tuple(model.output_names)
@@ -287,6 +319,9 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     else:
         train_ds = data.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
                                          output_names=outputs)
+        # fit draws every epoch's batches from one stream; a resumed run must continue that stream where
+        # the completed epochs left it, not restart it, to train on what the uninterrupted run trains on.
+        train_ds = train_ds.skip(done * steps)
     val_ds = None
     distributed = strategy.num_replicas_in_sync > 1
     if distribute.num_workers() > 1:
