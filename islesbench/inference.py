@@ -78,17 +78,36 @@ def predict_case_arrays(models, volumes: dict, modalities, grid: int, is_3d: boo
     return np.mean(probs, axis=0).astype(np.float32)
 
 
-def choose_threshold(probabilities: list, masks: list, candidates=None) -> tuple[float, float]:
-    """The probability threshold with the best mean Dice over the given (training) cases."""
-    candidates = np.round(np.arange(0.1, 0.91, 0.05), 2) if candidates is None else candidates
+THRESHOLD_CANDIDATES = np.round(np.arange(0.1, 0.91, 0.05), 2)
+
+
+def dice_terms(probability: np.ndarray, mask: np.ndarray, candidates=None) -> np.ndarray:
+    """Per candidate threshold, (|pred & mask|, |pred| + |mask|) of one case: (n_candidates, 2) int64.
+
+    What choosing a threshold needs from a case, so a fold's training cases (whole-brain volumes at
+    their original resolution) need not be held in memory together.
+    """
+    candidates = THRESHOLD_CANDIDATES if candidates is None else candidates
+    mask = np.asarray(mask, bool)
+    reference = int(mask.sum())
+    lesion = probability[mask]
+    return np.array([(int((lesion >= t).sum()), int((probability >= t).sum()) + reference) for t in candidates],
+                    np.int64)
+
+
+def choose_threshold_from_terms(terms: list, candidates=None) -> tuple[float, float]:
+    """The candidate threshold with the best mean Dice over cases, from each case's `dice_terms`."""
+    candidates = THRESHOLD_CANDIDATES if candidates is None else candidates
     best = (0.5, -1.0)
-    for t in candidates:
-        dices = []
-        for p, m in zip(probabilities, masks):
-            pred = p >= t
-            denom = pred.sum() + m.sum()
-            dices.append(1.0 if denom == 0 else 2.0 * np.logical_and(pred, m).sum() / denom)
+    for k, t in enumerate(candidates):
+        dices = [1.0 if int(c[k, 1]) == 0 else 2.0 * int(c[k, 0]) / int(c[k, 1]) for c in terms]
         score = float(np.mean(dices)) if dices else 0.0
         if score > best[1] + 1e-9:
             best = (float(t), score)
     return best
+
+
+def choose_threshold(probabilities: list, masks: list, candidates=None) -> tuple[float, float]:
+    """The probability threshold with the best mean Dice over the given (training) cases."""
+    return choose_threshold_from_terms([dice_terms(p, m, candidates) for p, m in zip(probabilities, masks)],
+                                       candidates)

@@ -376,13 +376,10 @@ def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, v
                                           case_geometry(entry))
         return prob, entry
 
-    train_probs, train_masks = [], []
-    for i, case_id in enumerate(train_ids, 1):
-        prob, entry = case_probability(case_id)
-        train_probs.append(prob)
-        train_masks.append(reference_mask(entry))
-    threshold, train_dice = inference.choose_threshold(train_probs, train_masks)
-    del train_probs, train_masks
+    # One case at a time: whole-brain probability maps of every training case would not fit together.
+    terms = [inference.dice_terms(case_probability(case_id)[0], reference_mask(prepared.cases[case_id]))
+             for case_id in train_ids]
+    threshold, train_dice = inference.choose_threshold_from_terms(terms)
     write_json_atomic(paths.threshold_json, {"threshold": threshold, "train_mean_dice": train_dice,
                                              "chosen_on": "training cases of this fold"})
     print(f"threshold {threshold:.2f} (mean Dice {train_dice:.3f} on {len(train_ids)} training cases)", flush=True)
