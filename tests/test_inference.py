@@ -35,3 +35,24 @@ def test_resized_to_a_fixed_input_size_and_back():
     prob = inference.predict_grid(fixed, volume, is_3d=False)
     assert prob.shape == (3, 16, 16)
     assert np.all((prob >= 0) & (prob <= 1))
+
+
+def test_threshold_from_per_case_terms_is_the_mean_dice_argmax():
+    rng = np.random.default_rng(0)
+    probs = [rng.random((6, 7, 4)).astype(np.float32) ** rng.uniform(0.5, 3) for _ in range(5)]
+    masks = [rng.random((6, 7, 4)) < 0.3 for _ in range(5)]
+    masks[0][:] = False  # an empty reference: Dice 1 only where nothing is predicted
+    candidates = inference.THRESHOLD_CANDIDATES
+
+    def mean_dice(t):
+        d = []
+        for p, m in zip(probs, masks):
+            pred = p >= t
+            denom = pred.sum() + m.sum()
+            d.append(1.0 if denom == 0 else 2.0 * (pred & m).sum() / denom)
+        return float(np.mean(d))
+
+    scores = [mean_dice(t) for t in candidates]
+    threshold, score = inference.choose_threshold_from_terms([inference.dice_terms(p, m) for p, m in zip(probs, masks)])
+    assert threshold == float(candidates[int(np.argmax(scores))]) and score == pytest.approx(max(scores))
+    assert inference.choose_threshold(probs, masks) == (threshold, score)
