@@ -120,6 +120,8 @@ def _subject_dirs(root: Path) -> dict:
         siblings = [parent.parent / d / root.name for d in SOURCE_DIRS] if parent.name in SOURCE_DIRS else []
         found = [p for p in siblings if p.is_dir()] or [root]
         return {root.name: found}
+    if root.name in SOURCE_DIRS:  # raw_data/ or derivatives/ given: the dataset is its parent
+        root = root.parent
     sources = [root / d for d in SOURCE_DIRS if (root / d).is_dir()] or [root]
     subjects: dict = {}
     for source in sources:
@@ -190,8 +192,8 @@ def _rank(channel: str, entities: dict) -> int | None:
         return 0 if space == INPUT_SPACE else 1 if space is None else None
     if session not in (ACUTE_SESSION, None):
         return None
-    if channel == "CT":  # the NCCT defines NCCT space: stored without a space entity (or with space-ncct)
-        return 0 if space in (None, INPUT_SPACE) else None
+    if channel == "CT":  # the NCCT defines NCCT space: stored without a space entity (else as space-ncct)
+        return 0 if space is None else 1 if space == INPUT_SPACE else None
     # maps, CTA, CTP: only as registered to the NCCT; the raw ones are in CTP/CTA space (another grid)
     return 0 if space == INPUT_SPACE else None
 

@@ -99,3 +99,16 @@ def test_layout_detection(tmp_path):
     _write_subject(tmp_path, "bids")
     assert isles24.looks_like(tmp_path)
     assert not isles24.looks_like(tmp_path / "derivatives" / "sub-stroke0007" / "ses-0001")
+
+
+def test_a_source_folder_given_reads_the_whole_dataset(tmp_path):
+    names = _write_subject(tmp_path, "v7")
+    (case,) = discover_cohort(tmp_path / "derivatives")
+    assert case.files == names
+
+
+def test_raw_ncct_preferred_over_a_registered_copy(tmp_path):
+    names = _write_subject(tmp_path, "v7")
+    _volume(tmp_path / "derivatives" / "sub-stroke0007" / "ses-01" / "sub-stroke0007_ses-01_space-ncct_ncct.nii.gz")
+    (case,) = discover_cohort(tmp_path)
+    assert case.files["CT"] == names["CT"] and case.problems == ()
