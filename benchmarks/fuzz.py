@@ -17,7 +17,9 @@ base (hard links) with ONE file damaged:
 - TFRecords (slice and volume records): truncated, payload bytes flipped, empty, random bytes.
 
 Each runs through the command that reads it (`prepare`, `evaluate`, `predict`, `report`, and `run` for
-records) as a subprocess with a timeout. Verdicts: `accepted` (exit 0 and its outputs complete: the
+records) as an in-process CLI call (`islesbench.cli.main`) in one of `--jobs` worker processes, which
+import TensorFlow once (`--subprocess`: a fresh `python -m islesbench` per input), each call bounded by a
+timeout (a worker past it is killed: a hang). Verdicts: `accepted` (exit 0 and its outputs complete: the
 damage was benign, e.g. scl_slope 0 means unscaled), `named` (exit 2, no traceback, the message names
 the damaged file), or a failure: `traceback`, `hang`, `unnamed` (exit 2 without naming the file),
 `exit-N` (another status), `partial-output` (a temporary file left, or a failed call left its output).
@@ -48,6 +50,74 @@ TIMEOUT_S = 180
 GOOD = ("accepted", "named")
 TINY_RUN = {"model": {"base_width": 4, "depth": 2}, "data": {"input_size": 32},
             "train": {"batch_size": 4, "steps_per_epoch": 2, "epochs": 1}}
+
+
+class Worker:
+    """A long-lived `python fuzz.py --worker` process that runs CLI calls in-process (TensorFlow is
+    imported once, not once per input); a call past its timeout kills the worker (a hang) and the next
+    call starts a fresh one."""
+
+    def __init__(self, log_path: Path):
+        self.log_path, self.proc = Path(log_path), None
+
+    def _start(self):
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
+        env.pop("TF_CONFIG", None)
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], env=env,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=open(self.log_path, "ab"), text=True, bufsize=1)
+
+    def call(self, args, timeout: float) -> subprocess.CompletedProcess:
+        """`islesbench ARGS` in the worker: exit status (None on a hang), stdout, stderr with any traceback."""
+        import select
+
+        if self.proc is None or self.proc.poll() is not None:
+            self._start()
+        self.proc.stdin.write(json.dumps([str(a) for a in args]) + "\n")
+        self.proc.stdin.flush()
+        ready, _, _ = select.select([self.proc.stdout], [], [], timeout)
+        line = self.proc.stdout.readline() if ready else ""
+        if not line:  # a hang, or the worker died (counts the same: no answer)
+            self.close()
+            return subprocess.CompletedProcess(args, None, "", "")
+        answer = json.loads(line)
+        return subprocess.CompletedProcess(args, answer["rc"], answer["stdout"], answer["stderr"])
+
+    def close(self):
+        if self.proc is not None:
+            self.proc.kill()
+            self.proc.wait()
+            self.proc = None
+
+
+def worker_loop() -> int:
+    """Serve `Worker.call`: one JSON list of CLI arguments per stdin line, one JSON answer per line."""
+    import contextlib
+    import traceback
+
+    real_stdout = sys.stdout
+    from islesbench.cli import main as cli_main
+
+    for line in sys.stdin:
+        args = json.loads(line)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            try:
+                rc = cli_main(args)
+            except SystemExit as exc:  # argparse
+                rc = exc.code if isinstance(exc.code, int) else 2
+            except BaseException:  # what a user would have seen as a traceback
+                traceback.print_exc(file=err)
+                rc = 1
+        try:
+            import keras
+
+            keras.backend.clear_session(free_memory=True)
+        except Exception:
+            pass
+        real_stdout.write(json.dumps({"rc": rc, "stdout": out.getvalue(), "stderr": err.getvalue()}) + "\n")
+        real_stdout.flush()
+    return 0
 
 
 def cli(*args, cwd=None, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
@@ -373,8 +443,8 @@ def _command_line(item: FuzzInput, ws: Path) -> tuple[list, list]:
     raise ValueError(item.command)
 
 
-def run_input(base: Path, item: FuzzInput, scratch: Path, timeout: float = TIMEOUT_S) -> dict:
-    """Damage a hard-linked copy of the base, run its command, judge the result."""
+def run_input(base: Path, item: FuzzInput, scratch: Path, timeout: float = TIMEOUT_S, worker=None) -> dict:
+    """Damage a hard-linked copy of the base, run its command (in `worker`, else as a subprocess), judge."""
     ws = scratch / f"input_{item.id:04d}"
     shutil.rmtree(ws, ignore_errors=True)
     shutil.copytree(base, ws, copy_function=os.link)
@@ -382,7 +452,7 @@ def run_input(base: Path, item: FuzzInput, scratch: Path, timeout: float = TIMEO
     _mutate(item, target)
     args, outputs = _command_line(item, ws)
     t0 = time.time()
-    done = cli(*args, timeout=timeout)
+    done = worker.call(args, timeout) if worker is not None else cli(*args, timeout=timeout)
     seconds = time.time() - t0
     verdict, reason = judge(done, item, target, outputs, ws)
     result = {**asdict(item), "verdict": verdict, "reason": reason, "seconds": round(seconds, 2),
@@ -419,20 +489,35 @@ def judge(done, item: FuzzInput, target: Path, outputs: list, ws: Path) -> tuple
 
 
 def run_corpus(base: Path, corpus: list, scratch: Path, jobs: int = 2, timeout: float = TIMEOUT_S,
-               log=print) -> list[dict]:
-    """Every input of `corpus`, `jobs` at a time; one progress line each."""
+               log=print, in_process: bool = True) -> list[dict]:
+    """Every input of `corpus`, `jobs` at a time (each job a worker process running the CLI in-process,
+    or with `in_process=False` a fresh `python -m islesbench` per input); one progress line each."""
+    import queue
+
     scratch.mkdir(parents=True, exist_ok=True)
-    results = []
+    workers = queue.Queue()
+    for k in range(max(1, jobs)):
+        workers.put(Worker(scratch / f"worker{k}.log") if in_process else None)
 
     def one(item):
-        result = run_input(base, item, scratch, timeout)
+        worker = workers.get()
+        try:
+            result = run_input(base, item, scratch, timeout, worker)
+        finally:
+            workers.put(worker)
         if log:
             log(f"[{item.id:4d}] {item.command:<8} {item.family:<8} {item.mutation:<15} {item.target:<60} "
                 f"{result['verdict']:<14} {result['seconds']:6.1f} s  {result['reason'][:120]}")
         return result
 
-    with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
-        results = list(pool.map(one, corpus))
+    try:
+        with ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            results = list(pool.map(one, corpus))
+    finally:
+        while not workers.empty():
+            worker = workers.get()
+            if worker is not None:
+                worker.close()
     return results
 
 
@@ -453,18 +538,24 @@ def main() -> int:
     parser.add_argument("--size", type=int, default=216, help="number of corrupted inputs")
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--timeout", type=float, default=TIMEOUT_S, help="seconds per call before it counts as a hang")
+    parser.add_argument("--subprocess", action="store_true",
+                        help="a fresh `python -m islesbench` per input (slower) instead of in-process calls")
+    parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.worker:
+        return worker_loop()
     t0 = time.time()
     base = build_base(args.work, seed=args.seed)
     corpus = make_corpus(base, seed=args.seed, size=args.size)
     scratch = args.work / f"inputs-seed{args.seed}"
     shutil.rmtree(scratch, ignore_errors=True)
-    results = run_corpus(base, corpus, scratch, jobs=args.jobs, timeout=args.timeout)
+    results = run_corpus(base, corpus, scratch, jobs=args.jobs, timeout=args.timeout, in_process=not args.subprocess)
     (args.work / f"results-seed{args.seed}.json").write_text(json.dumps(results, indent=1))
     table = counts(results)
     verdicts = sorted({v for row in table.values() for v in row}, key=lambda v: (v not in GOOD, v))
     print(f"\n{len(results)} corrupted inputs, seed {args.seed}, {time.time() - t0:.0f} s "
-          f"({args.jobs} at a time, each call bounded by {args.timeout:.0f} s)")
+          f"({args.jobs} at a time, {'a process per call' if args.subprocess else 'in-process CLI calls'}, "
+          f"each bounded by {args.timeout:.0f} s)")
     print(f"{'command':<10}" + "".join(f"{v:>16}" for v in verdicts))
     for command in sorted(table, key=lambda c: (c == "total", c)):
         print(f"{command:<10}" + "".join(f"{table[command].get(v, 0):>16}" for v in verdicts))
