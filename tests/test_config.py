@@ -66,7 +66,7 @@ def test_command_config_applies_overrides_then_flags():
     config = command_config(profile="quick", arch="unet", loss="ce", pretrained=None, seed=3, epochs=2,
                             overrides=[{"train": {"epochs": 9, "batch_size": 4}}, {"loss": {"gamma": 1.0}}])
     assert (config.train.epochs, config.train.batch_size, config.train.seed) == (2, 4, 3)
-    assert config.loss.gamma == 1.0 and config.name == "unet-ce"
+    assert config.loss.gamma == 1.0 and config.name == "unet-ce-seed3"  # each seed runs into its own folder
 
 
 def test_changed_fields_compares_as_json_stores():
