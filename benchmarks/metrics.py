@@ -122,12 +122,13 @@ def compare_conventions(cohort, seed: int) -> int:
     import nibabel as nib
 
     rng = np.random.default_rng(seed)
-    rows = []
+    rows, n_refs = [], 0
     for path in sorted(glob.glob(f"{cohort}/TRAINING/*/*OT*/*.nii*")):
         image = nib.load(path)
         ref = np.asanyarray(image.dataobj) != 0
         if not ref.any():
             continue
+        n_refs += 1
         spacing = tuple(float(z) for z in image.header.get_zooms()[:3])
         for kind, pred in perturbations(ref, rng).items():
             if not pred.any() or np.array_equal(pred, ref):
@@ -141,7 +142,9 @@ def compare_conventions(cohort, seed: int) -> int:
     thickness = np.array([r[0] for r in rows])
     assd_rel = (table[:, 0] - table[:, 1]) / table[:, 1]
     hd_rel = (table[:, 2] - table[:, 3]) / table[:, 3]
-    print(f"{len(rows)} prediction/reference pairs from {cohort} ({len({r[0] for r in rows})} slab thicknesses, "
+    slices = np.array([r[1] for r in rows])
+    print(f"{len(rows)} prediction/reference pairs from {n_refs} non-empty references in {cohort} "
+          f"({slices.min()}-{slices.max()} slices, {len(set(thickness))} slab thicknesses, "
           f"{thickness.min():g}-{thickness.max():g} mm)")
     print("relative difference (isles - medpy) / medpy:")
     for lo, hi in ((0, 99), (4, 6), (6, 9), (9, 12.01)):
@@ -151,7 +154,6 @@ def compare_conventions(cohort, seed: int) -> int:
             print(f"  {label:>9} (n={int(sel.sum()):3d}): assd median {np.median(assd_rel[sel]):+.1%} "
                   f"[{assd_rel[sel].min():+.1%}, {assd_rel[sel].max():+.1%}]   hd median {np.median(hd_rel[sel]):+.2%} "
                   f"[{hd_rel[sel].min():+.1%}, {hd_rel[sel].max():+.1%}]")
-    slices = np.array([r[1] for r in rows])
     for label, sel in (("3+ slices", slices >= 3), ("2 slices", slices == 2)):
         if sel.any():
             print(f"  {label:>9} (n={int(sel.sum()):3d}): assd median {np.median(assd_rel[sel]):+.1%} "

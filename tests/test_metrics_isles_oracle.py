@@ -8,8 +8,9 @@ the ASSD contour. It shares no code with the implementation. Both are test-only 
 (``pip install -e '.[test]'``).
 
 HD must agree to 1e-4 relative. ASSD differs only through Danielsson's approximate distance map (we
-use the exact transform): the tolerance `ASSD_REL_TOL` is the largest relative difference measured
-on the cases below, rounded up (README, "Metrics").
+use the exact transform), and only downwards: the tolerance `ASSD_REL_TOL` is the largest relative
+difference measured on the cases below, rounded up. On realistic slabs with a far false-positive blob
+the difference reached 4.3 % (README, "Metrics"), so the tolerance is not a bound for every input.
 """
 
 import numpy as np
@@ -152,6 +153,8 @@ def test_agrees_with_the_itk_vtk_evaluator(seed):
     theirs = oracle_hd_assd(pred, ref, spacing)
     assert ours["hd"] == pytest.approx(theirs["hd"], rel=HD_REL_TOL, abs=1e-6)
     assert ours["assd"] == pytest.approx(theirs["assd"], rel=ASSD_REL_TOL, abs=1e-6)
+    # Danielsson's propagation can only miss the nearest voxel, never find a nearer one
+    assert ours["assd"] <= theirs["assd"] * (1 + 1e-6)
 
 
 @pytest.mark.parametrize("seed", [1, 3, 5])
