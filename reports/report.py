@@ -179,9 +179,11 @@ def build_report(runs_dir, out_dir) -> dict:
                         f"(ddof = {STD_DDOF}), 'SD over seeds' the spread of the mean Dice between training seeds on "
                         "the same folds: a difference between rows smaller than it is seed noise. HD, HD95 and ASSD "
                         "are averaged over finite values; 'Cases with inf distance' counts the seed-0 cases where "
-                        "exactly one of prediction and reference is empty. ASSD is the ISLES 2015/16 mean of the "
-                        "two directed average surface distances. AVD is the absolute volume difference in mL. Each "
-                        "configuration links to the config.json that produced it.")]
+                        "exactly one of prediction and reference is empty. " + tables.convention_note(groups)
+                        + " NSD is the normalised surface Dice at 2 mm; AVD the absolute volume difference in mL; "
+                        "lesion F1 and the absolute lesion-count difference use 26-connected components "
+                        "(ISLES'22/'24). Each configuration links to the config.json that produced it.")]
+        blocks += tables.anchor_blocks(groups)
         for g in groups:
             members = ensemble_members(g.config)
             if g.is_ensemble and members:

@@ -64,7 +64,10 @@ def read_case_metrics(path) -> list[dict]:
     """Per-case rows of a validation/metrics.csv with every metric a float (`inf` kept, blanks NaN)."""
     from islesbench.metrics import read_case_metrics as read_rows
 
-    return [{"case": str(r["case"]), **{c: _to_float(r.get(c)) for c in METRIC_COLUMNS}} for r in read_rows(path)]
+    from islesbench.metrics import CONVENTION_KEY, LEGACY_CONVENTION
+
+    return [{"case": str(r["case"]), **{c: _to_float(r.get(c)) for c in METRIC_COLUMNS},
+             "convention": r.get(CONVENTION_KEY) or LEGACY_CONVENTION} for r in read_rows(path)]
 
 
 def is_ensemble_config(config: dict, name: str) -> bool:
@@ -164,6 +167,18 @@ class ConfigGroup:
     @property
     def cases(self) -> list:
         return sorted({row["case"] for r in self.runs for row in r.rows})
+
+    @property
+    def convention(self) -> str:
+        """The HD/ASSD convention of the group's rows (`islesbench.metrics.CONVENTIONS`), or `mixed`."""
+        found = {row.get("convention") for r in self.runs for row in r.rows}
+        return found.pop() if len(found) == 1 else "mixed"
+
+    @property
+    def is_isles24(self) -> bool:
+        """True for an ISLES'24 cohort (final infarct from acute CT): other anchors, other headline scores."""
+        text = f"{self.cohort} {self.config.get('layout', '')}".lower()
+        return "isles'24" in text or "isles24" in text
 
     @property
     def tuning(self) -> dict | None:

@@ -13,29 +13,19 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench.reports import claims, stats
+from islesbench.reports import anchors, claims, stats
 from islesbench.reports.document import Link, code, heading, para, table
 from islesbench.reports.stats import is_finite
 
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
-                 ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("avd_ml", "AVD (mL)", 2),
-                 ("lesion_f1", "Lesion F1", 3))
+                 ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("nsd_2mm", "NSD 2 mm", 3),
+                 ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1", 3),
+                 ("lesion_count_diff", "Lesion count diff", 2))
 
-# Abulnaga & Rubin 2018, 5-fold CV on the 94 ISLES 2018 training cases (PAPER.md).
-PAPER_NUMBERS = {
-    "pspnet-imagenet-focal": "0.54 ± 0.09",
-    "pspnet-imagenet-ce": "0.49 ± 0.11",
-    "pspnet-scratch-focal": "≈ 7 points below pretrained",
-    "pspnet-scratch-ce": "≈ 7 points below pretrained",
-    "unet-focal": "below PSPNet",
-    "unet-ce": "below PSPNet",
-    "vnet-focal": "below PSPNet; 3D worst",
-    "vnet-ce": "below PSPNet; 3D worst",
-}
-PAPER_ENSEMBLE = "0.57 (training leaderboard)"
-PAPER_COHORT = "ISLES 2018 training (94 cases, 5-fold CV)"
+# The paper's column: its 5-fold CV numbers (reports/anchors.py), labelled by data and split.
+PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 
 def selection_flag(group) -> str:
@@ -56,10 +46,38 @@ def selection_flag(group) -> str:
 
 
 def paper_number(group) -> str:
-    """The paper's published Dice for this configuration, or an empty string."""
-    if group.is_ensemble:
-        return PAPER_ENSEMBLE
-    return PAPER_NUMBERS.get(group.name, "")
+    """The paper's published Dice for this configuration, or an empty string (none for ISLES'24 rows:
+    another task, other data)."""
+    if group.is_isles24:
+        return ""
+    found = anchors.paper_cv_anchor(group.name, group.is_ensemble)
+    if found is None:
+        return ""
+    return f"{found.text} ({found.data})" if group.is_ensemble else found.text
+
+
+def anchor_blocks(groups: list) -> list:
+    """The published numbers a reader compares with, each labelled by its data, split and source."""
+    datasets = sorted({"isles24" if g.is_isles24 else "isles2018" for g in groups})
+    rows = []
+    for dataset in datasets:
+        for a in anchors.challenge_anchors(dataset):
+            rows.append([a.text, a.metric, a.what, a.data, a.source])
+    if not rows:
+        return []
+    return [heading(3, "Published numbers to compare with"),
+            para("Challenge test-set results are on other cases than any cross-validation row, and on real data; "
+                 "a synthetic row is comparable with none of them."),
+            table(["Number", "Metric", "Whose", "Data and split", "Source"], rows)]
+
+
+def convention_note(groups: list) -> str:
+    """Which HD/ASSD definition the table's distances follow (islesbench.metrics.CONVENTION_LABELS)."""
+    from islesbench.metrics import CONVENTION_LABELS
+
+    used = sorted({g.convention for g in groups})
+    named = "; ".join(f"`{c}`: {CONVENTION_LABELS.get(c, 'rows of more than one convention')}" for c in used)
+    return f"HD and ASSD follow the convention in each row's Convention column ({named})."
 
 
 def mean_with_ci(values: list, decimals: int) -> str:
@@ -95,7 +113,7 @@ def comparison_table(groups: list, out_dir: Path):
     """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags."""
     headers = (["Configuration", "Cohort", "Seeds", "Folds", "Patients (cases)", "Dice [95% CI]",
                 "SD over patients", "SD over seeds"] + [h for _, h, _ in OTHER_METRICS]
-               + ["Cases with inf distance", "Selection", "Paper Dice (" + PAPER_COHORT + ")"])
+               + ["Cases with inf distance", "Convention", "Selection", PAPER_COLUMN])
     body = []
     for g in order_groups(groups):
         dice = list(g.patient_values("dice").values())
@@ -104,7 +122,7 @@ def comparison_table(groups: list, out_dir: Path):
                  mean_with_ci(dice, 3), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a", seed_spread(g)]
         cells += [mean_with_ci(list(g.patient_values(col).values()), dec) for col, _, dec in OTHER_METRICS]
         inf_cases = sum(1 for r in g.runs[0].rows if any(math.isinf(r[c]) for c in DISTANCE_COLUMNS))
-        cells += [inf_cases, selection_flag(g) or "—", paper_number(g) or "—"]
+        cells += [inf_cases, g.convention, selection_flag(g) or "—", paper_number(g) or "—"]
         body.append(cells)
     return table(headers, body)
 

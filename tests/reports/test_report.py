@@ -343,3 +343,20 @@ def test_a_row_tuned_on_its_scored_folds_is_flagged(tmp_path):
     row = _table_rows(md, "Configuration")["unet-focal-tuned-nonnested"]
     assert "tuned on the folds it is scored on (non-nested): optimistic" in row
     assert "unet-focal-tuned-nonnested" not in [c for c in md.splitlines() if c.startswith("| focal > CE")]
+
+
+def test_convention_and_anchors_are_labelled_and_isles24_rows_get_no_isles2018_number(tmp_path):
+    runs = tmp_path / "runs"
+    run = write_fake_run(runs, "unet-focal", DICE["unet-focal"], cohort="synthetic ISLES'24 (seed 0)")
+    for fold in (0, 1):  # rows written with the challenge's own HD/ASSD
+        path = run / f"fold_{fold}" / "validation" / "metrics.csv"
+        lines = path.read_text().splitlines()
+        path.write_text("\n".join([lines[0] + ",convention"] + [x + ",isles" for x in lines[1:]]) + "\n")
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Configuration |")).strip("|").split(" | ")]
+    row = dict(zip(header, _table_rows(md, "Configuration")["unet-focal"]))
+    assert row["Convention"] == "isles" and row[header[-1]] == "—"  # the paper's ISLES 2018 CV number is not set beside
+    assert "`isles`: ISLES 2015–2018 evaluator" in md
+    assert "| 0.285 ± 0.213 | dice | winning entry" in md and "| 0.51 | dice |" not in md
