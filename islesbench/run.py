@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import distribute, hparams, manifest, results, training
+from islesbench import distribute, hparams, layouts, manifest, results, training
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
 from islesbench.errors import IslesbenchError
@@ -45,6 +45,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("--split-seed", type=int, default=0,
                         help="seed of the patient-grouped folds when --data is a raw cohort")
     parser.add_argument("--force", action="store_true", help="re-run folds that are already finished")
+    layouts.add_layout_argument(parser)
 
 
 def config_from_args(args, tuned: "hparams.TunedHparams | None" = None) -> ExperimentConfig:
@@ -69,7 +70,7 @@ def run_command(args) -> int:
     config = config_from_args(args, tuned)
     folds = "all" if args.fold == "all" else [_fold_index(args.fold)]
     run_configuration(config, args.data, args.out, folds=folds, num_folds=args.folds, force=args.force,
-                      split_seed=args.split_seed, tuned=tuned)
+                      split_seed=args.split_seed, tuned=tuned, layout=args.layout)
     return 0
 
 
@@ -80,8 +81,10 @@ def _fold_index(text: str) -> int:
         raise IslesbenchError(f"--fold must be a fold number or `all`, not {text!r}") from None
 
 
-def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0) -> manifest.PreparedData:
-    """A prepared directory as is, or a raw cohort prepared (resumably) into RUNS/prepared."""
+def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0, layout: str | None = None
+                     ) -> manifest.PreparedData:
+    """A prepared directory as is, or a raw cohort (of `layout`, detected when None) prepared (resumably)
+    into RUNS/prepared."""
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise IslesbenchError(f"--data {data_dir} does not exist")
@@ -89,11 +92,11 @@ def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0) -> mani
         return manifest.PreparedData(data_dir)
     from islesbench.data_prep.prepare import prepare_cohort
 
-    return prepare_cohort(data_dir, Path(runs_root) / "prepared", folds=num_folds, seed=seed)
+    return prepare_cohort(data_dir, Path(runs_root) / "prepared", folds=num_folds, seed=seed, layout=layout)
 
 
 def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all", num_folds: int = 5,
-                      force: bool = False, split_seed: int = 0, tuned=None) -> Path:
+                      force: bool = False, split_seed: int = 0, tuned=None, layout: str | None = None) -> Path:
     """Train and validate `config` on the requested folds; return the run folder.
 
     The folds come from the prepared data (a raw cohort is prepared with `split_seed`), never from the
@@ -105,7 +108,7 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
         from islesbench.models import pretrained as pretrained_weights
 
         pretrained_weights.check_available(config.model.pretrained)
-    prepared = resolve_prepared(data_dir, runs_root, num_folds, split_seed)
+    prepared = resolve_prepared(data_dir, runs_root, num_folds, split_seed, layout)
     config = apply_overrides(config, {"data": {"modalities": list(prepared.modalities)}})
     splits = prepared.splits()
     fold_ids = list(range(len(splits))) if folds == "all" else list(folds)

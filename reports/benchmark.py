@@ -49,6 +49,9 @@ def configure_parser(parser) -> None:
                              "(default: nested top-k selection per fold)")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
+    from islesbench import layouts
+
+    layouts.add_layout_argument(parser)
 
 
 def run_command(args) -> int:
@@ -59,7 +62,7 @@ def run_command(args) -> int:
         raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")
     members = [m.strip() for m in args.members.split(",") if m.strip()] if args.members else None
     record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold, force=args.force,
-                           seeds=args.seeds, fixed_members=members)
+                           seeds=args.seeds, fixed_members=members, layout=args.layout)
     for cell in record["cells"]:
         line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
         if cell["status"] != DONE:
@@ -78,7 +81,7 @@ def run_command(args) -> int:
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
                   force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,
-                  fixed_members: list | None = None) -> dict:
+                  fixed_members: list | None = None, layout: str | None = None) -> dict:
     """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
     writing) the benchmark record.
 
@@ -129,9 +132,11 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         done_before = _done_folds(runs_root, config.name, requested)
         t0 = time.monotonic()
         try:
-            tuned = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
+            extra = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
+            if layout:
+                extra["layout"] = layout
             run_configuration(config, data, runs_root, folds="all" if fold == "all" else [fold],
-                              num_folds=num_folds, force=force, **tuned)
+                              num_folds=num_folds, force=force, **extra)
         except IslesbenchError as exc:
             entry.update(status=NOT_RUN, reason=str(exc))
         except Exception as exc:  # one broken cell must not lose the rest of a long grid

@@ -76,10 +76,6 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         raise figures.FigureSkipped(f"no config.json of cohort {run.cohort!r} records the raw cohort ('raw_data')")
     if not Path(raw).exists():
         raise figures.FigureSkipped(f"the raw cohort {raw} is not available on this machine")
-    try:
-        from islesbench import isles
-    except ImportError:
-        raise figures.FigureSkipped("islesbench.isles (the ISLES reader) is not installed") from None
     ranked = sorted((r for r in run.rows if is_finite(r["dice"])), key=lambda r: (r["dice"], r["case"]))
     if not ranked:
         raise figures.FigureSkipped(f"{run.name} has no case with a finite Dice")
@@ -89,11 +85,14 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         if row["case"] not in seen:
             seen.add(row["case"])
             chosen.append((role, row))
-    cases = {c.case_id: c for c in isles.discover_cohort(raw)}
-    examples = []
-    import numpy as np
+    from islesbench import layouts, nifti_io, preprocessing
+    from islesbench.errors import IslesbenchError
 
-    from islesbench import nifti_io
+    try:
+        cases = {c.case_id: c for c in layouts.discover_cohort(raw)}
+    except IslesbenchError as exc:
+        raise figures.FigureSkipped(f"the raw cohort cannot be read ({exc})") from None
+    examples = []
 
     for role, row in chosen:
         if row["case"] not in cases:
@@ -101,16 +100,23 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         pred_path = run.prediction_path(row["case"], row["fold"])
         if not pred_path.exists():
             raise figures.FigureSkipped(f"the predicted mask {pred_path} is missing")
-        case = isles.load_case(cases[row["case"]], modalities=("CT_CBF", "CT_Tmax"))
+        case = layouts.load_case(cases[row["case"]], modalities=("CT_CBF", "CT_Tmax"))
         try:
             pred = nifti_io.read_image(pred_path, ndim=3)[0] > 0.5
         except nifti_io.NiftiFileError as exc:
             raise figures.FigureSkipped(f"unreadable predicted mask {exc}") from None
         if pred.shape != case.mask.shape:
             raise figures.FigureSkipped(f"{pred_path} has shape {pred.shape}, the raw case {case.mask.shape}")
-        examples.append(dict(role=role, case=row["case"], dice=row["dice"], cbf=case.volumes["CT_CBF"],
-                             tmax=case.volumes["CT_Tmax"], reference=case.mask, prediction=pred,
-                             spacing=tuple(case.spacing)))
+        # Axial slices of the canonical orientation, whatever order the volumes are stored in.
+        ornt = preprocessing.canonical_ornt(case.affine)
+        spacing = [0.0, 0.0, 0.0]
+        for axis, (target, _) in enumerate(ornt):
+            spacing[int(target)] = float(case.spacing[axis])
+        examples.append(dict(role=role, case=row["case"], dice=row["dice"],
+                             cbf=preprocessing.reorient(case.volumes["CT_CBF"], ornt),
+                             tmax=preprocessing.reorient(case.volumes["CT_Tmax"], ornt),
+                             reference=preprocessing.reorient(case.mask, ornt),
+                             prediction=preprocessing.reorient(pred, ornt), spacing=tuple(spacing)))
     return examples
 
 
