@@ -20,8 +20,9 @@ Each runs through the command that reads it (`prepare`, `evaluate`, `predict`, `
 records) as an in-process CLI call (`islesbench.cli.main`) in one of `--jobs` worker processes, which
 import TensorFlow once (`--subprocess`: a fresh `python -m islesbench` per input), each call bounded by a
 timeout (a worker past it is killed: a hang). Verdicts: `accepted` (exit 0 and its outputs complete: the
-damage was benign, e.g. scl_slope 0 means unscaled), `named` (exit 2, no traceback, the message names
-the damaged file), or a failure: `traceback`, `hang`, `unnamed` (exit 2 without naming the file),
+damage was benign, e.g. scl_slope 0 means unscaled, or the file is one the command does not read),
+`warned` (exit 0, complete outputs, and a warning naming the damaged file, e.g. a learning-curve figure
+left out of a report), `named` (exit 2, no traceback, the message names the damaged file), or a failure: `traceback`, `hang`, `unnamed` (exit 2 without naming the file),
 `exit-N` (another status), `partial-output` (a temporary file left, or a failed call left its output).
 Prints the counts per command and verdict; exits 1 when any input failed.
 """
@@ -47,7 +48,7 @@ from pathlib import Path
 import numpy as np
 
 TIMEOUT_S = 180
-GOOD = ("accepted", "named")
+GOOD = ("accepted", "warned", "named")
 TINY_RUN = {"model": {"base_width": 4, "depth": 2}, "data": {"input_size": 32},
             "train": {"batch_size": 4, "steps_per_epoch": 2, "epochs": 1}}
 
@@ -374,6 +375,12 @@ def _files(base: Path, pattern: str) -> list[str]:
     return sorted(str(p.relative_to(base)) for p in base.glob(pattern) if p.is_file() and "4DPWI" not in p.name)
 
 
+def _training_cases(base: Path) -> set:
+    """Cases the folds use (a TESTING case's records are read by no command: damaging them proves nothing)."""
+    folds = json.loads((base / "prepared" / "splits.json").read_text())["folds"]
+    return {c for f in folds for c in f["train"] + f["val"]}
+
+
 def make_corpus(base: Path, seed: int = 0, size: int = 216) -> list[FuzzInput]:
     """`size` inputs spread over the commands and formats, the same list for the same seed and base."""
     rng = random.Random(seed)
@@ -391,7 +398,8 @@ def make_corpus(base: Path, seed: int = 0, size: int = 216) -> list[FuzzInput]:
         ("report", "json"): (["runs/unet-focal/config.json"]
                              + _files(base, "runs/unet-focal/fold_*/validation/summary.json"), 4),
         ("report", "nifti"): (_files(base, "runs/unet-focal/fold_*/validation/case_*.nii.gz"), 6),
-        ("run", "tfrecord"): (_files(base, "prepared/records/*.tfrecord"), 6),
+        ("run", "tfrecord"): ([f for f in _files(base, "prepared/records/*.tfrecord")
+                               if Path(f).name.split(".")[0] in _training_cases(base)], 6),
     }
     families = {"nifti": (NIFTI_MUTATIONS, NIFTI_WEIGHTS), "keras": (KERAS_MUTATIONS, None),
                 "json": (JSON_MUTATIONS, None), "csv": (CSV_MUTATIONS, None), "tfrecord": (RECORD_MUTATIONS, None)}
@@ -473,7 +481,11 @@ def judge(done, item: FuzzInput, target: Path, outputs: list, ws: Path) -> tuple
         return "partial-output", f"temporary file left: {temporaries[0]}"
     if done.returncode == 0:
         missing = [str(p) for p in outputs if not p.is_file()]
-        return ("accepted", "") if not missing else ("partial-output", f"exit 0 without {missing[0]}")
+        if missing:
+            return "partial-output", f"exit 0 without {missing[0]}"
+        if any(n in done.stderr for n in (str(target), str(target.relative_to(ws)))):
+            return "warned", done.stderr.strip().splitlines()[-1][:300]  # finished, the damaged file named
+        return "accepted", ""
     if done.returncode != 2:
         return f"exit-{done.returncode}", done.stderr.strip()[-300:]
     left = [str(p) for p in outputs if p.exists()]

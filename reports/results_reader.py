@@ -99,12 +99,27 @@ def read_run(run_dir) -> RunResults | None:
         run.folds.append(fold)
         if not paths.is_done():
             run.unfinished_folds.append(fold)
-        run.rows += [{**r, "fold": fold} for r in read_case_metrics(paths.metrics_csv)]
+        fold_rows = read_case_metrics(paths.metrics_csv)
+        if paths.is_done():
+            _check_cases_against_masks(paths, fold_rows)
+        run.rows += [{**r, "fold": fold} for r in fold_rows]
         if paths.history_csv.exists():
             run.histories[fold] = paths.history_csv
     if not run.rows:
         return None
     return run
+
+
+def _check_cases_against_masks(paths: results.FoldPaths, rows: list) -> None:
+    """A finished fold's metrics.csv lists exactly the cases it wrote masks for; a file cut at a line
+    boundary parses cleanly and would silently drop cases."""
+    masks = {p.name[: -len(".nii.gz")] for p in paths.validation_dir.glob("*.nii.gz")
+             if not p.name.endswith("_prob.nii.gz")}
+    listed = {str(r["case"]) for r in rows}
+    if masks and listed != masks:
+        missing = sorted(masks - listed) or sorted(listed - masks)
+        raise IslesbenchError(f"{paths.metrics_csv}: lists {len(listed)} case(s) but {paths.validation_dir} holds "
+                              f"masks of {len(masks)} (e.g. {missing[0]} differs): truncated or edited?")
 
 
 def collect_runs(runs_dir) -> tuple[list[RunResults], list[str]]:
