@@ -61,7 +61,9 @@ def make_oracle(kind: str, hyperparameters, max_trials: int, seed: int, max_epoc
     train.epochs; `max_trials` caps Hyperband's trials too.
     """
     objective = keras_tuner.Objective(OBJECTIVE, direction="max")
-    common = dict(objective=objective, seed=seed, hyperparameters=hyperparameters,
+    # KerasTuner reads seed 0 as "no seed" (`seed or random.randint(1, 10000)`): --seed 0, the default,
+    # drew other trials on every fresh search. Shift by one so every --seed is a seed.
+    common = dict(objective=objective, seed=seed + 1, hyperparameters=hyperparameters,
                   max_consecutive_failed_trials=3)
     if kind == "random":
         return keras_tuner.oracles.RandomSearchOracle(max_trials=max_trials, **common)
