@@ -1,12 +1,14 @@
 """SIGKILL at seeded random moments, re-run to the end, compare with an uninterrupted run (benchmarks/chaos.py)."""
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location("chaos", Path(__file__).resolve().parents[1] / "benchmarks" / "chaos.py")
 chaos = importlib.util.module_from_spec(_SPEC)
+sys.modules["chaos"] = chaos  # its dataclasses look their module up while being defined
 _SPEC.loader.exec_module(chaos)
 
 

@@ -5,12 +5,14 @@ once ended `evaluate` in an EOFError traceback; the whole seeded corpus (>= 200 
 """
 
 import importlib.util
+import sys
 from pathlib import Path
 
 import pytest
 
 _SPEC = importlib.util.spec_from_file_location("fuzz", Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz.py")
 fuzz = importlib.util.module_from_spec(_SPEC)
+sys.modules["fuzz"] = fuzz  # its dataclasses look their module up while being defined
 _SPEC.loader.exec_module(fuzz)
 
 
