@@ -12,6 +12,7 @@ from __future__ import annotations
 import csv
 import io
 import math
+import re
 from pathlib import Path
 
 from islesbench.atomic import atomic_path, write_json_atomic, write_text_atomic
@@ -78,6 +79,9 @@ def best_record(oracle, folds, settings: dict):
                  if t.status == "COMPLETED" and _metric(t, OBJECTIVE) is not None]
     if not completed:
         return None
+    # Ties go to the earliest trial: the trials' order in the oracle's state after a resume is not the
+    # order they ran in, and the best must not depend on whether the search was interrupted.
+    completed.sort(key=lambda t: [int(p) if p.isdigit() else p for p in re.split(r"(\d+)", str(t.trial_id))])
     best = max(completed, key=lambda t: _metric(t, OBJECTIVE))
     values = {k: plain_value(v) for k, v in best.hyperparameters.values.items()}
     return {
