@@ -13,13 +13,13 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import distribute, hparams, layouts, manifest, results, training
+from islesbench import distribute, hparams, layouts, manifest, provenance, results, training
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
 from islesbench.errors import IslesbenchError
 
 # Fields whose change does not change a run's numbers (a resumed run may differ in them).
-_IGNORED_FOR_IDENTITY = ("fold",)
+_IGNORED_FOR_IDENTITY = ("fold", "provenance")
 
 
 def configure_parser(parser) -> None:
@@ -123,7 +123,8 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid,
               "slice_mm": prepared.slice_mm,
               "splits_fingerprint": manifest.fingerprint(splits),
-              "tuning": tuned.provenance() if tuned is not None else None}
+              "tuning": tuned.provenance() if tuned is not None else None,
+              "provenance": provenance.provenance()}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},

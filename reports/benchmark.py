@@ -17,13 +17,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import math
-import os
 import sys
 import time
 import traceback
 from pathlib import Path
 
-from islesbench import results
+from islesbench import provenance, results
 from islesbench.atomic import write_json_atomic
 from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
@@ -103,7 +102,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         "seeds": seeds,
         "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
         "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
-        "provenance": provenance(),
+        "provenance": provenance.provenance(),
         "started": _now(),
         "finished": None,
         "wall_seconds": None,
@@ -247,32 +246,6 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
         entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
     entry["seconds"] = round(time.monotonic() - t0, 1)
     return entry
-
-
-def provenance() -> dict:
-    """What produced a result: the commit (and whether the tree had changes), the command, versions."""
-    import platform
-    import subprocess
-
-    def git(*argv):
-        try:
-            return subprocess.run(["git", *argv], cwd=Path(__file__).resolve().parent, capture_output=True,
-                                  text=True, timeout=10).stdout.strip() or None
-        except (OSError, subprocess.SubprocessError):
-            return None
-
-    versions = {"python": platform.python_version()}
-    for module in ("tensorflow", "keras", "numpy", "scipy", "nibabel", "keras_tuner"):
-        try:
-            versions[module] = __import__(module).__version__
-        except Exception:  # a missing optional module is recorded as absent, not fatal
-            versions[module] = None
-    from islesbench import __version__
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"islesbench": __version__, "commit": git("rev-parse", "HEAD"), "tree_modified": bool(status),
-            "command": " ".join(["islesbench", *sys.argv[1:]]) if sys.argv and "islesbench" in sys.argv[0] else None,
-            "versions": versions, "machine": {"cpus": os.cpu_count(), "platform": platform.platform()}}
 
 
 def _done_folds(runs_root, name: str, requested: list[int]) -> list[int]:

@@ -16,7 +16,7 @@ from islesbench.config import pretrained_tag
 
 # Fields that name a run or locate its files: they never make two rows different experiments.
 IGNORED_FIELDS = ("name", "name_override", "fold", "raw_data", "prepared", "members", "member_runs",
-                  "selection", "kind")
+                  "selection", "kind", "provenance")
 
 # What each factor may change. Architecture comparisons may change the model section and how the
 # 16 slices of a step are batched (2-D: 16 slices; V-Net: 2 slabs of 8), nothing else.

@@ -206,6 +206,7 @@ def build_report(runs_dir, out_dir) -> dict:
     else:
         blocks.append(para("No configuration has validation results yet."))
     blocks += tables.benchmark_blocks(record)
+    blocks += tables.provenance_blocks(groups)
     if notes:
         blocks += [heading(2, "Run folders without results")] + [para(n) for n in notes]
     blocks.append(para(f"Per-case numbers of every configuration, seed and fold: [{RESULTS_CSV}]({RESULTS_CSV})."))

@@ -317,6 +317,19 @@ def benchmark_blocks(record: dict | None) -> list:
     return blocks
 
 
+def provenance_blocks(groups: list) -> list:
+    """Which commit (and command) produced each run, from its config.json; runs that record none are named."""
+    by_commit = {}
+    for g in groups:
+        for run in g.runs:
+            prov = run.config.get("provenance") or {}
+            key = (prov.get("commit") or "not recorded") + (" (uncommitted changes)" if prov.get("tree_modified") else "")
+            by_commit.setdefault(key, []).append(run.name)
+    rows = [[commit[:12] + commit[40:] if len(commit) >= 40 else commit, ", ".join(sorted(names))]
+            for commit, names in sorted(by_commit.items())]
+    return [heading(3, "What produced the runs"), table(["Commit", "Runs"], rows)] if rows else []
+
+
 def _stats_row(c: stats.PairedComparison, holm) -> list:
     diff = _fmt_num(c.mean_diff, 3, signed=True)
     if c.ci is not None:

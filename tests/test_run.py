@@ -111,3 +111,12 @@ def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
     assert summary["metrics"]["dice"]["n"] == len(tiny_prepared.case_ids("TRAINING"))
     assert metrics.read_case_metrics(folds[0][1].metrics_csv)
+
+
+def test_provenance_records_commit_command_and_versions():
+    from islesbench.provenance import provenance
+
+    record = provenance()
+    assert record["versions"]["numpy"] and record["versions"]["tensorflow"]
+    assert record["commit"] is None or len(record["commit"]) == 40
+    assert record["machine"]["cpus"] >= 1
