@@ -15,7 +15,6 @@ import sys
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.metrics import STD_DDOF
 
 from islesbench.reports import figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
@@ -182,7 +181,7 @@ def build_report(runs_dir, out_dir) -> dict:
         blocks += [heading(2, "Comparison"), tables.comparison_table(groups, out_dir),
                    para("Means over patients (a patient's slabs averaged first; over seeds too), with 95 % intervals "
                         "from a seeded patient-level bootstrap; 'SD over patients' is the spread between patients "
-                        f"(ddof = {STD_DDOF}), 'SD over seeds' the spread of the mean Dice between training seeds on "
+                        "(ddof = 1), 'SD over seeds' the spread of the mean Dice between training seeds on "
                         "the same folds: a difference between rows smaller than it is seed noise. HD, HD95 and ASSD "
                         "are averaged over finite values; 'Cases with inf distance' counts the seed-0 cases where "
                         "exactly one of prediction and reference is empty. " + tables.convention_note(groups)

@@ -7,6 +7,7 @@ Every block is built from ConfigGroups (reports/results_reader.py); rendering is
 
 from __future__ import annotations
 
+import json
 import math
 import os
 from pathlib import Path
@@ -221,7 +222,9 @@ def _missing_reason(missing: str, present, pair, record) -> str:
     cell = next((c for c in (record or {}).get("cells", []) if c.get("name") == missing), None)
     reason = f"{missing} has no results"
     if cell and cell.get("reason"):
-        reason = f"{missing} {cell.get('status', 'not run')}: {cell['reason'].splitlines()[0]}"
+        first = cell["reason"].splitlines()[0]
+        first = first.split(" (")[0].split(". ")[0]  # the reason's first sentence; the full one is under "Not run"
+        reason = f"{missing} {cell.get('status', 'not run')}: {first}"
     if cell and present is not None and record.get("profile"):
         from islesbench.errors import IslesbenchError
         from islesbench.reports.grid import GridCell
@@ -231,7 +234,9 @@ def _missing_reason(missing: str, present, pair, record) -> str:
                 record["profile"]).to_dict()
         except (IslesbenchError, KeyError):
             return reason
-        shared = {k: present.config.get(k) for k in ("cohort", "grid", "splits_fingerprint", "tuning")}
+        would = json.loads(json.dumps(would))  # as config.json stores it (tuples become lists)
+        would["data"]["modalities"] = (present.config.get("data") or {}).get("modalities")  # run sets the prepared ones
+        shared = {k: present.config.get(k) for k in ("cohort", "grid", "splits_fingerprint", "tuning", "slice_mm")}
         check = claims.check_pair(pair.factor, {**would, **shared}, present.config)
         if not check.controlled:
             reason += (f". Not testable in the {record['profile']} profile even with it: the pair would also differ "
