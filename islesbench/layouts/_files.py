@@ -251,6 +251,16 @@ def _check_case(case: CaseFiles, modalities, mask_mode: str, keep: bool) -> tupl
     return faults, infos
 
 
+def data_folder(root) -> Path:
+    """`root` as a Path, or a one-line error when it is missing or not a folder."""
+    root = Path(root)
+    if not root.exists():
+        raise IslesbenchError(f"data folder {root} does not exist")
+    if not root.is_dir():
+        raise IslesbenchError(f"data path {root} is not a folder")
+    return root
+
+
 def affines_agree(a: np.ndarray, b: np.ndarray) -> bool:
     """True when two voxel-to-world affines are the same up to header round-off."""
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)

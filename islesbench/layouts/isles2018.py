@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts._files import NIFTI_SUFFIXES, CaseFiles, natural_key
+from islesbench.layouts._files import NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
 
 NAME = "isles2018"
 MODALITIES = ("CT", "CT_4DPWI", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "OT")
@@ -42,11 +42,7 @@ def looks_like(root) -> bool:
 
 def discover_cohort(root) -> list[CaseFiles]:
     """All cases under `root`: a folder with TRAINING/ and/or TESTING/, one of those, or one case folder."""
-    root = Path(root)
-    if not root.exists():
-        raise IslesbenchError(f"data folder {root} does not exist")
-    if not root.is_dir():
-        raise IslesbenchError(f"data path {root} is not a folder")
+    root = data_folder(root)
     cases: list[CaseFiles] = []
     split_dirs = [root / s for s in SPLITS if (root / s).is_dir()]
     if split_dirs:

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts._files import MASK, NIFTI_SUFFIXES, CaseFiles, natural_key
+from islesbench.layouts._files import MASK, NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
 
 NAME = "isles24"
 SOURCE_DIRS = ("raw_data", "rawdata", "derivatives")
@@ -133,11 +133,7 @@ def _subject_dirs(root: Path) -> dict:
 
 def discover_cohort(root) -> list[CaseFiles]:
     """Every subject under `root`, its files chosen by BIDS entities (see the module docstring)."""
-    root = Path(root)
-    if not root.exists():
-        raise IslesbenchError(f"data folder {root} does not exist")
-    if not root.is_dir():
-        raise IslesbenchError(f"data path {root} is not a folder")
+    root = data_folder(root)
     subjects = _subject_dirs(root)
     cases = [_case_files(name, dirs) for name, dirs in sorted(subjects.items(), key=lambda kv: natural_key(kv[0]))]
     if not cases:
