@@ -21,17 +21,16 @@ byte-identical files.
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
 import numpy as np
 
 from islesbench.atomic import write_json_atomic
-from islesbench.errors import IslesbenchError
 from islesbench.layouts import save_nifti
 from islesbench.data_prep.synth_physiology import (AIR, BONE, CSF, FOV_HALF_MM, GM, SCALP, WM,  # noqa: F401
-                                                   SyntheticPatient, _f32, make_head, pwi_series, smooth_field)
+                                                   SyntheticPatient, _f32, check_cohort_size, clear_previous_cohort,
+                                                   make_head, pwi_series, smooth_field)
 
 GENERATOR_VERSION = 1
 COHORT_FILE = "synthetic_cohort.json"
@@ -108,11 +107,8 @@ def synthesize_cohort(out, cases: int = 20, seed: int = 0, test_cases: int = 0, 
                       log=print) -> list[Path]:
     """Write the cohort under `out`; return the case folders written, in case-number order."""
     out = Path(out)
-    if cases < 0 or test_cases < 0 or cases + test_cases < 1:
-        raise IslesbenchError("synth needs at least one case (--cases/--test-cases >= 0, not both 0)")
-    if size < 16:
-        raise IslesbenchError(f"--size must be at least 16, not {size}")
-    _clear_previous(out)
+    check_cohort_size(cases, test_cases, size, 16)
+    clear_previous_cohort(out, ("TRAINING", "TESTING"), COHORT_FILE)
     plan = plan_cohort(cases, test_cases, seed)
     records, written = [], []
     file_id = FIRST_FILE_ID
@@ -183,18 +179,3 @@ def synthesize_cohort(out, cases: int = 20, seed: int = 0, test_cases: int = 0, 
     return sorted(written, key=lambda f: (f.parent.name != "TRAINING", int(f.name.split("_")[1])))
 
 
-def _clear_previous(out: Path) -> None:
-    """Remove a previous synthetic cohort in `out` (its case folders); refuse to touch other data."""
-    if not out.exists():
-        return
-    splits = [out / s for s in ("TRAINING", "TESTING") if (out / s).exists()]
-    if not splits:
-        return
-    if not (out / COHORT_FILE).is_file():
-        raise IslesbenchError(
-            f"{out} already holds TRAINING/TESTING data that is not a synthetic cohort "
-            f"(no {COHORT_FILE}); choose another --out"
-        )
-    for split in splits:
-        shutil.rmtree(split)
-    (out / COHORT_FILE).unlink()

@@ -26,7 +26,6 @@ DWI/ADC and phenotype tables are not written: no input of islesbench reads them)
 
 from __future__ import annotations
 
-import shutil
 import time
 from pathlib import Path
 
@@ -34,10 +33,10 @@ import numpy as np
 from scipy import ndimage
 
 from islesbench.atomic import write_json_atomic
-from islesbench.errors import IslesbenchError
 from islesbench.layouts import save_nifti
 from islesbench.data_prep.synth_isles2018 import COHORT_FILE
-from islesbench.data_prep.synth_physiology import FOV_HALF_MM, GM, WM, SyntheticPatient, _f32, make_head
+from islesbench.data_prep.synth_physiology import (FOV_HALF_MM, GM, WM, SyntheticPatient, _f32, check_cohort_size,
+                                                   clear_previous_cohort, make_head)
 
 GENERATOR_VERSION = 1
 DEFAULT_SIZE = 160
@@ -123,11 +122,8 @@ def synthesize_isles24(out, cases: int = 20, seed: int = 0, test_cases: int = 0,
     from islesbench.data_prep.synth_isles2018 import plan_cohort
 
     out = Path(out)
-    if cases < 0 or test_cases < 0 or cases + test_cases < 1:
-        raise IslesbenchError("synth needs at least one case (--cases/--test-cases >= 0, not both 0)")
-    if size < 32:
-        raise IslesbenchError(f"--size must be at least 32 for a whole-brain cohort, not {size}")
-    _clear_previous(out)
+    check_cohort_size(cases, test_cases, size, 32)
+    clear_previous_cohort(out, ("raw_data", "derivatives"), COHORT_FILE)
     # The ISLES 2018 plan's lesion kinds (about 10 % lesion-free), one subject per patient.
     plan = plan_cohort(cases, test_cases, seed)
     records, written = [], []
@@ -191,16 +187,3 @@ def _stored_spacing(spacing: tuple, codes: tuple) -> tuple:
     return tuple(float(spacing[axis_of[c]]) for c in codes)
 
 
-def _clear_previous(out: Path) -> None:
-    """Remove a previous synthetic BIDS cohort in `out`; refuse to touch other data."""
-    if not out.exists():
-        return
-    ours = [out / d for d in ("raw_data", "derivatives") if (out / d).exists()]
-    if not ours:
-        return
-    if not (out / COHORT_FILE).is_file():
-        raise IslesbenchError(f"{out} already holds raw_data/derivatives that are not a synthetic cohort "
-                              f"(no {COHORT_FILE}); choose another --out")
-    for folder in ours:
-        shutil.rmtree(folder)
-    (out / COHORT_FILE).unlink()

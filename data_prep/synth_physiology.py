@@ -25,10 +25,14 @@ n is the same head at a coarser grid.
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 from scipy import ndimage
+
+from islesbench.errors import IslesbenchError
 
 # Tissue labels of the phantom.
 AIR, SCALP, BONE, CSF, GM, WM = 0, 1, 2, 3, 4, 5
@@ -350,3 +354,26 @@ def pwi_series(patient: SyntheticPatient, zslice: slice) -> np.ndarray:
         frame[idx] += norm * tt**alpha * np.exp(-tt / beta)
         out[..., k] = np.clip(np.rint(frame), -1024, 32767).astype(np.int16)
     return out
+
+
+def check_cohort_size(cases: int, test_cases: int, size: int, min_size: int) -> None:
+    """Refuse a cohort of no case, or an in-plane matrix below `min_size` (one line each)."""
+    if cases < 0 or test_cases < 0 or cases + test_cases < 1:
+        raise IslesbenchError("synth needs at least one case (--cases/--test-cases >= 0, not both 0)")
+    if size < min_size:
+        raise IslesbenchError(f"--size must be at least {min_size}, not {size}")
+
+
+def clear_previous_cohort(out: Path, folders, cohort_file: str) -> None:
+    """Remove the `folders` of a previous synthetic cohort in `out` (it has `cohort_file`); refuse to touch
+    the same folders when they hold other data."""
+    out = Path(out)
+    ours = [out / d for d in folders if (out / d).exists()]
+    if not ours:
+        return
+    if not (out / cohort_file).is_file():
+        raise IslesbenchError(f"{out} already holds {'/'.join(folders)} data that is not a synthetic cohort "
+                              f"(no {cohort_file}); choose another --out")
+    for folder in ours:
+        shutil.rmtree(folder)
+    (out / cohort_file).unlink()
