@@ -167,7 +167,9 @@ def stats_blocks(groups: list, record: dict | None) -> list:
         best, vs_best = stats.versus_best(summaries)
         if best is not None and vs_best:
             holm = stats.holm_adjust([c.p_value for c in vs_best])
-            blocks += [para(f"Each configuration against the best by mean patient Dice, **{best}**:"),
+            blocks += [para(f"Each configuration against the best by mean patient Dice, **{best}**. The best is picked "
+                            "on these same patients, so these p-values describe the ranking; they do not confirm "
+                            "it (the paper's claims below are the tests):"),
                        table(_STATS_HEADERS, [_stats_row(c, h) for c, h in zip(vs_best, holm)])]
         blocks += claim_blocks(group, record)
         blocks += ensemble_blocks(group)
