@@ -66,6 +66,10 @@ class DataConfig:
     augment: bool = True
     augment_strength: float = 1.0  # scales intensity/scale jitter; 0 leaves only flips
     lesion_slice_fraction: float = 0.5  # share of 2D training slices drawn from slices with lesion
+    # Data-efficiency curves: train on this share of each fold's training patients (a seeded subset, nested
+    # across fractions: islesbench/fractions.py); validation always uses the whole validation fold.
+    train_fraction: float = 1.0
+    fraction_seed: int = 0
 
 
 @dataclass
@@ -103,13 +107,22 @@ class ExperimentConfig:
         if arch == "pspnet":
             parts.append(pretrained_tag(self.model.pretrained))
         parts.append(self.loss.name.replace("+", "-"))
+        if self.data.train_fraction < 1:
+            parts.append(f"frac{self.data.train_fraction:g}")
         if self.train.seed:  # seed 0 keeps the plain name; repeats of a configuration get their own folder
             parts.append(f"seed{self.train.seed}")
         return "-".join(parts)
 
     def to_dict(self) -> dict:
-        """JSON-ready dict, with the derived name first."""
-        return {"name": self.name, **dataclasses.asdict(self)}
+        """JSON-ready dict, with the derived name first.
+
+        The training-fraction fields are left out at their defaults (all patients), so the config.json of a
+        run made before they existed still matches its configuration (resume, matched-pair checks).
+        """
+        d = dataclasses.asdict(self)
+        if d["data"]["train_fraction"] == 1.0 and d["data"]["fraction_seed"] == 0:
+            del d["data"]["train_fraction"], d["data"]["fraction_seed"]
+        return {"name": self.name, **d}
 
     def save(self, path, **extra) -> None:
         """Write the resolved configuration (plus e.g. the fold) as JSON, atomically."""
@@ -142,6 +155,8 @@ class ExperimentConfig:
             problems.append(f"model.encoder_width must lie in (0, 4], not {m.encoder_width}")
         if m.freeze_encoder_epochs and not m.pretrained:
             problems.append("model.freeze_encoder_epochs needs a pretrained encoder")
+        if not 0 < d.train_fraction <= 1:
+            problems.append(f"data.train_fraction must lie in (0, 1], not {d.train_fraction}")
         if d.input_size % 8 or d.input_size < 32:
             problems.append(f"data.input_size must be a multiple of 8 and >= 32, not {d.input_size}")
         if not d.modalities:
@@ -234,7 +249,9 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
 
 
 def _resnet50_weights(pretrained: str | None) -> bool:
-    return bool(pretrained) and not str(pretrained).endswith(".keras")
+    """ImageNet or a ResNet-50 .h5 file (full width only); an islesbench .keras checkpoint or a folder of
+    per-fold pretrained checkpoints (`islesbench pretrain`) carries its own width."""
+    return pretrained == "imagenet" or str(pretrained or "").endswith((".h5", ".hdf5"))
 
 
 def pretrained_source(value: str | None) -> str | None:
