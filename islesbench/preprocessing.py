@@ -54,6 +54,18 @@ def describe_rules() -> dict:
     return {"rules": RULES, "default": DEFAULT_RULE, "parenchyma_hu": list(PARENCHYMA_HU)}
 
 
+def normalized_range(mod: str) -> tuple[float, float]:
+    """The interval a normalised channel of modality `mod` lies in (its clip window after scaling).
+
+    Anything that must know a channel's scale without looking at data uses this: the self-supervised
+    transforms map each channel onto [0, 1] by it, and the ImageNet input mapping onto 0–255.
+    """
+    rule = RULES.get(mod, DEFAULT_RULE)
+    if rule["kind"] == "fixed":
+        return ((rule["lo"] - rule["offset"]) / rule["scale"], (rule["hi"] - rule["offset"]) / rule["scale"])
+    return float(rule["lo"]), float(rule["hi"])  # brain-median rules clip at lo·median, hi·median
+
+
 def brain_mask(volumes: dict) -> np.ndarray:
     """Parenchyma voxels: CT within PARENCHYMA_HU, inside the perfusion maps' brain support (CBF > 0).
 

@@ -33,12 +33,14 @@ def _model_config_fields() -> set:
     return {f.name for f in dataclasses.fields(ModelConfig)} - {"arch"}
 
 
-def build_model(name: str, *, input_channels: int, input_size: int | None = None, **kwargs):
+def build_model(name: str, *, input_channels: int, input_size: int | None = None, modalities=None, **kwargs):
     """The named model (one of MODEL_NAMES), built from ModelConfig fields; unused fields are ignored.
 
     input_size None builds a model for any in-plane size divisible by 8 (PSPNet) or 2**depth (U-Net,
     V-Net). `pretrained` (PSPNet only) loads encoder weights: None, "imagenet" or a PATH (see
-    islesbench.models.pretrained).
+    islesbench.models.pretrained); ResNet-50 weights (imagenet, a .h5 file) also get the caffe-style input
+    mapping (islesbench.models.imagenet_inputs), from the channels' windows (`modalities`, the input
+    channels' names; unnamed channels take the default window).
     """
     if name not in MODEL_NAMES:
         raise IslesbenchError(f"unknown model {name!r}; choose one of {', '.join(MODEL_NAMES)}")
@@ -58,9 +60,16 @@ def build_model(name: str, *, input_channels: int, input_size: int | None = None
 
         from islesbench.config import pretrained_source
 
+        from islesbench.models.pretrained import is_resnet50_weights
+
         pretrained = options.pop("pretrained", None)
         aux_weight = float(options.pop("aux_weight", 0.0))
-        model = build_pspnet(input_channels, input_size, aux=aux_weight > 0, **options)
+        windows = None
+        if pretrained_source(pretrained) and is_resnet50_weights(pretrained):
+            from islesbench.models.imagenet_inputs import channel_windows
+
+            windows = channel_windows(modalities, input_channels)
+        model = build_pspnet(input_channels, input_size, aux=aux_weight > 0, input_windows=windows, **options)
         if pretrained_source(pretrained):
             from islesbench.models.pretrained import load_encoder_weights
 
@@ -77,10 +86,12 @@ def build_model(name: str, *, input_channels: int, input_size: int | None = None
     return build_vnet(input_channels, input_size, **options)
 
 
-def build_from_config(model_config, input_channels: int, input_size: int | None = None):
-    """The model a ModelConfig describes: every field reaches `build_model` (each model takes what it uses)."""
+def build_from_config(model_config, input_channels: int, input_size: int | None = None, modalities=None):
+    """The model a ModelConfig describes: every field reaches `build_model` (each model takes what it uses);
+    `modalities` names the input channels (DataConfig.modalities)."""
     options = {k: v for k, v in dataclasses.asdict(model_config).items() if k != "arch"}
-    return build_model(model_config.arch, input_channels=input_channels, input_size=input_size, **options)
+    return build_model(model_config.arch, input_channels=input_channels, input_size=input_size,
+                       modalities=modalities, **options)
 
 
 def is_3d(name: str) -> bool:

@@ -183,6 +183,12 @@ def load_encoder_weights(model, pretrained: str) -> list:
     return loaded
 
 
+def is_resnet50_weights(pretrained) -> bool:
+    """True for weights trained as keras.applications' ResNet-50 (ImageNet, a .h5 file): they expect caffe-style
+    inputs (islesbench/models/imagenet_inputs.py); an islesbench .keras checkpoint learnt on normalised maps."""
+    return pretrained == "imagenet" or str(pretrained or "").endswith((".h5", ".hdf5"))
+
+
 def check_available(pretrained: str) -> None:
     """Fail at once, before any data work, when the named weights cannot be had (IslesbenchError)."""
     if pretrained == "imagenet":

@@ -19,6 +19,8 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+# imported here also so that loading a checkpoint that has the mapping finds the registered layer
+from islesbench.models.imagenet_inputs import LAYER_NAME, CaffeInputMapping
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
@@ -115,13 +117,19 @@ def build_pspnet(
     dropout: float = 0.1,
     aux: bool = False,
     encoder_width: float = 1.0,
+    input_windows: list | None = None,
 ) -> keras.Model:
     """PSPNet with a dilated ResNet-50 encoder (random init); input (H, W, C), H and W divisible by 8.
 
     encoder_width scales the encoder's and the head's channels (1.0: the paper's ResNet-50).
+    input_windows (one [low, high] per channel) puts the fixed caffe-style input mapping before conv1, for
+    an encoder that starts from ResNet-50 weights (islesbench/models/imagenet_inputs.py).
     """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
-    stages = resnet50_dilated(inputs, encoder_width)
+    x = inputs
+    if input_windows is not None:
+        x = CaffeInputMapping(input_windows, name=LAYER_NAME)(inputs)
+    stages = resnet50_dilated(x, encoder_width)
     ppm_channels, aux_channels = scaled(PPM_CHANNELS, encoder_width), scaled(AUX_CHANNELS, encoder_width)
     features = stages["conv5"]
     branches = [features]
