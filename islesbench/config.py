@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
+from islesbench.precision import PRECISIONS
 
 ARCHS = ("pspnet", "unet", "vnet", "threshold")
 LOSSES = ("focal", "ce", "dice", "focal+dice")
@@ -81,6 +82,9 @@ class TrainConfig:
     steps_per_epoch: int | None = None  # None: one pass over the training slices
     seed: int = 0
     jit_compile: bool = False
+    # float32 | mixed_bfloat16 | mixed_float16 | auto (bfloat16 where the hardware runs it natively:
+    # islesbench/precision.py). A run stores the resolved value, so its config.json says what ran.
+    precision: str = "auto"
 
 
 @dataclass
@@ -145,6 +149,8 @@ class ExperimentConfig:
             problems.append(f"loss.name must be one of {', '.join(LOSSES)}, not {lo.name!r}")
         if self.profile not in PROFILES:
             problems.append(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
+        if t.precision not in PRECISIONS:
+            problems.append(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
         if m.pretrained and m.arch != "pspnet":
             problems.append(f"--pretrained applies to pspnet only (arch is {m.arch})")
         if _resnet50_weights(m.pretrained) and m.encoder_width != 1.0:

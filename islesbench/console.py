@@ -97,9 +97,11 @@ def quiet_tensorflow(verbose: bool = False) -> None:
 
 
 def device_line() -> str:
-    """'device CPU (2 cores; no GPU visible), precision float32' or the GPUs' names."""
-    import keras
+    """'device CPU (2 cores; no GPU visible), precision mixed_bfloat16 (auto: …) …' or the GPUs' names."""
     import tensorflow as tf
+
+    from islesbench import precision
+
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
@@ -113,4 +115,4 @@ def device_line() -> str:
     else:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
         device = f"CPU ({cores} cores; no GPU visible)"
-    return f"device {device}, precision {keras.mixed_precision.global_policy().name}"
+    return f"device {device}, precision {precision.describe('auto')} by default"

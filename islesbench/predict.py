@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import inference, isles, layouts, preprocessing, results
+from islesbench import inference, isles, layouts, precision, preprocessing, results
 from islesbench.training import load_checkpoint
 from islesbench.errors import IslesbenchError
 
@@ -27,11 +27,15 @@ def configure_parser(parser) -> None:
     parser.add_argument("--out", required=True, help="output folder, or a .nii/.nii.gz file for a single case")
     parser.add_argument("--probabilities", action="store_true", help="also write <case>_prob.nii.gz")
     parser.add_argument("--threshold", type=float, default=None, help="override the stored threshold")
+    parser.add_argument("--precision", choices=precision.PRECISIONS, default=None,
+                        help="compute in this precision instead of the one the model was trained in")
     layouts.add_layout_argument(parser)
 
 
 def run_command(args) -> int:
     predictor = Predictor.load(args.model)
+    if args.precision is not None:
+        predictor.set_precision(args.precision)
     cases = layouts.discover_cohort(args.input, getattr(args, "layout", None))
     out = Path(args.out)
     single_file = out.name.endswith((".nii", ".nii.gz"))
@@ -101,6 +105,12 @@ class Predictor:
         # A single-member predictor looks like the model it holds (benchmarks read these).
         self.models, self.config, self.arch, self.grid = first.models, first.config, first.arch, first.grid
         self.modalities = tuple(dict.fromkeys(m for member in self.members for m in member.modalities))
+
+    def set_precision(self, name: str) -> None:
+        """Compute every model in `name` (train.precision's values) instead of its trained precision."""
+        for member in self.members:
+            member.models = [precision.with_precision(m, name) for m in member.models]
+        self.models = self.members[0].models
 
     @classmethod
     def load(cls, model_path) -> "Predictor":

@@ -143,9 +143,10 @@ def _link_atomic(src: Path, dst: Path) -> None:
 
 def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_per_epoch: int):
     """Build and compile the configured model (inside the caller's strategy scope)."""
-    from islesbench import models
+    from islesbench import models, precision
 
-    model = models.build_from_config(config.model, input_channels, config.data.input_size)
+    with precision.policy(config.train.precision):
+        model = models.build_from_config(config.model, input_channels, config.data.input_size)
     compile_model(model, config, steps_per_epoch)
     return model, models.is_3d(config.model.arch)
 
@@ -301,7 +302,7 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     if done >= config.train.epochs:
         return
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
-          f"{len(val_ids)} val cases, {steps} steps per epoch"
+          f"{len(val_ids)} val cases, {steps} steps per epoch, {config.train.precision}"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
     with strategy.scope():
         if latest is not None:

@@ -19,6 +19,7 @@ from __future__ import annotations
 import keras
 from keras import ops
 
+from islesbench.models.batch_norm import FusedBatchNormalization
 # imported here also so that loading a checkpoint that has the mapping finds the registered layer
 from islesbench.models.imagenet_inputs import LAYER_NAME, CaffeInputMapping
 from islesbench.models.initialization import prior_bias
@@ -99,7 +100,7 @@ class BilinearResizeLike(keras.layers.Layer):
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
+    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 

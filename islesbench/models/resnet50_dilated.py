@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import keras
 
+from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.initialization import RESIDUAL_GAMMA
 
 # Stage name -> (filters, blocks, stride of the first block, dilation of the 3x3 convolutions).
@@ -40,18 +41,18 @@ def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool
     """
     if conv_shortcut:
         shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
-        shortcut = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_0_bn")(shortcut)
+        shortcut = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_0_bn")(shortcut)
     else:
         shortcut = x
     x = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_1_bn")(x)
+    x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_1_bn")(x)
     x = keras.layers.Activation("relu", name=name + "_1_relu")(x)
     x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, name=name + "_2_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_2_bn")(x)
+    x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_2_bn")(x)
     x = keras.layers.Activation("relu", name=name + "_2_relu")(x)
     x = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
     # gamma 0: the block starts as the identity (islesbench.models.initialization).
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
+    x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
                                            gamma_initializer=RESIDUAL_GAMMA, name=name + "_3_bn")(x)
     x = keras.layers.Add(name=name + "_add")([shortcut, x])
     return keras.layers.Activation("relu", name=name + "_out")(x)
@@ -71,7 +72,7 @@ def resnet50_dilated(inputs, width: float = 1.0) -> dict:
     """
     x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(scaled(64, width), 7, strides=2, name="conv1_conv")(x)
-    x = keras.layers.BatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
+    x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)

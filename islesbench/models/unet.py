@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import keras
 
+from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
 
@@ -17,7 +18,7 @@ from islesbench.models.resnet50_dilated import BN_MOMENTUM
 def _double_conv(x, filters: int, name: str):
     for i in (1, 2):
         x = keras.layers.Conv2D(filters, 3, padding="same", use_bias=False, name=f"{name}_conv{i}")(x)
-        x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn{i}")(x)
+        x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_bn{i}")(x)
         x = keras.layers.Activation("relu", name=f"{name}_relu{i}")(x)
     return x
 

@@ -24,6 +24,7 @@ import math
 
 import keras
 
+from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
 from keras import ops
@@ -74,7 +75,7 @@ class DepthCrop(keras.layers.Layer):
 
 def _conv_bn(x, filters: int, kernel, name: str, strides=1):
     x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name + "_conv")(x)
-    return keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
+    return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
 
 
 def _prelu(x, name: str):
@@ -129,7 +130,7 @@ def build_vnet(
         up = keras.layers.Conv3DTranspose(
             base_width * 2**level, stride, strides=stride, use_bias=False, name=f"{name}_upconv"
         )(x)
-        up = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_upconv_bn")(up)
+        up = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_upconv_bn")(up)
         up = _prelu(up, f"{name}_upconv_prelu")
         x = keras.layers.Concatenate(name=f"{name}_concat")([up, skips[level]])
         x = _residual_stage(x, up, base_width * 2**level, min(level + 1, 3), kernel(level), name)
