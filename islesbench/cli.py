@@ -22,6 +22,7 @@ from islesbench.errors import IslesbenchError
 COMMANDS = {
     "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort (ISLES 2018 slabs or whole-brain ISLES'24 BIDS)"),
     "prepare": ("islesbench.data_prep.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
+    "pretrain": ("islesbench.pretrain", "self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps"),
     "run": ("islesbench.run", "train and validate one configuration over the folds (resumable)"),
     "predict": ("islesbench.predict", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
     "ensemble": ("islesbench.ensemble", "average the probability maps of several runs and evaluate"),

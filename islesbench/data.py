@@ -213,3 +213,33 @@ def distributed_training_dataset(strategy, prepared, case_ids, config: Experimen
         return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
+
+
+def restoration_dataset(files, num_slices: int, input_size: int, batch_size: int, seed: int, windows,
+                        genesis_config, skip_batches: int = 0):
+    """Infinite batches of (distorted slice, [0, 1] target) for self-supervised restoration pretraining.
+
+    Reads the slice records of `files` (any prepared cohorts with the same channels; masks are never
+    used), resized to input_size, and turns each into a Models Genesis pair (islesbench.genesis), seeded
+    by (seed, element index). `windows` is one (low, high) per channel. `skip_batches` continues the
+    stream after that many batches (a resumed run): the skipped elements are not transformed.
+    """
+    from islesbench import genesis
+
+    files = list(files)
+    records.check_record_files(files)
+    lows, highs = [float(w[0]) for w in windows], [float(w[1]) for w in windows]
+    ds = _records(files, shuffle=True, seed=seed).map(records.parse_slice, num_parallel_calls=AUTOTUNE)
+    ds = ds.map(lambda f: tf.image.resize(f["image"], [input_size, input_size], method="bilinear"),
+                num_parallel_calls=AUTOTUNE).cache()
+    ds = ds.shuffle(max(64, num_slices), seed=seed).repeat()
+    ds = _with_seeds(ds, seed).skip(skip_batches * batch_size)
+    channels = len(windows)
+
+    def pair(image, element_seed):
+        image = tf.ensure_shape(image, [input_size, input_size, channels])
+        return genesis.restoration_pair(image, element_seed, lows, highs, genesis_config)
+
+    ds = ds.map(pair, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+    shape = [batch_size, input_size, input_size, channels]
+    return ds.map(lambda x, y: (tf.ensure_shape(x, shape), tf.ensure_shape(y, shape))).prefetch(PREFETCH)

@@ -13,10 +13,12 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import distribute, hparams, layouts, manifest, provenance, results, training
+from islesbench import (distribute, fractions, hparams, layouts, manifest, precision, pretraining, provenance, results,
+                        training)
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
 from islesbench.errors import IslesbenchError
+from islesbench.precision import PRECISIONS
 
 # Fields whose change does not change a run's numbers (a resumed run may differ in them).
 _IGNORED_FOR_IDENTITY = ("fold", "provenance")
@@ -26,7 +28,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("--arch", choices=ARCHS, default="pspnet", help="network, or the threshold baseline")
     parser.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="imagenet|PATH",
                         help="PSPNet encoder weights: `imagenet` (the default when the flag is given bare), a "
-                             "ResNet-50 weights file, or an islesbench .keras checkpoint; absent: from scratch")
+                             "ResNet-50 weights file, an islesbench .keras checkpoint, or an `islesbench pretrain` "
+                             "folder of fold_<k>.keras (fold k fine-tunes from its own); absent: from scratch")
     parser.add_argument("--loss", choices=LOSSES, default="focal", help="training loss")
     parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or a prepared directory")
     parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds (when preparing)")
@@ -38,6 +41,10 @@ def configure_parser(parser) -> None:
                         help="`islesbench tune` result: a best_hparams.json (one search; flagged non-nested when its "
                              "folds are the ones scored) or a folder of nested searches outer_fold_<k>/ (one per fold)")
     parser.add_argument("--epochs", type=int, default=None, help="override train.epochs")
+    parser.add_argument("--train-fraction", type=float, default=None,
+                        help="train on this share of each fold's training patients (seeded, nested; data.train_fraction)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="override train.precision (default auto: bfloat16 where the hardware runs it natively)")
     parser.add_argument("--name", default=None, help="run name (default: derived, e.g. pspnet-imagenet-focal)")
     parser.add_argument("--out", default="runs", help="runs folder")
     parser.add_argument("--seed", type=int, default=0,
@@ -57,6 +64,10 @@ def config_from_args(args, tuned: "hparams.TunedHparams | None" = None) -> Exper
     overrides = [load_config_file(args.config)] if args.config else []
     if tuned is not None and tuned.shared is not None:
         overrides.append(tuned.shared)
+    if getattr(args, "precision", None) is not None:
+        overrides.append({"train": {"precision": args.precision}})
+    if getattr(args, "train_fraction", None) is not None:
+        overrides.append({"data": {"train_fraction": args.train_fraction}})
     common = dict(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
                   epochs=args.epochs, overrides=overrides)
     name = args.name
@@ -104,7 +115,10 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     `hparams.read_tuned_hparams`) applies per-fold hyperparameters of nested searches.
     """
     config.validate()
-    if config.model.pretrained:
+    # What ran, not what was asked: `auto` is stored resolved, so config.json and the report name the precision.
+    config = apply_overrides(config, {"train": {"precision": precision.resolve(config.train.precision)}})
+    encoder = pretraining.read_pretrained(config.model.pretrained)  # an islesbench checkpoint (or per-fold folder)
+    if config.model.pretrained and encoder is None:
         from islesbench.models import pretrained as pretrained_weights
 
         pretrained_weights.check_available(config.model.pretrained)
@@ -117,6 +131,9 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
         raise IslesbenchError(f"fold {bad[0]} does not exist: {prepared.paths.splits} has {len(splits)} folds")
     if tuned is not None:
         tuned.check_folds(fold_ids, splits)
+    if encoder is not None:
+        encoder.check_folds(fold_ids, splits, prepared, config.model.encoder_width)
+    train_sets = training_sets(config, prepared, splits)
     chief = distribute.is_chief()
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
@@ -125,6 +142,11 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
               "splits_fingerprint": manifest.fingerprint(splits),
               "tuning": tuned.provenance() if tuned is not None else None,
               "provenance": provenance.provenance()}
+    if encoder is not None:
+        extras["pretraining"] = encoder.provenance(fold_ids, splits, prepared)
+    if config.data.train_fraction < 1:
+        patient_of = _patients_of(prepared)
+        extras["train_patients"] = {str(k): len({patient_of.get(c, c) for c in train_sets[k]}) for k in fold_ids}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},
@@ -145,11 +167,18 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
             shutil.rmtree(paths.root)
         t0 = time.time()
         fold_config = tuned.fold_config(config, k) if tuned is not None else config
+        if encoder is not None and encoder.per_fold:  # fold k fine-tunes from the encoder that never saw its cases
+            fold_config = apply_overrides(fold_config, {"model": {"pretrained": encoder.fold_source(k)},
+                                                        "name_override": fold_config.name})
+        train_ids, val_ids = train_sets[k], splits[k]["val"]
+        fold_extras = dict(extras, train_cases=train_ids) if config.data.train_fraction < 1 else extras
         if chief:
             training.prepare_fold_dir(paths)
-            fold_config.save(paths.config, fold=k, **extras)
-        train_ids, val_ids = splits[k]["train"], splits[k]["val"]
-        print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train, {len(val_ids)} val cases", flush=True)
+            fold_config.save(paths.config, fold=k, **fold_extras)
+        share = (f" ({config.data.train_fraction:g} of {len(splits[k]['train'])})"
+                 if config.data.train_fraction < 1 else "")
+        print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train{share}, {len(val_ids)} val cases",
+              flush=True)
         if config.model.arch != "threshold":
             summary = training.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths)
         elif chief:
@@ -160,6 +189,21 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
                   f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
     return run_root
+
+
+def training_sets(config: ExperimentConfig, prepared: manifest.PreparedData, splits: list) -> dict:
+    """fold -> the training cases the run uses: all of the fold's, or a seeded nested share of its patients."""
+    fraction = config.data.train_fraction
+    if fraction >= 1:
+        return {k: list(fold["train"]) for k, fold in enumerate(splits)}
+    patient_of = _patients_of(prepared)
+    return {k: fractions.training_subset(fold["train"], patient_of, fraction, config.data.fraction_seed, k)
+            for k, fold in enumerate(splits)}
+
+
+def _patients_of(prepared: manifest.PreparedData) -> dict:
+    """case -> patient of the prepared data (empty: every case is its own patient)."""
+    return prepared.patients() if prepared.paths.patients.is_file() else {}
 
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:

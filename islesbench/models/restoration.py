@@ -1,0 +1,47 @@
+"""The self-supervised pretraining network: PSPNet's dilated ResNet-50 encoder and a light restoration decoder.
+
+`islesbench pretrain` trains it to restore distorted slices (islesbench.genesis). Its encoder is built by
+the same function as PSPNet's (`resnet50_dilated`), so every encoder layer has PSPNet's name and, at the
+same `encoder_width`, its weight shapes: `--pretrained FILE.keras` copies them by name
+(islesbench.models.pretrained) and leaves the decoder behind. The decoder's layers are named
+`restore_*`, which no PSPNet layer is.
+
+Decoder (U-Net-like, as Models Genesis' restoration network, but light: the encoder is what is kept):
+stage 5 (1/8) reduced by a 1×1 conv, bilinear ×2 and concatenated with stage 2 (1/4), a 3×3 conv, ×2
+and concatenated with conv1 (1/2), a 3×3 conv, ×2 to the input, a 3×3 conv and a 1×1 conv to one
+sigmoid output per input channel (the [0, 1] target of the restoration).
+"""
+
+from __future__ import annotations
+
+import keras
+
+from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
+
+DECODER_CHANNELS = 256  # at the first decoder stage, before the encoder width scales it; halved per stage
+
+
+def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+    x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
+    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
+    return keras.layers.Activation("relu", name=name + "_relu")(x)
+
+
+def build_restoration_model(input_channels: int, input_size: int, encoder_width: float = 1.0) -> keras.Model:
+    """The encoder–decoder that restores (S, S, C) slices; S divisible by 8."""
+    inputs = keras.Input((input_size, input_size, input_channels), name="image")
+    stages = resnet50_dilated(inputs, encoder_width)
+    conv1 = keras.Model(inputs, stages["conv2"]).get_layer("conv1_relu").output  # 1/2 resolution
+    width = scaled(DECODER_CHANNELS, encoder_width)
+    x = _conv_bn_relu(stages["conv5"], width, 1, "restore_reduce")
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up4")(x)
+    x = keras.layers.Concatenate(name="restore_skip4")([x, stages["conv2"]])
+    x = _conv_bn_relu(x, width, 3, "restore_dec4")
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up2")(x)
+    x = keras.layers.Concatenate(name="restore_skip2")([x, conv1])
+    x = _conv_bn_relu(x, max(8, width // 2), 3, "restore_dec2")
+    x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up1")(x)
+    x = _conv_bn_relu(x, max(8, width // 4), 3, "restore_dec1")
+    x = keras.layers.Conv2D(input_channels, 1, name="restore_logits")(x)
+    outputs = keras.layers.Activation("sigmoid", dtype="float32", name="restored")(x)
+    return keras.Model(inputs, outputs, name="genesis_restoration")

@@ -1,0 +1,401 @@
+"""Self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps: `islesbench pretrain`.
+
+Method: Models Genesis image restoration (Zhou et al., MICCAI 2019; MedIA 2021; islesbench/genesis.py):
+the encoder, with a light decoder (islesbench/models/restoration.py), learns to restore slices after
+local pixel shuffling, a non-linear intensity transform and inner or outer cut-outs. It was made for small
+unlabelled medical cohorts, needs no negative pairs or large batches (contrastive methods do), and its
+transforms apply to each of the five maps. No mask is ever read: TESTING cases, other cohorts and
+synthetic cohorts serve as well as labelled ones.
+
+`--data` takes raw cohorts (prepared once into OUT/prepared/) or prepared folders, as often as needed.
+`--exclude-fold K` leaves out fold K's validation patients (splits.json, patients.json) of every --data
+that is the fine-tuning cohort (`--folds-of`, default the first --data; the same raw source counts as the
+same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
+been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/pretraining.py.
+
+Resumable like `run`: every epoch commits the model with its optimizer state and the history together
+(islesbench/training.py's scheme), and the same command continues after a kill. TensorBoard logs,
+history.csv and progress.png (loss and restorations of fixed slices) are in the state folder.
+"""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import io
+import math
+import shutil
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from islesbench import manifest, pretraining, provenance, training
+from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_config_file, profile_config,
+                               read_json_file)
+from islesbench.errors import IslesbenchError
+from islesbench.genesis import GenesisConfig
+
+PREVIEW_SLICES = 3
+PREVIEW_SEED = 9_999
+
+
+@dataclass
+class PretrainConfig:
+    """One pretraining: the encoder's width and input size (from the fine-tuning profile), the schedule."""
+
+    method: str = pretraining.METHOD
+    profile: str = "quick"
+    encoder_width: float = 0.125
+    input_size: int = 192
+    epochs: int = 10
+    steps_per_epoch: int = 40
+    batch_size: int = 16
+    learning_rate: float = 1e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    genesis: GenesisConfig = field(default_factory=GenesisConfig)
+
+    def validate(self) -> "PretrainConfig":
+        problems = list(self.genesis.validate())
+        if self.method != pretraining.METHOD:
+            problems.append(f"method must be {pretraining.METHOD!r}, not {self.method!r}")
+        if self.input_size % 8 or self.input_size < 32:
+            problems.append(f"input_size must be a multiple of 8 and >= 32, not {self.input_size}")
+        if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
+            problems.append("epochs, steps_per_epoch and batch_size must be >= 1")
+        if not 0 < self.encoder_width <= 4:
+            problems.append(f"encoder_width must lie in (0, 4], not {self.encoder_width}")
+        if self.learning_rate <= 0:
+            problems.append(f"learning_rate must be > 0, not {self.learning_rate}")
+        if problems:
+            raise IslesbenchError("invalid pretraining configuration:\n  - " + "\n  - ".join(problems))
+        return self
+
+
+def pretrain_profile(profile: str) -> PretrainConfig:
+    """The profile's pretraining: the from-scratch PSPNet's encoder width and input size, and a schedule
+    (quick: 400 steps of 16 slices, a few minutes on 2 cores; paper: 100 epochs of 100 steps, GPU)."""
+    fine_tune = profile_config(profile, "pspnet", None)
+    schedule = {"quick": (10, 40), "paper": (100, 100)}[profile]
+    return PretrainConfig(profile=profile, encoder_width=fine_tune.model.encoder_width,
+                          input_size=fine_tune.data.input_size, epochs=schedule[0], steps_per_epoch=schedule[1])
+
+
+def pretrain_config(profile: str, overrides=(), epochs: int | None = None, seed: int | None = None) -> PretrainConfig:
+    """The profile's PretrainConfig with each overrides dict applied in order, then the flags; validated."""
+    config = pretrain_profile(profile)
+    for extra in overrides:
+        config = apply_overrides(config, extra)
+    flags = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
+    return apply_overrides(config, flags).validate()
+
+
+def configure_parser(parser) -> None:
+    from islesbench import layouts
+
+    parser.add_argument("--data", action="append", required=True, metavar="RAW_OR_PREPARED",
+                        help="cohort whose CTP maps are read (repeat for several); masks are never read")
+    parser.add_argument("--out", required=True, help="output folder (fold_<k>.keras, or <OUT name>.keras)")
+    parser.add_argument("--profile", choices=PROFILES, default="quick",
+                        help="the fine-tuning profile: sets the encoder width and input size")
+    parser.add_argument("--exclude-fold", default=None, metavar="K|all",
+                        help="leave out fold K's validation patients of the fine-tuning cohort (all: each fold in turn)")
+    parser.add_argument("--folds-of", default=None, metavar="RAW_OR_PREPARED",
+                        help="the fine-tuning cohort whose folds --exclude-fold reads (default: the first --data)")
+    parser.add_argument("--folds", type=int, default=5, help="number of folds when a raw cohort is prepared")
+    parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds when a raw cohort is prepared")
+    parser.add_argument("--config", default=None, help="JSON file of PretrainConfig overrides")
+    parser.add_argument("--epochs", type=int, default=None, help="override epochs")
+    parser.add_argument("--seed", type=int, default=None, help="seed of initialisation, order and transforms")
+    parser.add_argument("--force", action="store_true", help="pretrain again even when finished")
+    layouts.add_layout_argument(parser)
+
+
+def run_command(args) -> int:
+    overrides = [load_config_file(args.config)] if args.config else []
+    config = pretrain_config(args.profile, overrides, epochs=args.epochs, seed=args.seed)
+    out = Path(args.out)
+    sources = resolve_sources(args.data, out, args.folds, args.split_seed, args.layout)
+    folds_of = resolve_one(args.folds_of, out, args.folds, args.split_seed, args.layout, sources) if args.folds_of \
+        else sources[0][1]
+    if args.exclude_fold is None:
+        folds = [None]
+    elif args.exclude_fold == "all":
+        folds = list(range(len(folds_of.splits())))
+    else:
+        try:
+            folds = [int(args.exclude_fold)]
+        except ValueError:
+            raise IslesbenchError(f"--exclude-fold must be a fold number or `all`, not {args.exclude_fold!r}") from None
+    for k in folds:
+        pretrain(config, sources, out, exclude_fold=k, folds_of=folds_of, force=args.force)
+    return 0
+
+
+def resolve_one(data, out: Path, num_folds: int, split_seed: int, layout, sources=()) -> manifest.PreparedData:
+    """A --data value as prepared data: a prepared folder as is, a raw cohort prepared under OUT/prepared/."""
+    data = Path(data)
+    if not data.exists():
+        raise IslesbenchError(f"--data {data} does not exist")
+    for given, prepared in sources:
+        if Path(given).resolve() == data.resolve():
+            return prepared
+    if manifest.is_prepared_dir(data):
+        return manifest.PreparedData(data)
+    from islesbench.data_prep.prepare import prepare_cohort
+
+    target = pretraining.PretrainPaths(out).prepared(len(list(sources)), data.resolve().name)
+    return prepare_cohort(data, target, folds=num_folds, seed=split_seed, layout=layout)
+
+
+def resolve_sources(data_dirs, out, num_folds: int = 5, split_seed: int = 0, layout=None) -> list:
+    """[(the --data value, PreparedData)] for every --data, all with the same channels."""
+    sources = []
+    for data in data_dirs:
+        sources.append((str(data), resolve_one(data, Path(out), num_folds, split_seed, layout, sources)))
+    first = sources[0][1].modalities
+    for given, prepared in sources[1:]:
+        if prepared.modalities != first:
+            raise IslesbenchError(f"--data {given}: channels {', '.join(prepared.modalities)} differ from "
+                                  f"{sources[0][0]}'s ({', '.join(first)}); pretrain on cohorts with the same channels")
+    return sources
+
+
+def excluded_patients(folds_of: manifest.PreparedData, fold: int) -> tuple[set, dict]:
+    """Fold `fold`'s validation patients of the fine-tuning cohort, and its case -> patient mapping."""
+    splits = folds_of.splits()
+    if not 0 <= fold < len(splits):
+        raise IslesbenchError(f"--exclude-fold {fold}: {folds_of.paths.splits} has {len(splits)} folds")
+    patient_of = folds_of.patients() if folds_of.paths.patients.is_file() else {}
+    return {patient_of.get(c, c) for c in splits[fold]["val"]}, patient_of
+
+
+def select_cases(sources, exclude_fold: int | None, folds_of) -> tuple[list, dict | None]:
+    """Per source the cases read and the cases left out, and the exclusion record (None: nothing excluded)."""
+    excluded = None
+    patients, patient_of, key = set(), {}, None
+    if exclude_fold is not None:
+        patients, patient_of = excluded_patients(folds_of, exclude_fold)
+        key = pretraining.cohort_key(folds_of)
+    cohorts = []
+    for given, prepared in sources:
+        ids = sorted(prepared.case_ids(split=None))
+        same = key is not None and pretraining.cohort_key(prepared) == key
+        dropped = [c for c in ids if same and patient_of.get(c, c) in patients]
+        used = [c for c in ids if c not in set(dropped)]
+        if not used:
+            raise IslesbenchError(f"--data {given}: no case left to pretrain on")
+        cohorts.append({"data": given, "key": pretraining.cohort_key(prepared), "cohort": prepared.cohort_label,
+                        "source": prepared.manifest.get("source"), "prepared": str(prepared.root.resolve()),
+                        "n_cases": len(used), "n_slices": sum(int(prepared.cases[c]["num_slices"]) for c in used),
+                        "cases_fingerprint": manifest.fingerprint(used), "cases": used, "excluded_cases": dropped})
+    if exclude_fold is not None:
+        excluded = {"fold": exclude_fold, "folds_of": key, "splits_fingerprint": manifest.fingerprint(folds_of.splits()),
+                    "patients": sorted(patients),
+                    "cases": sorted(c for cohort in cohorts for c in cohort["excluded_cases"])}
+        if not any(c["key"] == key for c in cohorts):
+            excluded["note"] = "the fine-tuning cohort is not among --data: nothing of it was read"
+    return cohorts, excluded
+
+
+def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = None, folds_of=None,
+             force: bool = False, verbose=None) -> Path:
+    """Pretrain (or continue) one encoder; return the weights file. `sources` from resolve_sources."""
+    paths = pretraining.PretrainPaths(Path(out))
+    state, output = paths.state(exclude_fold), paths.output(exclude_fold)
+    cohorts, excluded = select_cases(sources, exclude_fold, folds_of or sources[0][1])
+    record = {"method": config.method, "config": dataclasses.asdict(config), "cohorts": cohorts,
+              "excluded": excluded, "output": output.name, "provenance": provenance.provenance(), "seconds": None}
+    what = f"fold {exclude_fold}" if exclude_fold is not None else "all cases"
+    record_file = paths.record(exclude_fold)
+    if record_file.is_file() and not force:
+        previous = read_json_file(record_file, "pretraining record")
+        changed = changed_fields(previous, record, ignored=("provenance", "seconds"))
+        if changed:
+            raise IslesbenchError(f"{state.root} holds a pretraining of another configuration or data (differs in: "
+                                  f"{', '.join(changed)}); use another --out, or --force to replace it")
+        if state.is_done() and output.is_file():
+            print(f"pretrain {what}: finished earlier -> {output} (--force pretrains again)", flush=True)
+            return output
+    if force and state.root.exists():
+        shutil.rmtree(state.root)
+        output.unlink(missing_ok=True)
+    state.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(state.root)
+    write_json_atomic(record_file, record)
+    n_slices = sum(c["n_slices"] for c in cohorts)
+    print(f"pretrain {what}: {config.method}, {sum(c['n_cases'] for c in cohorts)} cases ({n_slices} slices) from "
+          f"{len(cohorts)} cohort(s)" + (f", {len(excluded['cases'])} case(s) of fold {exclude_fold}'s "
+                                        f"{len(excluded['patients'])} validation patient(s) left out" if excluded else ""),
+          flush=True)
+    t0 = time.time()
+    fit(config, sources, cohorts, state, verbose=verbose)
+    export(state, output)
+    rows = training.read_history(state.history_csv)
+    record["seconds"] = rows[-1].get("seconds") if rows else None  # training time over all resumes
+    write_json_atomic(record_file, record)
+    training.finish_fold(state)
+    print(f"pretrain {what}: done in {time.time() - t0:.0f} s -> {output}", flush=True)
+    return output
+
+
+def _files_and_windows(sources, cohorts):
+    from islesbench.preprocessing import normalized_range
+
+    files = []
+    for (_, prepared), cohort in zip(sources, cohorts):
+        files += prepared.slice_files(cohort["cases"])
+    windows = [normalized_range(m) for m in sources[0][1].modalities]
+    return files, windows
+
+
+def build_model(config: PretrainConfig, channels: int):
+    """The restoration network, compiled: AdamW with cosine decay, mean squared error (Models Genesis' loss)."""
+    import keras
+
+    from islesbench.models.restoration import build_restoration_model
+
+    model = build_restoration_model(channels, config.input_size, config.encoder_width)
+    total = config.epochs * config.steps_per_epoch
+    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.01)
+    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+                  loss="mse")
+    return model
+
+
+def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
+    """Train until config.epochs, continuing from the last committed epoch."""
+    import keras
+
+    from islesbench import data
+
+    keras.utils.set_random_seed(config.seed)
+    done = training.recover_last_epoch(state)
+    latest = training.latest_epoch_checkpoint(state.backup_dir)[1]
+    if done >= config.epochs:
+        return
+    files, windows = _files_and_windows(sources, cohorts)
+    n_slices = sum(c["n_slices"] for c in cohorts)
+    if latest is not None:
+        model = training.load_checkpoint(latest)
+        print(f"resuming after epoch {done}", flush=True)
+    else:
+        model = build_model(config, len(windows))
+    stream = data.restoration_dataset(files, n_slices, config.input_size, config.batch_size, config.seed, windows,
+                                      config.genesis, skip_batches=done * config.steps_per_epoch)
+    preview = next(iter(data.restoration_dataset(files, n_slices, config.input_size, PREVIEW_SLICES,
+                                                 PREVIEW_SEED, windows, config.genesis)))
+    callbacks = [EpochCommit(state, done, config, preview, windows)]
+    if _tensorboard_available():
+        callbacks.append(keras.callbacks.TensorBoard(str(state.tensorboard_dir), write_graph=False))
+    verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
+    model.fit(stream, epochs=config.epochs, initial_epoch=done, steps_per_epoch=config.steps_per_epoch,
+              callbacks=callbacks, verbose=verbose, shuffle=False)
+
+
+def _tensorboard_available() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("tensorboard") is not None
+
+
+def _keras_callback():
+    import keras
+
+    return keras.callbacks.Callback
+
+
+class EpochCommit(_keras_callback()):
+    """Per epoch: history, random-generator states and the full model committed together, as training.py
+    commits a fold's epochs (the .keras rename is the commit; `training.recover_last_epoch` then publishes
+    history.csv and checkpoint_last and prunes older epochs), then the progress picture."""
+
+    def __init__(self, state, initial_epoch: int, config: PretrainConfig, preview, windows):
+        super().__init__()
+        self.state, self.config, self.preview, self.windows = state, config, preview, windows
+        self.rows = [r for r in (training.read_history(state.history_csv) if state.history_csv.is_file() else [])
+                     if r["epoch"] < initial_epoch]
+        self.initial_epoch = initial_epoch
+        self.started = time.time()
+        # training seconds of the epochs committed before this process (a resumed pretraining)
+        self.before = float(self.rows[-1].get("seconds", 0.0)) if self.rows else 0.0
+
+    def on_epoch_end(self, epoch, logs=None):
+        done = epoch + 1
+        spent = time.time() - self.started
+        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}, "time": time.time(),
+               "seconds": round(self.before + spent, 1)}
+        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
+        backup = self.state.backup_dir
+        backup.mkdir(parents=True, exist_ok=True)
+        write_text_atomic(training.epoch_history_file(backup, done), history_csv(self.rows))
+        write_json_atomic(training.epoch_rng_file(backup, done), training.seed_generator_states(self.model))
+        with atomic_path(backup / f"epoch_{done:04d}.keras") as tmp:
+            self.model.save(str(tmp))
+        training.recover_last_epoch(self.state)  # committed: publish history.csv and checkpoint_last
+        left = (self.config.epochs - done) * spent / (done - self.initial_epoch)
+        print(f"pretrain epoch {done}/{self.config.epochs}: loss {row.get('loss', math.nan):.5f}, "
+              f"{row['seconds']:.0f} s so far, about {left / 60:.1f} min left", flush=True)
+        try:
+            plot_progress(self.rows, self.model, self.preview, self.windows, self.state.progress_png)
+        except Exception as exc:  # a picture must never stop training
+            print(f"warning: progress plot not written: {exc}", file=sys.stderr)
+
+
+def history_csv(rows: list) -> str:
+    """history.csv text (the columns training.read_history reads)."""
+    keys = []
+    for r in rows:
+        keys += [k for k in r if k not in keys]
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()
+
+
+def plot_progress(rows: list, model, preview, windows, path: Path) -> None:
+    """progress.png: the restoration loss per epoch, and fixed slices (CBF and Tmax): target, input, restored."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    distorted, target = (np.asarray(t) for t in preview)
+    restored = np.asarray(model(distorted, training=False))
+    channels = [(0, "CBF"), (3, "Tmax")] if target.shape[-1] > 3 else [(0, "channel 0")]
+    rows_shown = [(s, c, name) for s in range(len(target)) for c, name in channels]
+    fig = plt.figure(figsize=(11, 1.3 + 1.15 * len(rows_shown)))
+    grid = fig.add_gridspec(len(rows_shown), 2, width_ratios=[1.0, 2.3])
+    ax = fig.add_subplot(grid[:, 0])
+    ax.plot([r["epoch"] + 1 for r in rows], [r.get("loss", np.nan) for r in rows], marker="o")
+    ax.set_yscale("log"), ax.set_xlabel("epoch"), ax.set_ylabel("restoration MSE (maps on [0, 1])")
+    ax.grid(alpha=0.3, which="both"), ax.set_title("training loss")
+    for i, (s, c, name) in enumerate(rows_shown):
+        low, high = windows[c]
+        shown_input = np.clip((distorted[s, ..., c] - low) / (high - low), 0, 1)  # the target's [0, 1] scale
+        panel = np.concatenate([target[s, ..., c], shown_input, restored[s, ..., c]], axis=1)
+        a = fig.add_subplot(grid[i, 1])
+        # a window on the target's own range, so that low-contrast maps (Tmax) stay visible
+        a.imshow(panel, cmap="gray", vmin=float(np.percentile(target[s, ..., c], 1)),
+                 vmax=float(np.percentile(target[s, ..., c], 99.5)) + 1e-6)
+        a.set_xticks([]), a.set_yticks([])
+        a.set_ylabel(f"{name}, slice {s + 1}", fontsize=7)
+        if i == 0:
+            a.set_title("target | distorted input | restored", fontsize=9)
+    fig.suptitle(f"{path.parent.parent.name}/{path.parent.name}: Models Genesis restoration")
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90)
+    plt.close(fig)
+
+
+def export(state, output: Path) -> None:
+    """The finished model (checkpoint_last) as OUT's weights file, without the optimizer state."""
+    import keras
+
+    model = keras.saving.load_model(str(state.checkpoint_last), compile=False, safe_mode=True)
+    with atomic_path(output) as tmp:
+        model.save(str(tmp))  # not compiled: no optimizer state in the file
