@@ -1,39 +1,50 @@
-"""Training and inference throughput of every model, beside a float32 matmul measured in the same run.
+"""Training and inference throughput of every model in float32 and bfloat16, beside same-run matmul rates.
 
-    python benchmarks/models.py                        # all models at 128² and 256², batch 4
-    python benchmarks/models.py --models pspnet --sizes 128 --precision mixed_bfloat16 --jit
-    python benchmarks/models.py --probe                # also: dilated vs plain 3×3 conv kernels
+    python benchmarks/models.py                         # both profiles' models, float32 and mixed_bfloat16
+    python benchmarks/models.py --profiles quick --models pspnet --precisions mixed_bfloat16 --breakdown
+    python benchmarks/models.py --probe                 # also: dilated vs plain 3×3 conv kernels
 
+Each model is built as its profile builds it (`islesbench.config.profile_config`): the quick profile's
+widths, input sizes and batch (what the README's main command trains), and the paper profile's at 256²
+with a batch of 4 slices (V-Net: one slab of 8), so that a step fits in seconds on 2 cores.
 FLOPs are counted exactly from layer shapes: every Conv/Conv-transpose/Dense layer's multiply-accumulates
 (output elements × kernel taps × input channels; for transposed convs input elements × taps × output
 channels), ×2 for FLOPs; a training step counts 3× the forward pass (backward ≈ 2× forward). BatchNorm,
-activations, pooling and the PPM/resize einsums are left out (< 1 % here). The matmul reference is a float32
-2048² GEMM, timed in the same process just before and after each model (mean of the two), so "% of
-matmul" compares like with like on a shared machine.
+activations, pooling and the PPM/resize contractions are left out (< 1 % here). The references are a
+2048² GEMM in float32 and in bfloat16, timed in the same process just before and after each model (mean
+of the two), so "% of matmul" compares like with like on a shared machine.
 A V-Net sample is a slab of `--slab-depth` slices; its slices/s counts slices.
+`--breakdown` profiles three training steps (TensorFlow's profiler) and gives each layer type's share of
+the op time, dilated convolutions apart: where a model stays below the matmul rate, this names the layers.
 
-Results go to stdout and, with --csv, one row per (model, size, mode) to a CSV file.
+Results go to stdout and, with --csv, one row per (model, profile, size, mode, precision) to a CSV file.
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import csv
+import glob
 import os
+import re
 import sys
+import tempfile
 import time
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 import numpy as np  # noqa: E402
 
+PRECISIONS = ("float32", "mixed_bfloat16")
 
-def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
-    """Measured float32 GEMM rate (FLOP/s) of an n×n by n×n product."""
+
+def matmul_flops_per_s(dtype: str = "float32", n: int = 2048, repeats: int = 10) -> float:
+    """Measured GEMM rate (FLOP/s) of an n×n by n×n product in `dtype`."""
     import tensorflow as tf
 
-    a = tf.random.normal((n, n))
-    b = tf.random.normal((n, n))
+    a = tf.cast(tf.random.normal((n, n)), dtype)
+    b = tf.cast(tf.random.normal((n, n)), dtype)
     mm = tf.function(lambda a, b: tf.linalg.matmul(a, b))
     mm(a, b).numpy()
     best = float("inf")
@@ -42,6 +53,10 @@ def matmul_flops_per_s(n: int = 2048, repeats: int = 10) -> float:
         mm(a, b).numpy()
         best = min(best, time.perf_counter() - t)
     return 2.0 * n**3 / best
+
+
+def matmul_rates() -> dict:
+    return {dtype: matmul_flops_per_s(dtype) for dtype in ("float32", "bfloat16")}
 
 
 def forward_macs(model, sample: np.ndarray) -> int:
@@ -68,47 +83,125 @@ def forward_macs(model, sample: np.ndarray) -> int:
 
 
 def time_steps(step, steps: int, warmup: int) -> float:
-    """Seconds per call of `step()` after `warmup` calls (the first traces/compiles)."""
+    """Seconds per call of `step()`: the best of `steps` calls after `warmup` calls (the first traces)."""
     for _ in range(warmup):
         step()
-    t = time.perf_counter()
+    best = float("inf")
     for _ in range(steps):
+        t = time.perf_counter()
         step()
-    return (time.perf_counter() - t) / steps
+        best = min(best, time.perf_counter() - t)
+    return best
 
 
-def bench_model(name: str, size: int, args) -> list:
-    """Rows for inference and training of one model at one in-plane size."""
+def model_setup(arch: str, profile: str, args):
+    """(config, input shape of one sample, batch, slices per sample) as the profile trains `arch`."""
+    from islesbench.config import apply_overrides, profile_config
+    from islesbench.models import is_3d
+
+    config = profile_config(profile, arch)
+    if profile == "paper":
+        config = apply_overrides(config, {"data": {"input_size": 256}})
+    size = config.data.input_size
+    depth = config.data.slab_depth
+    shape = (depth, size, size, args.channels) if is_3d(arch) else (size, size, args.channels)
+    if args.batch:
+        batch = args.batch
+    elif profile == "quick":
+        batch = config.train.batch_size
+    else:
+        batch = 1 if is_3d(arch) else 4
+    return config, shape, batch, depth if is_3d(arch) else 1
+
+
+def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, dict | None]:
+    """Rows for inference and training of one model in one precision, and its layer breakdown."""
     import keras
 
-    from islesbench.config import ModelConfig
+    from islesbench import precision as precisions
     from islesbench.losses import get_loss
-    from islesbench.models import build_from_config, is_3d
+    from islesbench.models import build_from_config
 
+    config, shape, batch, slices_per_sample = model_setup(arch, profile, args)
     keras.utils.set_random_seed(0)
-    model = build_from_config(ModelConfig(arch=name), args.channels, size)
-    shape = (args.slab_depth, size, size, args.channels) if is_3d(name) else (size, size, args.channels)
-    slices_per_sample = args.slab_depth if is_3d(name) else 1
+    with precisions.policy(precision):
+        model = build_from_config(config.model, args.channels, shape[-2])
     rng = np.random.default_rng(0)
-    x = rng.normal(size=(args.batch, *shape)).astype("float32")
-    y = (rng.random((args.batch, *shape[:-1], 1)) < 0.05).astype("float32")
+    x = rng.normal(size=(batch, *shape)).astype("float32")
+    y = (rng.random((batch, *shape[:-1], 1)) < 0.05).astype("float32")
     macs = forward_macs(model, x[:1])
     rows = []
     infer = time_steps(lambda: model.predict_on_batch(x), args.steps, args.warmup)
-    model.compile(optimizer=keras.optimizers.Adam(1e-4), loss=get_loss("focal"), jit_compile=args.jit)
+    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=get_loss("focal"))
     train = time_steps(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
     for mode, seconds, factor in (("inference", infer, 1), ("training", train, 3)):
-        flops = 2 * macs * factor * args.batch
+        flops = 2 * macs * factor * batch
         rows.append({
-            "model": name, "size": size, "mode": mode, "batch": args.batch, "precision": args.precision,
-            "jit": args.jit, "gmac_per_slice": round(macs / slices_per_sample / 1e9, 3),
-            "s_per_step": round(seconds, 4),
-            "slices_per_s": round(args.batch * slices_per_sample / seconds, 2),
+            "model": arch, "profile": profile, "size": shape[-2], "width": _width(config), "mode": mode,
+            "batch": batch, "precision": precision, "gmac_per_slice": round(macs / slices_per_sample / 1e9, 3),
+            "s_per_step": round(seconds, 4), "slices_per_s": round(batch * slices_per_sample / seconds, 2),
             "gflop_per_s": round(flops / seconds / 1e9, 1),
         })
+    shares = layer_breakdown(model, x, y) if args.breakdown else None
     del model
     keras.backend.clear_session()
-    return rows
+    return rows, shares
+
+
+def _width(config) -> str:
+    m = config.model
+    return f"encoder x{m.encoder_width:g}" if m.arch == "pspnet" else f"base {m.base_width}, depth {m.depth}"
+
+
+def layer_breakdown(model, x, y, steps: int = 3) -> dict:
+    """{layer type: share of the op time} over `steps` profiled training steps."""
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    kinds = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if max(getattr(layer, "dilation_rate", (1,)) or (1,)) > 1:
+            kind += " (dilated)"
+        kinds[layer.name] = kind
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        for _ in range(steps):
+            model.train_on_batch(x, y)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    totals = collections.Counter()
+    for plane in space.planes:
+        names = {k: v.name for k, v in plane.event_metadata.items()}
+        for line in plane.lines:
+            for event in line.events:
+                name = names.get(event.metadata_id, "")
+                if ":" not in name or "__inference" in name:
+                    continue  # not an op but a function call
+                op_name, op_type = name.rsplit(":", 1)
+                if op_type in ("Process", "Run"):
+                    continue  # the executor's own spans, which contain the ops
+                totals[_kind_of(op_name, op_type, kinds)] += event.duration_ps
+    total = sum(totals.values()) or 1
+    return {kind: v / total for kind, v in totals.most_common()}
+
+
+def _kind_of(op_name: str, op_type: str, kinds: dict) -> str:
+    """The layer type an op belongs to (Keras names ops `<model>/<layer>_<n>/...`), else optimizer/loss/other."""
+    for part in op_name.split("/"):
+        layer = re.sub(r"_\d+$", "", part)
+        if layer in kinds:
+            return kinds[layer]
+        if part in kinds:
+            return kinds[part]
+    lowered = op_name.lower()
+    if "adamw" in lowered or "optimizer" in lowered or op_type.startswith(("Assign", "ResourceApply")):
+        return "optimizer"
+    if "loss" in lowered or "focal" in lowered:
+        return "loss"
+    return f"other ({op_type})"
 
 
 def probe_dilated_conv(args) -> list:
@@ -117,12 +210,12 @@ def probe_dilated_conv(args) -> list:
     import tensorflow as tf
 
     rows = []
-    x = tf.random.normal((args.batch, 32, 32, 256))
+    x = tf.random.normal((4, 32, 32, 256))
     for rate in (1, 2, 4):
         conv = keras.layers.Conv2D(256, 3, padding="same", dilation_rate=rate)
         conv.build(x.shape)
 
-        @tf.function(jit_compile=args.jit)
+        @tf.function
         def step(x):
             with tf.GradientTape() as tape:
                 tape.watch(x)
@@ -130,7 +223,7 @@ def probe_dilated_conv(args) -> list:
             return tape.gradient(loss, [x, conv.kernel])
 
         seconds = time_steps(lambda: [t.numpy() for t in step(x)], args.steps * 3, 1)
-        flops = 3 * 2 * args.batch * 32 * 32 * 256 * 9 * 256
+        flops = 3 * 2 * 4 * 32 * 32 * 256 * 9 * 256
         rows.append({"dilation": rate, "ms": round(seconds * 1e3, 2), "gflop_per_s": round(flops / seconds / 1e9, 1)})
     return rows
 
@@ -138,14 +231,14 @@ def probe_dilated_conv(args) -> list:
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["pspnet", "unet", "vnet"])
-    parser.add_argument("--sizes", nargs="+", type=int, default=[128, 256])
-    parser.add_argument("--batch", type=int, default=4)
-    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement")
-    parser.add_argument("--warmup", type=int, default=1, help="untimed steps first (tracing)")
+    parser.add_argument("--profiles", nargs="+", default=["quick", "paper"], choices=["quick", "paper"])
+    parser.add_argument("--precisions", nargs="+", default=list(PRECISIONS),
+                        choices=["float32", "mixed_bfloat16", "mixed_float16"])
+    parser.add_argument("--batch", type=int, default=None, help="override the batch (default: see above)")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (the best counts)")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
     parser.add_argument("--channels", type=int, default=5)
-    parser.add_argument("--slab-depth", type=int, default=8, help="V-Net slices per sample")
-    parser.add_argument("--precision", default="float32", choices=["float32", "mixed_bfloat16", "mixed_float16"])
-    parser.add_argument("--jit", action="store_true", help="compile the train step with XLA (jit_compile)")
+    parser.add_argument("--breakdown", action="store_true", help="profile each training step by layer type")
     parser.add_argument("--probe", action="store_true", help="also time plain vs dilated 3x3 convs")
     parser.add_argument("--csv", help="append result rows to this CSV file")
     args = parser.parse_args(argv)
@@ -153,31 +246,40 @@ def main(argv=None) -> int:
     import keras
     import tensorflow as tf
 
-    keras.mixed_precision.set_global_policy(args.precision)
-    ref = matmul_flops_per_s()
+    ref = matmul_rates()
     print(f"# TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
-          f"oneDNN {'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'}, precision {args.precision}, "
-          f"jit {args.jit}; float32 matmul 2048²: {ref / 1e9:.1f} GFLOP/s", flush=True)
-    rows = []
+          f"oneDNN {'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'}; 2048² matmul: "
+          f"float32 {ref['float32'] / 1e9:.0f}, bfloat16 {ref['bfloat16'] / 1e9:.0f} GFLOP/s", flush=True)
     if args.probe:
         for row in probe_dilated_conv(args):
             print(f"conv3x3 256ch 32² dilation {row['dilation']}: {row['ms']} ms/step fwd+bwd, "
-                  f"{row['gflop_per_s']} GFLOP/s ({100 * row['gflop_per_s'] * 1e9 / ref:.0f}% of matmul)", flush=True)
-    for name in args.models:
-        for size in args.sizes:
-            # The machine may be shared: re-measure the matmul around each model and use the mean.
-            before = matmul_flops_per_s()
-            measured = bench_model(name, size, args)
-            ref = (before + matmul_flops_per_s()) / 2
-            for row in measured:
-                row["matmul_gflop_per_s"] = round(ref / 1e9, 1)
-                row["pct_of_matmul"] = round(100 * row["gflop_per_s"] * 1e9 / ref, 1)
-                rows.append(row)
-                print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                  f"{row['gflop_per_s']} GFLOP/s ({100 * row['gflop_per_s'] * 1e9 / ref['float32']:.0f}% of "
+                  "float32 matmul)", flush=True)
+    rows = []
+    for profile in args.profiles:
+        for name in args.models:
+            for precision in args.precisions:
+                # The machine may be shared: re-measure the matmuls around each model and use the means.
+                before = matmul_rates()
+                measured, shares = bench_model(name, profile, precision, args)
+                after = matmul_rates()
+                mean = {k: (before[k] + after[k]) / 2 for k in before}
+                for row in measured:
+                    row["matmul_f32_gflop_per_s"] = round(mean["float32"] / 1e9, 1)
+                    row["matmul_bf16_gflop_per_s"] = round(mean["bfloat16"] / 1e9, 1)
+                    row["pct_of_f32_matmul"] = round(100 * row["gflop_per_s"] * 1e9 / mean["float32"], 1)
+                    row["pct_of_bf16_matmul"] = round(100 * row["gflop_per_s"] * 1e9 / mean["bfloat16"], 1)
+                    rows.append(row)
+                    print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
+                if shares:
+                    top = ", ".join(f"{k} {100 * v:.0f}%" for k, v in list(shares.items())[:8])
+                    print(f"  training step by layer type ({name} {profile} {precision}): {top}", flush=True)
+                    measured[-1]["breakdown"] = "; ".join(f"{k} {100 * v:.1f}%" for k, v in shares.items() if v >= 0.01)
     if args.csv and rows:
+        fields = list(dict.fromkeys(k for row in rows for k in row))
         new = not os.path.exists(args.csv)
         with open(args.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0]))
+            writer = csv.DictWriter(f, fieldnames=fields)
             if new:
                 writer.writeheader()
             writer.writerows(rows)

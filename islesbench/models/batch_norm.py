@@ -11,8 +11,8 @@ same maths in one pass each way, bfloat16 in and out, statistics in float32.
 Only the computation changes: the weights, their names, the float32 statistics, momentum and epsilon are
 Keras' own, so checkpoints and pretrained weights load either way. The moving variance is updated with the
 biased batch variance, as Keras' layer does (the fused kernel returns the unbiased one; it is rescaled).
-Other backends (JAX on a GPU), masks, 5-D inputs (where the fused kernel measured no faster) and any axis
-but the last use Keras' layer unchanged.
+V-Net's 5-D slabs go through the 2-D kernel as (B·D, H, W, C), which has the same per-channel statistics.
+Other backends (JAX on a GPU), masks and any axis but the last use Keras' layer unchanged.
 """
 
 from __future__ import annotations
@@ -25,8 +25,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
     """keras.layers.BatchNormalization, computed by TensorFlow's fused kernel where it applies."""
 
     def _fused(self, inputs, mask) -> bool:
-        return (keras.backend.backend() == "tensorflow" and mask is None and len(inputs.shape) == 4
-                and self.axis in (-1, 3) and not self.renorm and not self.synchronized)
+        rank = len(inputs.shape)
+        return (keras.backend.backend() == "tensorflow" and mask is None and rank in (4, 5)
+                and self.axis in (-1, rank - 1) and not self.renorm and not self.synchronized)
 
     def call(self, inputs, training=None, mask=None):
         if not self._fused(inputs, mask):
@@ -37,11 +38,15 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         scale = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), "float32")
         offset = tf.cast(self.beta, "float32") if self.center else tf.zeros((channels,), "float32")
         x = tf.cast(inputs, self.compute_dtype)
+        shape = tf.shape(x)
+        if len(inputs.shape) == 5:
+            # Slabs (B, D, H, W, C) as (B·D, H, W, C): the same per-channel statistics, and the 2-D kernel
+            # (the fused 5-D one measured no faster than Keras' layer).
+            x = tf.reshape(x, tf.concat([[-1], shape[2:]], 0))
         if training and self.trainable:
             y, mean, variance = tf.compat.v1.nn.fused_batch_norm(
                 x, scale, offset, epsilon=self.epsilon, data_format="NHWC", is_training=True)
-            shape = tf.shape(x)
-            n = tf.cast(shape[0] * shape[1] * shape[2], "float32")
+            n = tf.cast(tf.reduce_prod(tf.shape(x)[:3]), "float32")
             biased = variance * tf.maximum(n - 1.0, 1.0) / n
             self.moving_mean.assign(self.moving_mean * self.momentum + mean * (1.0 - self.momentum))
             self.moving_variance.assign(self.moving_variance * self.momentum + biased * (1.0 - self.momentum))
@@ -50,7 +55,7 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x, scale, offset, mean=tf.cast(self.moving_mean, "float32"),
                 variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
                 is_training=False)
-        return tf.cast(y, self.compute_dtype)
+        return tf.cast(tf.reshape(y, shape), self.compute_dtype)
 
 
 def batch_norm(x, name: str, **kwargs):

@@ -58,6 +58,17 @@ def _bilinear_matrix(size, source_size, dtype):
     return ops.cast(weights, dtype)
 
 
+def separable_contract(x, rows, cols):
+    """(B, H, W, C) → (B, I, J, C): out[b,i,j,c] = Σ_hw rows[i,h] · x[b,h,w,c] · cols[j,w].
+
+    As two tensordots, not one three-operand einsum: TensorFlow's CPU einsum of three operands measured
+    2–3× slower, forward and backward, on the PSPNet's stage-5 features.
+    """
+    y = ops.tensordot(rows, x, axes=[[1], [1]])  # (I, B, W, C)
+    y = ops.tensordot(cols, y, axes=[[1], [2]])  # (J, I, B, C)
+    return ops.transpose(y, (2, 1, 0, 3))
+
+
 @keras.saving.register_keras_serializable(package="islesbench")
 class AdaptiveAveragePooling2D(keras.layers.Layer):
     """Average-pool (B, H, W, C) into (B, bins, bins, C) windows as torch's adaptive_avg_pool2d, any H, W."""
@@ -70,7 +81,7 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
         shape = ops.shape(x)
         rows = _bin_average_matrix(shape[1], self.bins, x.dtype)
         cols = _bin_average_matrix(shape[2], self.bins, x.dtype)
-        return ops.einsum("ih,bhwc,jw->bijc", rows, x, cols)
+        return separable_contract(x, rows, cols)
 
     def compute_output_shape(self, input_shape):
         return (input_shape[0], self.bins, self.bins, input_shape[3])
@@ -91,7 +102,7 @@ class BilinearResizeLike(keras.layers.Layer):
         x_shape, ref_shape = ops.shape(x), ops.shape(reference)
         rows = _bilinear_matrix(ref_shape[1], x_shape[1], x.dtype)
         cols = _bilinear_matrix(ref_shape[2], x_shape[2], x.dtype)
-        return ops.einsum("hi,bijc,wj->bhwc", rows, x, cols)
+        return separable_contract(x, rows, cols)
 
     def compute_output_shape(self, input_shapes):
         x_shape, ref_shape = input_shapes

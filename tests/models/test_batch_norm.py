@@ -51,7 +51,7 @@ def test_bfloat16_input_gives_bfloat16_output_with_float32_statistics():
     assert np.all(np.isfinite(keras.ops.convert_to_numpy(keras.ops.cast(y, "float32"))))
 
 
-def test_five_d_inputs_fall_back_to_keras(tmp_path):
+def test_five_d_inputs_match_keras_and_the_layer_saves(tmp_path):
     x = np.random.default_rng(3).normal(size=(2, 3, 4, 4, 2)).astype("float32")
     plain, fused = _pair(x.shape)
     np.testing.assert_allclose(fused(x, training=True), plain(x, training=True), rtol=1e-5, atol=1e-5)
