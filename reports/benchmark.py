@@ -11,6 +11,11 @@ scored on: by default (nested) the cases of fold k are averaged over the top-k c
 their mean Dice on the *other* folds' cases, so each fold may have its own members (recorded per fold);
 `--members a,b,c` takes a list fixed before anything ran. Status and timings go to RUNS/benchmark.json;
 the report to RUNS/report/ (or --report-out).
+
+Data efficiency: `--train-fraction 0.25,0.5,1.0` (or the grid's "train_fractions") runs every learned cell
+on those shares of each fold's training patients (seeded, nested; islesbench/fractions.py), validated on
+the whole fold; the ensemble is made of the full-data cells. Cells with "pretrained": "selfsup" first get
+their per-fold self-supervised encoders (reports/selfsup.py).
 """
 
 from __future__ import annotations
@@ -28,6 +33,7 @@ from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
 
 from islesbench.reports.grid import Grid, benchmark_record_path, cell_overrides_path, load_grid
+from islesbench.reports.selfsup import SELFSUP, run_selfsup_pretraining
 
 DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
 
@@ -46,6 +52,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--members", default=None,
                         help="comma-separated configuration names: an ensemble fixed before anything ran "
                              "(default: nested top-k selection per fold)")
+    parser.add_argument("--train-fraction", default=None, metavar="F1,F2,...",
+                        help="train every learned cell on these shares of each fold's training patients "
+                             "(e.g. 0.25,0.5,1.0; replaces the grid's train_fractions)")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     from islesbench import layouts
@@ -56,6 +65,16 @@ def configure_parser(parser) -> None:
 def run_command(args) -> int:
     """Run the grid, the ensemble and the report; print a status line per cell."""
     grid = load_grid(args.grid)
+    if args.train_fraction:
+        import dataclasses
+
+        from islesbench.fractions import parse_fractions
+
+        try:
+            fractions = tuple(parse_fractions(args.train_fraction))
+        except ValueError as exc:
+            raise IslesbenchError(f"--train-fraction {args.train_fraction}: {exc}") from None
+        grid = dataclasses.replace(grid, train_fractions=fractions)
     fold = _parse_fold(args.fold, args.folds)
     if args.seeds < 1:
         raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")
@@ -98,8 +117,9 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         "runs_root": str(runs_root),
         "num_folds": num_folds,
         "fold": fold,
-        "grid": [c.name for c, _ in grid.cell_configs(profile)],
+        "grid": [cfg.name for _, cfg in grid.cell_configs(profile)],
         "seeds": seeds,
+        "train_fractions": list(grid.train_fractions),
         "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
         "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
         "provenance": provenance.provenance(),
@@ -110,8 +130,18 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     }
     record_path = benchmark_record_path(runs_root)
     requested = list(range(num_folds)) if fold == "all" else [int(fold)]
+    pretraining = None
+    if grid.uses_selfsup():
+        config_file = None
+        if grid.pretraining.overrides:
+            config_file = cell_overrides_path(runs_root, "pretraining")
+            write_json_atomic(config_file, grid.pretraining.overrides)
+        pretraining = run_selfsup_pretraining(grid.pretraining, data, runs_root, profile, requested, num_folds,
+                                              layout=layout, force=force, config_file=config_file)
+        record["pretraining"] = pretraining
+        _write_record(record_path, record, started)
 
-    for cell, config in [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed)]:
+    for cell, config in [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)]:
         overrides = grid.cell_overrides(cell)
         config_file = None
         if overrides:
@@ -124,13 +154,17 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
             "arch": cell.arch,
             "loss": None if cell.arch == "threshold" else cell.loss,
             "pretrained": cell.pretrained,
+            "train_fraction": config.data.train_fraction,
             "run_dir": str(results.run_dir(runs_root, config.name)),
             "command": cell.run_command(data, profile, runs_root, num_folds, fold, config_file,
-                                        seed=config.train.seed),
+                                        seed=config.train.seed, fraction=config.data.train_fraction),
         }
         done_before = _done_folds(runs_root, config.name, requested)
         t0 = time.monotonic()
         try:
+            if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
+                raise IslesbenchError(f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
+                                      f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
             extra = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
             if layout:
                 extra["layout"] = layout
@@ -168,6 +202,8 @@ def _learned_runs(cells: list[dict], runs_root) -> dict:
     out = {}
     for cell in cells:
         if cell["status"] != DONE or cell.get("arch") == "threshold" or cell.get("seed", 0):
+            continue
+        if cell.get("train_fraction", 1.0) < 1:  # the ensemble is made of the full-data configurations
             continue
         run = read_run(results.run_dir(runs_root, cell["name"]))
         if run is not None and run.rows:

@@ -22,7 +22,8 @@ IGNORED_FIELDS = ("name", "name_override", "fold", "raw_data", "prepared", "memb
 # 16 slices of a step are batched (2-D: 16 slices; V-Net: 2 slabs of 8), nothing else.
 FACTORS = {
     "loss": ("loss.name",),
-    "pretraining": ("model.pretrained", "model.freeze_encoder_epochs"),
+    # the pretraining record (what the encoder was pretrained on) belongs to the initialisation
+    "pretraining": ("model.pretrained", "model.freeze_encoder_epochs", "pretraining"),
     "architecture": ("model.arch", "model.base_width", "model.depth", "model.dropout", "model.aux_weight",
                      "model.anisotropic", "model.encoder_width", "train.batch_size", "data.slab_depth"),
 }
@@ -55,7 +56,7 @@ def flatten(config: dict, prefix: str = "") -> dict:
         if not prefix and key in IGNORED_FIELDS:
             continue
         name = f"{prefix}{key}"
-        if isinstance(value, dict) and key != "tuning":
+        if isinstance(value, dict) and key not in ("tuning", "pretraining"):  # compared as a whole
             out.update(flatten(value, name + "."))
         else:
             out[name] = value
@@ -106,6 +107,8 @@ def claim_pairs(configs: dict) -> list[ClaimPair]:
         arch = model.get("arch")
         if arch in (None, "threshold", "ensemble") or cfg.get("tuning"):
             continue
+        if float((cfg.get("data") or {}).get("train_fraction", 1.0)) < 1:  # tested per fraction (reports/curve.py)
+            continue
         tag = pretrained_tag(model.get("pretrained")) if arch == "pspnet" else None
         keyed.setdefault((arch, tag, loss.get("name")), name)
     losses = sorted({k[2] for k in keyed if k[2]})
@@ -136,6 +139,8 @@ def _default_name(arch, tag, loss) -> str:
 
 
 def _short(value) -> str:
+    if isinstance(value, dict) and len(str(value)) > 40:  # a record (e.g. what an encoder was pretrained on)
+        return f"{{{len(value)} fields}}"
     if isinstance(value, float):
         return f"{value:g}"
     if isinstance(value, (list, tuple)) and len(str(value)) > 40:

@@ -198,6 +198,34 @@ def dice_vs_volume(series: list, path) -> Path:
     return _save(fig, path)
 
 
+def data_efficiency(series: list, path) -> Path:
+    """Dice against training patients: `series` is [(label, [(patients, mean, low, high, fraction), ...])],
+    one line per initialisation, 95 % intervals as bars, each point labelled with its fraction."""
+    series = [(label, [p for p in points if is_finite(p[0]) and is_finite(p[1])]) for label, points in series]
+    series = [(label, sorted(points)) for label, points in series if points]
+    if not series:
+        raise FigureSkipped("no configuration has a finite Dice at any training fraction")
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(7.5, 4.6))
+    spread = max(p[0] for _, points in series for p in points) * 0.012  # side-by-side bars stay readable
+    for i, (label, points) in enumerate(series):
+        shift = (i - (len(series) - 1) / 2) * spread
+        x = np.array([p[0] for p in points]) + shift
+        mean = np.array([p[1] for p in points])
+        err = np.array([[m - p[2] for m, p in zip(mean, points)], [p[3] - m for m, p in zip(mean, points)]])
+        ax.errorbar(x, mean, yerr=np.clip(err, 0, None), marker="o", capsize=4, linewidth=1.6, label=label)
+        if i == 0:
+            for xi, p in zip(x, points):
+                ax.annotate(f"{p[4]:g}", (xi, 0.02), ha="center", fontsize=8, color="#555555")
+    ax.set_xlabel("training patients per fold (mean over folds; grey: fraction of the fold's patients)")
+    ax.set_ylabel("Dice, mean over validation patients")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left")  # the fractions are labelled along the bottom
+    ax.set_title("Data efficiency (bars: 95 % patient-level bootstrap interval)", fontsize=10)
+    return _save(fig, path)
+
+
 def _leading_digit(v: float) -> int:
     return int(round(v / 10 ** math.floor(math.log10(v)))) if v > 0 else 0
 

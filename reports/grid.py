@@ -14,7 +14,14 @@ A grid file is a JSON object; every key is optional:
         {"arch": "threshold"}
       ],
       "overrides": {"train": {"epochs": 2}},     # applied to every cell before its own overrides
-      "ensemble": {"top_k": 3, "name": "ensemble-top3"}   # or null: no ensemble cell
+      "ensemble": {"top_k": 3, "name": "ensemble-top3"},  # or null: no ensemble cell
+      "train_fractions": [0.25, 0.5, 1.0],       # every learned cell on these shares of each fold's
+                                                 # training patients (benchmark --train-fraction wins)
+      "pretraining": {                           # what a cell with "pretrained": "selfsup" starts from
+        "data": ["unlabelled_cohort"],           # unlabelled cohorts (raw or prepared), besides ...
+        "include_finetune_cohort": true,         # ... the benchmark's --data (fold k's validation left out)
+        "overrides": {"epochs": 10}              # PretrainConfig fields (islesbench/pretrain.py)
+      }
     }
 
 `overrides` use the nested sections of ExperimentConfig (`islesbench.config.apply_overrides`). A cell whose
@@ -22,6 +29,12 @@ overrides change the numbers should carry its own `name`, so that two cells neve
 `hparams` takes what `islesbench run --hparams` takes (islesbench/hparams.py): a folder of nested searches
 `outer_fold_<k>/` gives a `-tuned` row in which each outer fold used its own search; a single
 best_hparams.json gives a `-tuned-nonnested` row, flagged in every table.
+
+`"pretrained": "selfsup"` is self-supervised pretraining done by the benchmark itself, once per fold:
+fold k's encoder is pretrained (`islesbench pretrain --exclude-fold k`) on the pretraining block's cohorts
+and the benchmark's cohort without fold k's validation patients, into RUNS/pretraining/selfsup/, and the
+cell fine-tunes fold k from it (`run --pretrained RUNS/pretraining/selfsup`). With train fractions below 1
+a cell runs once per fraction (`<name>-frac0.25`); the threshold rule, which learns nothing, runs once.
 """
 
 from __future__ import annotations
@@ -33,6 +46,8 @@ from pathlib import Path
 from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file, seeded_name
 from islesbench.errors import IslesbenchError
 
+from islesbench.reports.selfsup import SELFSUP, PretrainingBlock, parse_fractions, parse_pretraining, selfsup_dir
+
 # The record of a benchmark: one file in the runs root, beside the run folders.
 BENCHMARK_RECORD = "benchmark.json"
 # Per-cell override files that the "command that would run it" refers to.
@@ -40,7 +55,7 @@ GRID_CONFIGS_DIR = "benchmark_configs"
 
 _CELL_KEYS = {"arch", "loss", "pretrained", "overrides", "name", "hparams"}
 _ENSEMBLE_KEYS = {"top_k", "name"}
-_GRID_KEYS = {"cells", "overrides", "ensemble"}
+_GRID_KEYS = {"cells", "overrides", "ensemble", "train_fractions", "pretraining"}
 
 
 def benchmark_record_path(runs_root) -> Path:
@@ -72,12 +87,26 @@ class GridCell:
 
         return read_tuned_hparams(self.hparams)
 
-    def config(self, profile: str, shared_overrides: dict | None = None, seed: int = 0) -> ExperimentConfig:
-        """The validated ExperimentConfig of this cell under `profile`, trained with `seed`."""
-        cfg = profile_config(profile, self.arch, self.pretrained)
+    @property
+    def learned(self) -> bool:
+        """False for the threshold rule, which trains nothing (and so runs at one training fraction)."""
+        return self.arch != "threshold"
+
+    def pretrained_source(self, runs_root=None) -> str | None:
+        """What `--pretrained` gets: the benchmark's per-fold pretraining folder for "selfsup" cells."""
+        if self.pretrained == SELFSUP and runs_root is not None:
+            return str(selfsup_dir(runs_root))
+        return self.pretrained
+
+    def config(self, profile: str, shared_overrides: dict | None = None, seed: int = 0, fraction: float = 1.0,
+               runs_root=None) -> ExperimentConfig:
+        """The validated ExperimentConfig of this cell under `profile`, trained with `seed` on `fraction` of
+        each fold's training patients (a "selfsup" encoder from RUNS/pretraining/selfsup when runs_root is given)."""
+        pretrained = self.pretrained_source(runs_root)
+        cfg = profile_config(profile, self.arch, pretrained)
         if shared_overrides:
             cfg = apply_overrides(cfg, shared_overrides)
-        cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": self.pretrained}, "loss": {"name": self.loss}})
+        cfg = apply_overrides(cfg, {"model": {"arch": self.arch, "pretrained": pretrained}, "loss": {"name": self.loss}})
         if self.overrides:
             cfg = apply_overrides(cfg, self.overrides)
         name = self.name_override
@@ -90,6 +119,9 @@ class GridCell:
             name = name or tuned_name(cfg.name, tuned)
         if seed:
             cfg = apply_overrides(cfg, {"train": {"seed": seed}})
+        if fraction < 1:
+            cfg = apply_overrides(cfg, {"data": {"train_fraction": fraction}})
+            name = f"{name}-frac{fraction:g}" if name else None
         if name:
             cfg = apply_overrides(cfg, {"name_override": seeded_name(name, cfg.train.seed)})
         return cfg.validate()
@@ -100,11 +132,11 @@ class GridCell:
         return self.config("quick").name
 
     def run_command(self, data, profile: str, runs_root, num_folds: int, fold="all", config_file=None,
-                    seed: int = 0) -> str:
+                    seed: int = 0, fraction: float = 1.0) -> str:
         """The exact `islesbench run ...` command line that runs this cell alone."""
         parts = ["islesbench", "run", "--arch", self.arch]
         if self.pretrained:
-            parts += ["--pretrained", str(self.pretrained)]
+            parts += ["--pretrained", str(self.pretrained_source(runs_root))]
         if self.arch != "threshold":
             parts += ["--loss", self.loss]
         parts += ["--data", str(data), "--profile", profile, "--out", str(runs_root)]
@@ -115,8 +147,10 @@ class GridCell:
             parts += ["--config", str(config_file)]
         if self.hparams:
             parts += ["--hparams", str(self.hparams)]
+        if fraction < 1:
+            parts += ["--train-fraction", f"{fraction:g}"]
         if self.name_override:
-            parts += ["--name", self.name_override]
+            parts += ["--name", self.name_override + (f"-frac{fraction:g}" if fraction < 1 else "")]
         return " ".join(_quote(p) for p in parts)
 
 
@@ -140,10 +174,19 @@ class Grid:
     cells: tuple
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
     ensemble: EnsembleCell | None = EnsembleCell()
+    train_fractions: tuple = (1.0,)
+    pretraining: PretrainingBlock | None = None
 
-    def cell_configs(self, profile: str, seed: int = 0) -> list[tuple[GridCell, ExperimentConfig]]:
-        """(cell, its resolved config for training seed `seed`) in grid order."""
-        return [(c, c.config(profile, self.overrides, seed)) for c in self.cells]
+    def cell_configs(self, profile: str, seed: int = 0, runs_root=None) -> list[tuple[GridCell, ExperimentConfig]]:
+        """(cell, its resolved config for training seed `seed`) in grid order, once per training fraction
+        (largest first; the threshold rule once)."""
+        return [(c, c.config(profile, self.overrides, seed, fraction, runs_root))
+                for fraction in sorted(self.train_fractions, reverse=True) for c in self.cells
+                if fraction == max(self.train_fractions) or c.learned]
+
+    def uses_selfsup(self) -> bool:
+        """True when a cell starts from the benchmark's own self-supervised pretraining."""
+        return any(c.pretrained == SELFSUP for c in self.cells)
 
     def cell_overrides(self, cell: GridCell) -> dict:
         """The overrides a stand-alone `islesbench run --config FILE` needs to reproduce `cell` (the name
@@ -206,9 +249,20 @@ def grid_from_dict(data: dict, source: str = "grid") -> Grid:
         if ensemble is not None and ensemble.run_name in names:
             problems.append(f"ensemble name {ensemble.run_name!r} is also a cell's name")
 
+    fractions = (1.0,)
+    if "train_fractions" in data:
+        fractions, fraction_problems = parse_fractions(data["train_fractions"])
+        problems += fraction_problems
+    pretraining = None
+    if "pretraining" in data and data["pretraining"] is not None:
+        pretraining, block_problems = parse_pretraining(data["pretraining"])
+        problems += block_problems
+    if any(c.pretrained == SELFSUP for c in cells) and pretraining is None:
+        problems.append(f"a cell has \"pretrained\": \"{SELFSUP}\" but the grid has no \"pretraining\" block")
+
     if problems:
         raise IslesbenchError(f"invalid grid {source}:\n  - " + "\n  - ".join(problems))
-    return Grid(cells=cells, overrides=shared, ensemble=ensemble)
+    return Grid(cells=cells, overrides=shared, ensemble=ensemble, train_fractions=fractions, pretraining=pretraining)
 
 
 def load_grid(path=None) -> Grid:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from islesbench.errors import IslesbenchError
 
-from islesbench.reports import figures, tables
+from islesbench.reports import cells, curve, figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
 from islesbench.reports.stats import is_finite
 from islesbench.reports.results_reader import (METRIC_COLUMNS, RunResults, collect_runs, ensemble_members,
@@ -201,11 +201,12 @@ def build_report(runs_dir, out_dir) -> dict:
         if unfinished:
             blocks.append(para("Unfinished folds (metrics present, no DONE marker): " + "; ".join(unfinished) + "."))
         blocks += tables.stats_blocks(groups, record)
+        blocks += curve.curve_blocks(groups, record, fig_dir, out_dir)
         blocks += _figure_blocks([g.runs[0] for g in groups], fig_dir)
     else:
         blocks.append(para("No configuration has validation results yet."))
-    blocks += tables.benchmark_blocks(record)
-    blocks += tables.provenance_blocks(groups)
+    blocks += cells.benchmark_blocks(record)
+    blocks += cells.provenance_blocks(groups)
     if notes:
         blocks += [heading(2, "Run folders without results")] + [para(n) for n in notes]
     blocks.append(para(f"Per-case numbers of every configuration, seed and fold: [{RESULTS_CSV}]({RESULTS_CSV})."))

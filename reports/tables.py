@@ -1,6 +1,6 @@
 """The report's tables: comparison (patient-level means with bootstrap intervals and seed spread), per
-fold, statistics against the best, the paper's claims with their config differences, the ensemble's
-nested selection, and the benchmark's cells with what produced them.
+fold, statistics against the best, the paper's claims with their config differences, and the ensemble's
+nested selection (the benchmark's cells and what produced the runs: reports/cells.py).
 
 Every block is built from ConfigGroups (reports/results_reader.py); rendering is reports/document.py's.
 """
@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.reports import anchors, claims, stats
-from islesbench.reports.document import Link, code, heading, para, table
+from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
 
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
@@ -30,7 +30,12 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 
 def selection_flag(group) -> str:
-    """What the row's label must warn about: hyperparameters or members chosen on its scored cases."""
+    """What the row's label must warn about: hyperparameters, members or a pretraining that used its scored
+    cases."""
+    seen = sum(int(e.get("saw_validation_cases") or 0)
+               for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
+    if seen:
+        return f"encoder pretrained on {seen} of its validation cases (images only): optimistic"
     tuning = group.tuning
     if tuning and not tuning.get("nested"):
         return "tuned on the folds it is scored on (non-nested): optimistic"
@@ -288,69 +293,12 @@ def nested_best_single(ensemble, singles: list) -> dict:
     return {p: sum(v) / len(v) for p, v in case_values.items()}
 
 
-def benchmark_blocks(record: dict | None) -> list:
-    """The benchmark's cells, their status and wall time, what produced them, and commands for the missing."""
-    if not record:
-        return []
-    blocks = [heading(2, "Benchmark cells")]
-    info = [f"profile `{record.get('profile', '?')}`", f"data `{record.get('data', '?')}`",
-            f"seeds {record.get('seeds', 1)}"]
-    if record.get("wall_seconds") is not None:
-        info.append(f"total wall time {fmt_seconds(record['wall_seconds'])}")
-    if record.get("finished"):
-        info.append(f"finished {record['finished']}")
-    prov = record.get("provenance") or {}
-    if prov:
-        versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items() if v)
-        info.append(f"commit `{(prov.get('commit') or 'unknown')[:12]}`"
-                    + (" (with uncommitted changes)" if prov.get("tree_modified") else ""))
-        if prov.get("command"):
-            info.append(f"command `{prov['command']}`")
-        info.append(versions)
-    blocks.append(para("; ".join(info) + "."))
-    cells = record.get("cells", [])
-    rows = [[c.get("name", "?"), c.get("status", "?"), fmt_seconds(c.get("seconds")), c.get("folds_trained", ""),
-             c.get("note") or c.get("reason") or ""] for c in cells]
-    if rows:
-        blocks.append(table(["Cell", "Status", "Wall time", "Folds run now", "Note"], rows))
-    missing = [c for c in cells if c.get("status") != "done"]
-    if missing:
-        blocks.append(heading(3, "Not run"))
-        for c in missing:
-            blocks.append(para(f"**{c.get('name', '?')}** ({c.get('status', '?')}): "
-                               f"{c.get('reason') or 'no reason recorded'}"))
-            if c.get("command"):
-                blocks.append(code(c["command"]))
-    return blocks
-
-
-def provenance_blocks(groups: list) -> list:
-    """Which commit (and command) produced each run, from its config.json; runs that record none are named."""
-    by_commit = {}
-    for g in groups:
-        for run in g.runs:
-            prov = run.config.get("provenance") or {}
-            key = (prov.get("commit") or "not recorded") + (" (uncommitted changes)" if prov.get("tree_modified") else "")
-            by_commit.setdefault(key, []).append(run.name)
-    rows = [[commit[:12] + commit[40:] if len(commit) >= 40 else commit, ", ".join(sorted(names))]
-            for commit, names in sorted(by_commit.items())]
-    return [heading(3, "What produced the runs"), table(["Commit", "Runs"], rows)] if rows else []
-
-
 def _stats_row(c: stats.PairedComparison, holm) -> list:
     diff = _fmt_num(c.mean_diff, 3, signed=True)
     if c.ci is not None:
         diff += f" [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]"
     return [c.label, c.a, c.b, c.n_pairs, diff, _fmt_num(c.statistic, 1), _fmt_p(c.p_value),
             _fmt_p(holm) if holm is not None else "—", _fmt_num(c.effect_r, 2, signed=True), c.reason or ""]
-
-
-def fmt_seconds(s) -> str:
-    """`42 s` or `3.5 min`; empty for a missing value."""
-    if s is None or not is_finite(s):
-        return ""
-    s = float(s)
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"
 
 
 def _fmt_p(p) -> str:

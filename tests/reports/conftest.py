@@ -83,12 +83,12 @@ def write_fake_prepared(root: Path) -> Path:
 
 
 def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: bool = True,
-                   cohort: str = COHORT, folds=(0, 1), prepared=None, config=None) -> Path:
+                   cohort: str = COHORT, folds=(0, 1), prepared=None, config=None, extras=None) -> Path:
     """A finished run in the results layout: config.json, per-fold config/history/metrics/summary/DONE."""
     cfg = config or config_of(name)
     name = cfg.name
     run = results.run_dir(runs_root, name)
-    extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None}
+    extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None, **(extras or {})}
     if prepared:
         extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)

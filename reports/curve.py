@@ -1,0 +1,193 @@
+"""The report's data-efficiency section: Dice against the number of training patients, one line per
+initialisation (scratch, self-supervised, ImageNet), pretrained vs scratch tested at each fraction, and what
+every pretrained row was pretrained on.
+
+Rows come from `benchmark --train-fraction` (or `run --train-fraction`): a configuration at fraction f is
+named `<name>-frac<f>` and its config.json has `data.train_fraction` and the training patients per fold.
+A pretrained-vs-scratch pair at one fraction is tested only when its config.json files differ in the
+initialisation alone (reports/claims.py), on the patients both validated (reports/stats.py).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from islesbench.reports import claims, figures, stats
+from islesbench.reports.cells import fmt_seconds
+from islesbench.reports.document import code, heading, image, para, table
+from islesbench.reports.stats import is_finite
+
+SCRATCH, SELFSUP, IMAGENET, CHECKPOINT = "scratch", "self-supervised", "ImageNet", "checkpoint"
+
+
+def fraction_of(config: dict) -> float:
+    """A run's share of each fold's training patients (1.0 when not recorded)."""
+    return float((config.get("data") or {}).get("train_fraction", 1.0))
+
+
+def family(name: str, config: dict) -> str:
+    """The configuration without its training fraction: the line a row belongs to."""
+    suffix = f"-frac{fraction_of(config):g}"
+    return name[: -len(suffix)] if fraction_of(config) < 1 and name.endswith(suffix) else name
+
+
+def initialisation(config: dict) -> str:
+    """scratch, self-supervised, ImageNet (ImageNet or a ResNet-50 .h5 file) or checkpoint."""
+    pretrained = (config.get("model") or {}).get("pretrained")
+    if not pretrained:
+        return SCRATCH
+    if pretrained == "imagenet" or str(pretrained).endswith((".h5", ".hdf5")):
+        return IMAGENET
+    return SELFSUP if (config.get("pretraining") or {}).get("method") else CHECKPOINT
+
+
+def training_patients(group) -> float:
+    """Mean over folds of the training patients a row used: recorded for a fraction, else every patient
+    not validated in the fold (the folds partition the patients)."""
+    recorded = group.config.get("train_patients")
+    if recorded:
+        return float(np.mean([float(v) for v in recorded.values()]))
+    run = group.runs[0]
+    everyone = {group.patient(r["case"]) for r in run.rows}
+    per_fold = [len(everyone - {group.patient(r["case"]) for r in run.rows if r["fold"] == k}) for k in run.folds]
+    return float(np.mean(per_fold)) if per_fold else float("nan")
+
+
+def curve_lines(groups: list) -> dict:
+    """{(arch, loss, initialisation, family): {fraction: group}} of the learned rows of the curve."""
+    lines = {}
+    for g in groups:
+        model = g.config.get("model") or {}
+        if g.is_ensemble or model.get("arch") in (None, "threshold"):
+            continue
+        key = (model.get("arch"), (g.config.get("loss") or {}).get("name"), initialisation(g.config),
+               family(g.name, g.config))
+        lines.setdefault(key, {})[fraction_of(g.config)] = g
+    return lines
+
+
+def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
+    """The data-efficiency section, or nothing when no row trained on a fraction of its patients."""
+    if not any(fraction_of(g.config) < 1 for g in groups):
+        return []
+    lines = curve_lines(groups)
+    fractions = sorted({f for points in lines.values() for f in points})
+    blocks = [heading(2, "Data efficiency: Dice against the number of training patients"),
+              para("Each learned configuration trained on a seeded share of every fold's training patients (nested: "
+                   "the smaller sets are subsets of the larger), validated on the whole fold. Dice is the mean over "
+                   "patients with its 95 % patient-level bootstrap interval; the x position is the mean number of "
+                   "training patients per fold.")]
+    series, rows = [], []
+    for (arch, loss, init, name), points in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
+        line = []
+        for f in sorted(points):
+            g = points[f]
+            values = list(g.patient_values("dice").values())
+            mean = float(np.mean(values)) if values else float("nan")
+            ci = stats.bootstrap_ci(values) or (mean, mean)
+            n = training_patients(g)
+            line.append((n, mean, ci[0], ci[1], f))
+            rows.append([name, init, f"{f:g}", f"{n:.1f}", len(values),
+                         f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if is_finite(mean) else "n/a", g.name])
+        series.append((f"{name} ({init})", line))
+    try:
+        blocks.append(image(figures.data_efficiency(series, fig_dir / "data_efficiency.png"),
+                            "Dice against training patients, one line per initialisation (bars: 95 % CI)"))
+    except figures.FigureSkipped as exc:
+        blocks.append(para(f"*Data-efficiency figure not drawn — {exc}.*"))
+    blocks.append(table(["Configuration", "Initialisation", "Fraction", "Training patients per fold",
+                         "Validated patients", "Dice [95% CI]", "Row"], rows))
+    blocks += _not_run_blocks(record, {init for (_, _, init, _) in lines})
+    blocks += pair_blocks(lines, fractions)
+    blocks += pretraining_blocks(groups, record)
+    return blocks
+
+
+def pair_blocks(lines: dict, fractions: list) -> list:
+    """Pretrained vs scratch at each fraction, as matched pairs of patients; Holm over the controlled pairs."""
+    rows, tested = [], []
+    for (arch, loss, init, name), points in sorted(lines.items()):
+        if init == SCRATCH:
+            continue
+        scratch = next((p for (a, lo, i, _), p in lines.items() if (a, lo, i) == (arch, loss, SCRATCH)), None)
+        for f in fractions:
+            first, second = points.get(f), (scratch or {}).get(f)
+            label = f"{init} > scratch, {arch} {loss}, fraction {f:g}"
+            if first is None or second is None:
+                rows.append([label, getattr(first, "name", "—"), getattr(second, "name", "—"), "—", "—", "—", "—",
+                             "—", "not testable: one side has no results at this fraction", ""])
+                continue
+            check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds)
+            c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
+                                      second.name, "dice", label=label)
+            if check.controlled:
+                tested.append(c)
+            verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)
+            rows.append([c, verdict + (f"; {c.reason}" if c.reason else ""), "; ".join(check.differences)])
+    holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
+    body = []
+    for row in rows:
+        if not isinstance(row[0], stats.PairedComparison):
+            body.append(row)
+            continue
+        c, verdict, diffs = row
+        diff = "n/a" if c.mean_diff is None else f"{c.mean_diff:+.3f}" + (
+            f" [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]" if c.ci else "")
+        p = "n/a" if c.p_value is None else f"{c.p_value:.3f}"
+        adjusted = holm.get(id(c))
+        body.append([c.label, c.a, c.b, c.n_pairs, diff, p, "—" if adjusted is None else f"{adjusted:.3f}",
+                     "n/a" if c.effect_r is None or not is_finite(c.effect_r) else f"{c.effect_r:+.2f}", verdict, diffs])
+    if not body:
+        return []
+    return [heading(3, "Pretrained vs scratch at each fraction"),
+            para("Paired two-sided Wilcoxon signed-rank tests on per-patient Dice (first − second), Holm-adjusted over "
+                 "the controlled pairs of this table; a pair whose config.json files differ in more than the "
+                 "initialisation is shown but not tested."),
+            table(["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "p", "p (Holm)", "r",
+                   "Verdict", "Config differences"], body)]
+
+
+def _not_run_blocks(record: dict | None, present: set) -> list:
+    """The ImageNet line when the benchmark could not run it (weights not cached): the reason and the command."""
+    if IMAGENET in present:
+        return []
+    for cell in (record or {}).get("cells", []):
+        if cell.get("pretrained") == "imagenet" and cell.get("status") != "done":
+            reason = (cell.get("reason") or "no reason recorded").splitlines()[0]
+            return [para(f"**{IMAGENET}** line not run: {reason}. Its full-data cell would run with:"),
+                    code(cell.get("command", ""))]
+    return []
+
+
+def pretraining_blocks(groups: list, record: dict | None) -> list:
+    """What each pretrained row was pretrained on: method, schedule, cohorts, what was left out, time."""
+    used = {}  # (source, fold) -> (entry, the rows fine-tuned from it): every fraction shares fold k's encoder
+    for g in groups:
+        info = g.config.get("pretraining")
+        for fold, entry in ((info or {}).get("folds") or {}).items():
+            key = (info.get("source"), int(fold), entry.get("file"))
+            used.setdefault(key, (entry, []))[1].append(g.name)
+    rows = []
+    for (_, fold, _), (entry, names) in sorted(used.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        cohorts = "; ".join(f"{c.get('cohort')} ({c.get('n_cases')} cases, {c.get('n_slices')} slices, cases "
+                            f"{c.get('cases_fingerprint')})" for c in entry.get("cohorts") or [])
+        excluded = entry.get("excluded") or {}
+        left_out = (f"{len(excluded.get('patients', []))} patients ({len(excluded.get('cases', []))} cases) of fold "
+                    f"{excluded.get('fold')}" if excluded else "nothing")
+        rows.append([", ".join(sorted(names)), fold, entry.get("method") or entry.get("record", "?"),
+                     f"{entry.get('epochs')} × {entry.get('steps_per_epoch')}" if entry.get("epochs") else "—",
+                     cohorts or "unknown", left_out, entry.get("saw_validation_cases", "unknown"),
+                     fmt_seconds(entry.get("seconds"))])
+    if not rows:
+        return []
+    blocks = [heading(3, "What each pretrained row was pretrained on"),
+              table(["Rows", "Fold", "Method", "Epochs × steps", "Cohorts read (images only)", "Left out",
+                     "Validation cases seen", "Pretraining time"], rows)]
+    pre = (record or {}).get("pretraining")
+    if pre:
+        blocks.append(para(f"The benchmark's self-supervised pretraining: {pre.get('status')}, "
+                           f"{fmt_seconds(pre.get('seconds'))} of wall time for {len(pre.get('folds') or {})} "
+                           "fold(s)" + (f" ({pre['reason']})" if pre.get("reason") else "") + "."))
+        if pre.get("command"):
+            blocks.append(code(pre["command"]))
+    return blocks

@@ -1,0 +1,127 @@
+"""Self-supervised pretraining inside the benchmark: the grid's "pretraining" block, "selfsup" cells, and
+the per-fold pretraining the benchmark runs before them.
+
+A "selfsup" cell fine-tunes fold k from an encoder pretrained (`islesbench pretrain`, Models Genesis) on
+the block's cohorts and the benchmark's own cohort without fold k's validation patients, so no fold is
+scored on cases its encoder has seen. The pretraining is resumable and skipped when done, like the runs;
+its wall time per fold goes to benchmark.json and the report.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from islesbench.errors import IslesbenchError
+
+PRETRAINING_KEYS = {"data", "include_finetune_cohort", "overrides"}
+# A cell's "pretrained" value for self-supervised pretraining made per fold by the benchmark.
+SELFSUP = "selfsup"
+PRETRAINING_DIR = "pretraining"
+
+
+def selfsup_dir(runs_root) -> Path:
+    """Where the benchmark pretrains the per-fold encoders of "selfsup" cells (islesbench/pretraining.py's layout)."""
+    return Path(runs_root) / PRETRAINING_DIR / SELFSUP
+
+
+@dataclass(frozen=True)
+class PretrainingBlock:
+    """Self-supervised pretraining for the grid's "selfsup" cells: which cohorts, which settings."""
+
+    data: tuple = ()
+    include_finetune_cohort: bool = True
+    overrides: dict = field(default_factory=dict, compare=False, hash=False)
+
+
+def parse_fractions(raw) -> tuple[tuple, list[str]]:
+    if not isinstance(raw, list) or not raw or not all(
+            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in raw):
+        return (1.0,), [f"train_fractions must be a non-empty list of numbers in (0, 1], not {raw!r}"]
+    return tuple(sorted({float(f) for f in raw})), []
+
+
+def parse_pretraining(raw) -> tuple[PretrainingBlock | None, list[str]]:
+    if not isinstance(raw, dict):
+        return None, ["'pretraining' must be an object such as {\"data\": [\"unlabelled_cohort\"]}"]
+    problems = [f"pretraining: unknown key {k!r} (known: {', '.join(sorted(PRETRAINING_KEYS))})"
+                for k in raw if k not in PRETRAINING_KEYS]
+    data = raw.get("data", [])
+    if not isinstance(data, list) or not all(isinstance(d, str) and d for d in data):
+        problems.append("pretraining.data must be a list of cohort folders")
+        data = []
+    include = raw.get("include_finetune_cohort", True)
+    if not isinstance(include, bool):
+        problems.append("pretraining.include_finetune_cohort must be true or false")
+    if not data and include is False:
+        problems.append("pretraining has no data: give pretraining.data or include the fine-tuning cohort")
+    overrides = raw.get("overrides", {})
+    if not isinstance(overrides, dict):
+        problems.append("pretraining.overrides must be an object")
+        overrides = {}
+    else:
+        from islesbench.pretrain import pretrain_config
+
+        try:
+            pretrain_config("quick", [overrides])
+        except IslesbenchError as exc:
+            problems.append(f"pretraining.overrides: {exc}".replace("\n", " "))
+    if problems:
+        return None, problems
+    return PretrainingBlock(data=tuple(data), include_finetune_cohort=include, overrides=overrides), []
+
+
+def pretraining_command(block: PretrainingBlock, data_dirs: list, folds_of, runs_root, profile: str, num_folds: int,
+                        config_file=None) -> str:
+    """The `islesbench pretrain ...` command line that makes the benchmark's per-fold encoders."""
+    import shlex
+
+    parts = ["islesbench", "pretrain"]
+    for d in data_dirs:
+        parts += ["--data", str(d)]
+    parts += ["--folds-of", str(folds_of), "--exclude-fold", "all", "--profile", profile, "--folds", str(num_folds),
+              "--out", str(selfsup_dir(runs_root))]
+    if config_file:
+        parts += ["--config", str(config_file)]
+    return " ".join(shlex.quote(p) for p in parts)
+
+
+def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: str, fold_ids: list,
+                            num_folds: int = 5, layout=None, force: bool = False, config_file=None) -> dict:
+    """Pretrain the encoder of every requested fold (resuming, skipping finished ones); the benchmark's
+    record of it: status, per-fold wall and training seconds, what it read, the command."""
+    from islesbench import pretrain as pt
+    from islesbench.run import resolve_prepared
+
+    entry = {"name": str(Path(PRETRAINING_DIR) / SELFSUP), "kind": "pretraining", "folds": {}, "status": "done"}
+    t0 = time.monotonic()
+    try:
+        prepared = resolve_prepared(data, runs_root, num_folds, 0, layout)  # the cohort the cells fine-tune on
+        data_dirs = list(block.data) + ([str(prepared.root)] if block.include_finetune_cohort else [])
+        entry["command"] = pretraining_command(block, data_dirs, prepared.root, runs_root, profile, num_folds,
+                                               config_file)
+        config = pt.pretrain_config(profile, [block.overrides])
+        entry.update(method=config.method, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
+                     data=data_dirs)
+        sources = pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout)
+    except IslesbenchError as exc:
+        entry.update(status="not run", reason=str(exc), seconds=round(time.monotonic() - t0, 1))
+        return entry
+    for k in fold_ids:
+        t_fold = time.monotonic()
+        try:
+            output = pt.pretrain(config, sources, selfsup_dir(runs_root), exclude_fold=k, folds_of=prepared, force=force)
+        except IslesbenchError as exc:
+            entry["folds"][str(k)] = {"status": "not run", "reason": str(exc)}
+            entry.update(status="not run", reason=f"fold {k}: {exc}")
+            break
+        from islesbench.pretraining import read_record
+
+        record = read_record(output) or {}
+        entry["folds"][str(k)] = {"status": "done", "seconds": round(time.monotonic() - t_fold, 1),
+                                  "training_seconds": record.get("seconds"), "file": str(output),
+                                  "cases": sum(c["n_cases"] for c in record.get("cohorts", [])),
+                                  "excluded_cases": len((record.get("excluded") or {}).get("cases", []))}
+    entry["seconds"] = round(time.monotonic() - t0, 1)
+    return entry
