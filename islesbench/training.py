@@ -146,7 +146,9 @@ def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_pe
     from islesbench import models, precision
 
     with precision.policy(config.train.precision):
-        model = models.build_from_config(config.model, input_channels, config.data.input_size)
+        # the channels' names: ResNet-50 weights get the caffe-style mapping of each map's window
+        model = models.build_from_config(config.model, input_channels, config.data.input_size,
+                                         modalities=config.data.modalities)
     compile_model(model, config, steps_per_epoch)
     return model, models.is_3d(config.model.arch)
 
