@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import distribute, inference, isles, records
+from islesbench import distribute, inference, isles, model_reuse, records
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import ExperimentConfig, read_json_file
 from islesbench.errors import IslesbenchError
@@ -184,6 +184,9 @@ def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None
     else:
         model.compile(optimizer=make_optimizer(config, steps_per_epoch), loss=loss,
                       metrics=[DiceScore(name="dice")], jit_compile=config.train.jit_compile)
+    # Without a strategy Keras creates the optimizer's variables inside the first traced train step, and a
+    # tf.function that creates variables is traced twice: built here, the step is traced once (seconds a fold).
+    model.optimizer.build(model.trainable_variables)
 
 
 def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
@@ -288,8 +291,9 @@ def plot_progress(rows: list, path: Path) -> None:
 
 
 def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
-             verbose=None) -> None:
-    """Train (or continue training) one fold's model until config.train.epochs."""
+             verbose=None):
+    """Train (or continue training) one fold's model until config.train.epochs; the trained model, or None
+    when the fold had finished training before."""
     import keras
 
     from islesbench import data, models
@@ -302,7 +306,7 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     done = recover_last_epoch(paths) if chief else latest_epoch_checkpoint(paths.backup_dir)[0]
     latest = latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
-        return
+        return None
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
           f"{len(val_ids)} val cases, {steps} steps per epoch, {config.train.precision}"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
@@ -313,7 +317,11 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
             if rng_file.is_file():
                 restore_seed_generator_states(model, read_json_file(rng_file, "random-generator state"))
         else:
-            model, _ = build_compiled_model(config, len(prepared.modalities), steps)
+            key = model_reuse.reuse_key(config, len(prepared.modalities), steps, strategy)
+            model = model_reuse.reused_model(key)
+            if model is None:
+                model, _ = build_compiled_model(config, len(prepared.modalities), steps)
+                model_reuse.keep(key, model)
     outputs = tuple(model.output_names)
     if distribute.num_workers() > 1:
         train_ds = data.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
@@ -363,13 +371,19 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
         with strategy.scope():
             model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
                       validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+    return model
 
 
-def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths) -> dict:
-    """Whole-volume validation with checkpoint_last: threshold chosen on training cases, metrics on val."""
+def validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
+                  model=None) -> dict:
+    """Whole-volume validation with checkpoint_last: threshold chosen on training cases, metrics on val.
+
+    `model` is the model fit_fold just trained, which holds checkpoint_last's weights (its predict step is
+    traced already); without it checkpoint_last is loaded.
+    """
     from islesbench import models
 
-    model = load_checkpoint(paths.checkpoint_last)
+    model = model if model is not None else load_checkpoint(paths.checkpoint_last)
     is_3d = models.is_3d(config.model.arch)
 
     def case_probability(case_id):
@@ -423,8 +437,8 @@ def train_and_validate_fold(config: ExperimentConfig, prepared: PreparedData, tr
     """
     chief = distribute.is_chief()
     try:
-        fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
-        summary = validate_fold(config, prepared, train_ids, val_ids, paths) if chief else None
+        model = fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
+        summary = validate_fold(config, prepared, train_ids, val_ids, paths, model) if chief else None
     finally:
         if distribute.num_workers() == 1:
             release_memory()

@@ -1,0 +1,68 @@
+"""Folds that reuse the previous fold's compiled model train exactly what a freshly built model trains."""
+
+import csv
+
+import numpy as np
+import pytest
+
+from islesbench import model_reuse, results
+from islesbench.config import apply_overrides, profile_config
+from islesbench.run import run_configuration
+from islesbench.training import load_checkpoint
+
+TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
+        "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
+
+
+def _learned_columns(path):
+    with open(path, newline="") as f:
+        return [{k: v for k, v in row.items() if k != "time"} for row in csv.DictReader(f)]
+
+
+@pytest.fixture
+def two_ways(tiny_prepared, tmp_path, monkeypatch):
+    config = apply_overrides(profile_config("quick", "unet"), TINY)
+    out = {}
+    for enabled in (False, True):
+        monkeypatch.setattr(model_reuse, "ENABLED", enabled)
+        model_reuse.forget()
+        out[enabled] = tmp_path / f"reuse_{enabled}"
+        run_configuration(config, tiny_prepared.root, out[enabled])
+    model_reuse.forget()
+    return config, out
+
+
+def test_reused_folds_equal_fresh_ones(two_ways):
+    config, out = two_ways
+    for k in (0, 1):
+        fresh, reused = (results.fold_paths(out[e], config.name, k) for e in (False, True))
+        assert _learned_columns(reused.history_csv) == _learned_columns(fresh.history_csv)
+        for a, b in zip(load_checkpoint(fresh.checkpoint_last).get_weights(),
+                        load_checkpoint(reused.checkpoint_last).get_weights()):
+            np.testing.assert_array_equal(a, b)
+        assert reused.metrics_csv.read_text() == fresh.metrics_csv.read_text()
+
+
+def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
+    import keras
+
+    monkeypatch.setattr(model_reuse, "ENABLED", True)
+    config = apply_overrides(profile_config("quick", "unet"), TINY)
+    strategy = type("S", (), {"num_replicas_in_sync": 1})()
+    key = model_reuse.reuse_key(config, 5, 3, strategy)
+    inputs = keras.Input((4,))
+    model = keras.Model(inputs, keras.layers.Dense(1)(inputs))
+    model.compile(optimizer="adam", loss="mse")
+    model.optimizer.build(model.trainable_variables)
+    model_reuse.keep(key, model)
+    assert model_reuse.reused_model(model_reuse.reuse_key(config, 5, 4, strategy)) is None  # other schedule
+    other = apply_overrides(config, {"train": {"seed": 1}})
+    assert model_reuse.reused_model(model_reuse.reuse_key(other, 5, 3, strategy)) is None
+    two = type("S", (), {"num_replicas_in_sync": 2})()
+    assert model_reuse.reuse_key(config, 5, 3, two) is None
+    before = model.get_weights()
+    model.layers[-1].kernel.assign(np.ones((4, 1), "float32"))
+    assert model_reuse.reused_model(key) is model
+    for a, b in zip(model.get_weights(), before):
+        np.testing.assert_array_equal(a, b)
+    model_reuse.forget()
