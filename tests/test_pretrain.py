@@ -93,6 +93,15 @@ def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prep
     assert [c["n_cases"] for c in entry["cohorts"]] == [n_fine_tune, 4]
 
 
+def test_restoration_outputs_start_at_the_channel_prior():
+    from islesbench.models.restoration import build_restoration_model
+
+    prior = [0.2, 0.1, 0.05, 0.03, 0.4]
+    model = build_restoration_model(5, 48, 0.125, output_prior=prior)
+    out = np.asarray(model(np.random.default_rng(0).normal(size=(2, 48, 48, 5)).astype("float32"), training=False))
+    np.testing.assert_allclose(out.mean(axis=(0, 1, 2)), prior, atol=0.03)
+
+
 def test_a_fold_file_that_saw_its_validation_cases_is_refused(per_fold, tiny_prepared, tmp_path):
     from islesbench.run import run_configuration
 

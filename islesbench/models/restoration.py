@@ -15,6 +15,7 @@ sigmoid output per input channel (the [0, 1] target of the restoration).
 from __future__ import annotations
 
 import keras
+import numpy as np
 
 from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
@@ -27,8 +28,15 @@ def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 
-def build_restoration_model(input_channels: int, input_size: int, encoder_width: float = 1.0) -> keras.Model:
-    """The encoder–decoder that restores (S, S, C) slices; S divisible by 8."""
+def build_restoration_model(input_channels: int, input_size: int, encoder_width: float = 1.0,
+                            output_prior=None) -> keras.Model:
+    """The encoder–decoder that restores (S, S, C) slices; S divisible by 8.
+
+    output_prior (one value in (0, 1) per channel, e.g. the mean target) starts each sigmoid output there
+    instead of at 0.5: the [0, 1]-scaled maps are mostly dark (background 0, rCBF ≈ 0.2, Tmax ≈ 0.03), and
+    from 0.5 the first few hundred steps went into learning that, the restoration staying worse than a
+    constant image (the prior-bias idea of islesbench/models/initialization.py, per channel).
+    """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     stages = resnet50_dilated(inputs, encoder_width)
     conv1 = keras.Model(inputs, stages["conv2"]).get_layer("conv1_relu").output  # 1/2 resolution
@@ -42,6 +50,10 @@ def build_restoration_model(input_channels: int, input_size: int, encoder_width:
     x = _conv_bn_relu(x, max(8, width // 2), 3, "restore_dec2")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up1")(x)
     x = _conv_bn_relu(x, max(8, width // 4), 3, "restore_dec1")
-    x = keras.layers.Conv2D(input_channels, 1, name="restore_logits")(x)
+    bias = "zeros"
+    if output_prior is not None:
+        p = np.clip(np.asarray(output_prior, dtype="float64"), 1e-3, 1 - 1e-3)
+        bias = keras.initializers.Constant(np.log(p / (1 - p)).astype("float32").tolist())
+    x = keras.layers.Conv2D(input_channels, 1, bias_initializer=bias, name="restore_logits")(x)
     outputs = keras.layers.Activation("sigmoid", dtype="float32", name="restored")(x)
     return keras.Model(inputs, outputs, name="genesis_restoration")
