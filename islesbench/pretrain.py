@@ -9,8 +9,8 @@ synthetic cohorts serve as well as labelled ones.
 
 `--data` takes raw cohorts (prepared once into OUT/prepared/) or prepared folders, as often as needed.
 `--exclude-fold K` leaves out fold K's validation patients (splits.json, patients.json) of every --data
-that is the fine-tuning cohort (`--folds-of`, default the first --data; the same raw source counts as the
-same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
+that is the fine-tuning cohort (`--folds-of`, required with several --data; the same raw source counts as
+the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
 been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/pretraining.py.
 
 Resumable like `run`: every epoch commits the model with its optimizer state and the history together
@@ -104,7 +104,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("--exclude-fold", default=None, metavar="K|all",
                         help="leave out fold K's validation patients of the fine-tuning cohort (all: each fold in turn)")
     parser.add_argument("--folds-of", default=None, metavar="RAW_OR_PREPARED",
-                        help="the fine-tuning cohort whose folds --exclude-fold reads (default: the first --data)")
+                        help="the fine-tuning cohort whose folds --exclude-fold reads (needed with several --data; "
+                             "default: the only --data)")
     parser.add_argument("--folds", type=int, default=5, help="number of folds when a raw cohort is prepared")
     parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds when a raw cohort is prepared")
     parser.add_argument("--config", default=None, help="JSON file of PretrainConfig overrides")
@@ -117,6 +118,9 @@ def configure_parser(parser) -> None:
 def run_command(args) -> int:
     overrides = [load_config_file(args.config)] if args.config else []
     config = pretrain_config(args.profile, overrides, epochs=args.epochs, seed=args.seed)
+    if args.exclude_fold is not None and len(args.data) > 1 and not args.folds_of:
+        raise IslesbenchError("--exclude-fold with several --data: name the fine-tuning cohort whose fold is left "
+                              "out with --folds-of (it must also be one of --data for its other folds to be read)")
     out = Path(args.out)
     sources = resolve_sources(args.data, out, args.folds, args.split_seed, args.layout)
     folds_of = resolve_one(args.folds_of, out, args.folds, args.split_seed, args.layout, sources) if args.folds_of \

@@ -187,6 +187,8 @@ def test_bad_input_is_one_line(tiny_prepared, tiny_cohort, per_fold, tmp_path, c
         (["--data", str(tiny_prepared.root), "--exclude-fold", "x"], "fold number or `all`"),
         (["--data", str(tiny_prepared.root), "--data", str(two_channels.root)], "channels CT_CBF, CT differ"),
         (["--data", str(tiny_prepared.root), "--epochs", "0"], "epochs, steps_per_epoch and batch_size"),
+        (["--data", str(two_channels.root), "--data", str(tiny_prepared.root), "--exclude-fold", "0"],
+         "name the fine-tuning cohort whose fold is left out with --folds-of"),
     ]
     for extra, message in cases:
         assert main(base + extra) == 2
