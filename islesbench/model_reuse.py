@@ -9,6 +9,10 @@ optimizer slots and step counter, dropout generators) and, when the next fold ha
 configuration, restored to exactly that state, so the fold trains what a fresh model trains and
 Keras reuses the traced functions.
 
+Between folds only garbage is collected: Keras' clear_session would also drop TensorFlow's kernel cache,
+and re-instantiating the PSPNet's train step cost ~10 s of the next fold's first epoch. The session is
+cleared when a run ends and before another configuration's model is built.
+
 Only plain single-replica training reuses (a multi-replica or multi-worker strategy, a fold resumed
 from a checkpoint and a frozen-encoder warm-up, which re-compiles, build as before); one model is kept.
 """
@@ -47,7 +51,12 @@ def reused_model(key: str | None):
     """The kept model reset to its post-compile state if it was built for `key`, else None."""
     from islesbench.training import restore_seed_generator_states
 
-    if key is None or _kept is None or _kept.key != key:
+    if _kept is not None and _kept.key != key:
+        forget()  # another configuration's model and compiled kernels go before this one is built
+        import keras
+
+        keras.backend.clear_session(free_memory=True)
+    if key is None or _kept is None:
         return None
     model = _kept.model
     model.set_weights(_kept.weights)
@@ -67,6 +76,11 @@ def keep(key: str | None, model) -> None:
         return
     _kept = _Snapshot(key, model, model.get_weights(), [v.numpy() for v in model.optimizer.variables],
                       seed_generator_states(model))
+
+
+def holding() -> bool:
+    """Whether a model is kept for the next fold (whose compiled kernels must then be kept too)."""
+    return _kept is not None
 
 
 def forget() -> None:

@@ -13,7 +13,7 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import (distribute, fractions, hparams, layouts, manifest, precision, pretraining, provenance, results,
+from islesbench import (distribute, fractions, hparams, layouts, manifest, model_reuse, precision, pretraining, provenance, results,
                         training)
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
@@ -188,6 +188,9 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
             print(f"{config.name} fold {k}: mean Dice {summary['metrics']['dice']['mean']:.3f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
+    model_reuse.forget()
+    if distribute.num_workers() == 1:
+        training.release_memory()
     return run_root
 
 

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import csv
 import os
+import random
 import re
 import shutil
 import sys
@@ -300,7 +301,6 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
-    keras.utils.set_random_seed(config.train.seed)  # initialisation and dropout; data order has its own seeds
     is_3d = models.is_3d(config.model.arch)
     steps = data.steps_per_epoch(prepared, train_ids, config, is_3d)
     done = recover_last_epoch(paths) if chief else latest_epoch_checkpoint(paths.backup_dir)[0]
@@ -310,18 +310,25 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
           f"{len(val_ids)} val cases, {steps} steps per epoch, {config.train.precision}"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
+    key = model_reuse.reuse_key(config, len(prepared.modalities), steps, strategy) if latest is None else None
+    model = model_reuse.reused_model(key)
+    if model is None:
+        keras.utils.set_random_seed(config.train.seed)  # initialisation and dropout; data order has its own seeds
+    else:
+        # The kept model carries its seeded state. tf.random.set_seed would also empty TensorFlow's kernel
+        # cache, and re-instantiating PSPNet's compiled train step cost ~9 s a fold; Python's and NumPy's
+        # generators are reseeded as set_random_seed does.
+        random.seed(config.train.seed)
+        np.random.seed(config.train.seed)
     with strategy.scope():
         if latest is not None:
             model = load_checkpoint(latest)
             rng_file = epoch_rng_file(paths.backup_dir, done)
             if rng_file.is_file():
                 restore_seed_generator_states(model, read_json_file(rng_file, "random-generator state"))
-        else:
-            key = model_reuse.reuse_key(config, len(prepared.modalities), steps, strategy)
-            model = model_reuse.reused_model(key)
-            if model is None:
-                model, _ = build_compiled_model(config, len(prepared.modalities), steps)
-                model_reuse.keep(key, model)
+        elif model is None:
+            model, _ = build_compiled_model(config, len(prepared.modalities), steps)
+            model_reuse.keep(key, model)
     outputs = tuple(model.output_names)
     if distribute.num_workers() > 1:
         train_ds = data.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
@@ -453,7 +460,8 @@ def release_memory() -> None:
 
     import keras
 
-    keras.backend.clear_session(free_memory=True)
+    if not model_reuse.holding():  # a kept model's next fold reuses its compiled kernels (model_reuse)
+        keras.backend.clear_session(free_memory=True)
     gc.collect()
 
 

@@ -55,14 +55,16 @@ def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
     model.compile(optimizer="adam", loss="mse")
     model.optimizer.build(model.trainable_variables)
     model_reuse.keep(key, model)
-    assert model_reuse.reused_model(model_reuse.reuse_key(config, 5, 4, strategy)) is None  # other schedule
+    assert model_reuse.reuse_key(config, 5, 4, strategy) != key  # another schedule
     other = apply_overrides(config, {"train": {"seed": 1}})
-    assert model_reuse.reused_model(model_reuse.reuse_key(other, 5, 3, strategy)) is None
+    assert model_reuse.reuse_key(other, 5, 3, strategy) != key
     two = type("S", (), {"num_replicas_in_sync": 2})()
     assert model_reuse.reuse_key(config, 5, 3, two) is None
     before = model.get_weights()
     model.layers[-1].kernel.assign(np.ones((4, 1), "float32"))
-    assert model_reuse.reused_model(key) is model
+    assert model_reuse.reused_model(key) is model  # reset to the state it was kept in
     for a, b in zip(model.get_weights(), before):
         np.testing.assert_array_equal(a, b)
+    assert model_reuse.reused_model(model_reuse.reuse_key(other, 5, 3, strategy)) is None
+    assert not model_reuse.holding()  # another configuration's model is dropped, not kept beside it
     model_reuse.forget()

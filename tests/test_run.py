@@ -120,3 +120,24 @@ def test_provenance_records_commit_command_and_versions():
     assert record["versions"]["numpy"] and record["versions"]["tensorflow"]
     assert record["commit"] is None or len(record["commit"]) == 40
     assert record["machine"]["cpus"] >= 1
+
+
+def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_cohort, tmp_path):
+    from islesbench import precision
+    from islesbench.predict import Predictor
+
+    run = unet_run / "unet-focal"
+    trained = json.loads((run / "config.json").read_text())["train"]["precision"]
+    assert trained in ("float32", "mixed_bfloat16")  # auto was stored resolved
+    predictor = Predictor.load(run)
+    assert {precision.model_precision(m) for m in predictor.models} == {trained}
+    other = "float32" if trained != "float32" else "mixed_bfloat16"
+    predictor.set_precision(other)
+    assert {precision.model_precision(m) for m in predictor.models} == {other}
+    outs = {}
+    for name in (trained, other):
+        out = tmp_path / name / "case.nii.gz"
+        assert main(["predict", "--model", str(run), "--input", str(isles.discover_cohort(tiny_cohort / "TESTING")[0]
+                     .directory), "--out", str(out), "--probabilities", "--precision", name]) == 0
+        outs[name] = isles.read_nifti(out.with_name("case_prob.nii.gz"))[0]
+    assert np.max(np.abs(outs[trained] - outs[other])) < 0.05  # the same model, rounded differently
