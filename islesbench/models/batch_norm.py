@@ -2,11 +2,11 @@
 
 Keras 3's BatchNormalization is written in `keras.ops`: it upcasts to float32, computes the moments and
 normalises with a dozen element-wise ops, each a pass over the activations (and as many again in the
-backward pass). On a CPU those passes cost more than the convolutions around them once the convolutions
-run in bfloat16: measured on 2 cores (tests of this module's speed live in benchmarks/models.py), four
-3×3 conv + BN + ReLU blocks at 96², 16 channels, batch 16 train in 135 ms per step in bfloat16 with Keras'
-layer and 64 ms with this one. TensorFlow's FusedBatchNormV3 (oneDNN on CPU, cuDNN on GPU) does the
-same maths in one pass each way, bfloat16 in and out, statistics in float32.
+backward pass). On a CPU those passes cost as much as the convolutions around them once the convolutions
+run in bfloat16 (`benchmarks/models.py --breakdown` gives batch norm's share of each model's step).
+TensorFlow's FusedBatchNormV3 (oneDNN on CPU, cuDNN on GPU) does the
+same maths in one pass each way, in float32 (bfloat16 activations are cast in and out, as Keras'
+layer does).
 
 Only the computation changes: the weights, their names, the float32 statistics, momentum and epsilon are
 Keras' own, so checkpoints and pretrained weights load either way. The moving variance is updated with the
@@ -37,7 +37,9 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
         channels = self.moving_mean.shape[0]
         scale = tf.cast(self.gamma, "float32") if self.scale else tf.ones((channels,), "float32")
         offset = tf.cast(self.beta, "float32") if self.center else tf.zeros((channels,), "float32")
-        x = tf.cast(inputs, self.compute_dtype)
+        # In float32, as Keras' layer computes (bfloat16 statistics lose digits); oneDNN's bfloat16 kernel
+        # was also slower than the casts around a float32 one at the quick profile's narrow channel counts.
+        x = tf.cast(inputs, "float32")
         shape = tf.shape(x)
         if len(inputs.shape) == 5:
             # Slabs (B, D, H, W, C) as (B·D, H, W, C): the same per-channel statistics, and the 2-D kernel
