@@ -153,7 +153,8 @@ def _not_run_blocks(record: dict | None, present: set) -> list:
         return []
     for cell in (record or {}).get("cells", []):
         if cell.get("pretrained") == "imagenet" and cell.get("status") != "done":
-            reason = (cell.get("reason") or "no reason recorded").splitlines()[0]
+            # the first sentence; the whole advice is under "Not run" with the benchmark's cells
+            reason = (cell.get("reason") or "no reason recorded").splitlines()[0].split(" (")[0].split(". ")[0]
             return [para(f"**{IMAGENET}** line not run: {reason}. Its full-data cell would run with:"),
                     code(cell.get("command", ""))]
     return []

@@ -61,7 +61,7 @@ def test_fold_k_never_reads_fold_k_validation_patients(per_fold, tiny_prepared, 
         assert len(state.history_csv.read_text().splitlines()) == 1 + TINY["epochs"]
 
 
-def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prepared, tmp_path):
+def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prepared, tmp_path, monkeypatch):
     import keras
 
     from islesbench.models import build_from_config, encoder_layers
@@ -79,9 +79,17 @@ def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prep
             np.testing.assert_array_equal(got, want, err_msg=layer.name)
         checked += bool(layer.weights)
     assert checked == 106
-    # `run --pretrained DIR`: fold k from fold_<k>.keras, what it was pretrained on in config.json
+    # `run --pretrained DIR`: fold k from fold_<k>.keras (never a model kept from another fold: fold 0's
+    # encoder read fold 1's validation cases), what it was pretrained on in config.json
+    from islesbench.models import pretrained as pretrained_mod
+
+    loaded = []
+    real = pretrained_mod.load_encoder_weights
+    monkeypatch.setattr(pretrained_mod, "load_encoder_weights",
+                        lambda model, source: loaded.append(source) or real(model, source))
     runs = tmp_path / "runs"
-    run_configuration(config, tiny_prepared.root, runs, folds=[0])
+    run_configuration(config, tiny_prepared.root, runs, folds=[0, 1])
+    assert loaded == [str(weights), str(per_fold / "fold_1.keras")]
     root = json.loads((runs / config.name / "config.json").read_text())
     fold = json.loads(results.fold_paths(runs, config.name, 0).config.read_text())
     assert fold["name"] == config.name and fold["model"]["pretrained"] == str(weights)
