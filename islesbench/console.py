@@ -18,7 +18,7 @@ import sys
 import threading
 
 # Commands that run models: they print which device and precision they use.
-DEVICE_COMMANDS = ("run", "predict", "tune", "benchmark")
+DEVICE_COMMANDS = ("run", "predict", "tune", "benchmark", "pretrain")
 
 STARTUP_NOISE = re.compile(
     rb"^(WARNING: All log messages before absl::InitializeLog\(\) is called are written to STDERR"
