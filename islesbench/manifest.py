@@ -144,6 +144,10 @@ class PreparedData:
             check_folds_by_patient(folds, self.patients(), self.paths.splits)
         return folds
 
+    def patient_of(self) -> dict:
+        """case -> patient where prepare recorded patients.json; empty (each case its own patient) otherwise."""
+        return self.patients() if self.paths.patients.is_file() else {}
+
     def patients(self) -> dict:
         """case -> patient, as `prepare` recorded it in patients.json."""
         data = read_json_file(self.paths.patients, "patients file")

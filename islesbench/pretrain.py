@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench import manifest, pretraining, provenance, training
+from islesbench import precision as precisions
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_config_file, profile_config,
                                read_json_file)
@@ -56,6 +57,7 @@ class PretrainConfig:
     learning_rate: float = 2e-3  # 1e-3 left the quick restoration far from converged in 400 steps
     weight_decay: float = 1e-4
     seed: int = 0
+    precision: str = "auto"  # as train.precision (islesbench/precision.py); stored resolved in pretrain.json
     genesis: GenesisConfig = field(default_factory=GenesisConfig)
 
     def validate(self) -> "PretrainConfig":
@@ -68,6 +70,8 @@ class PretrainConfig:
             problems.append("epochs, steps_per_epoch and batch_size must be >= 1")
         if not 0 < self.encoder_width <= 4:
             problems.append(f"encoder_width must lie in (0, 4], not {self.encoder_width}")
+        if self.precision not in precisions.PRECISIONS:
+            problems.append(f"precision must be one of {', '.join(precisions.PRECISIONS)}, not {self.precision!r}")
         if self.learning_rate <= 0:
             problems.append(f"learning_rate must be > 0, not {self.learning_rate}")
         if problems:
@@ -90,7 +94,8 @@ def pretrain_config(profile: str, overrides=(), epochs: int | None = None, seed:
     for extra in overrides:
         config = apply_overrides(config, extra)
     flags = {k: v for k, v in (("epochs", epochs), ("seed", seed)) if v is not None}
-    return apply_overrides(config, flags).validate()
+    config = apply_overrides(config, flags).validate()
+    return apply_overrides(config, {"precision": precisions.resolve(config.precision)})
 
 
 def configure_parser(parser) -> None:
@@ -173,7 +178,7 @@ def excluded_patients(folds_of: manifest.PreparedData, fold: int) -> tuple[set, 
     splits = folds_of.splits()
     if not 0 <= fold < len(splits):
         raise IslesbenchError(f"--exclude-fold {fold}: {folds_of.paths.splits} has {len(splits)} folds")
-    patient_of = folds_of.patients() if folds_of.paths.patients.is_file() else {}
+    patient_of = folds_of.patient_of()
     return {patient_of.get(c, c) for c in splits[fold]["val"]}, patient_of
 
 
@@ -262,7 +267,8 @@ def build_model(config: PretrainConfig, channels: int, output_prior=None):
 
     from islesbench.models.restoration import build_restoration_model
 
-    model = build_restoration_model(channels, config.input_size, config.encoder_width, output_prior)
+    with precisions.policy(config.precision):
+        model = build_restoration_model(channels, config.input_size, config.encoder_width, output_prior)
     total = config.epochs * config.steps_per_epoch
     schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.01)
     model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
@@ -297,17 +303,11 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
     preview = next(iter(data.restoration_dataset(files, n_slices, config.input_size, PREVIEW_SLICES,
                                                  PREVIEW_SEED, windows, config.genesis)))
     callbacks = [EpochCommit(state, done, config, preview, windows)]
-    if _tensorboard_available():
+    if training._tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(state.tensorboard_dir), write_graph=False))
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     model.fit(stream, epochs=config.epochs, initial_epoch=done, steps_per_epoch=config.steps_per_epoch,
               callbacks=callbacks, verbose=verbose, shuffle=False)
-
-
-def _tensorboard_available() -> bool:
-    import importlib.util
-
-    return importlib.util.find_spec("tensorboard") is not None
 
 
 def _keras_callback():

@@ -145,7 +145,7 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     if encoder is not None:
         extras["pretraining"] = encoder.provenance(fold_ids, splits, prepared)
     if config.data.train_fraction < 1:
-        patient_of = _patients_of(prepared)
+        patient_of = prepared.patient_of()
         extras["train_patients"] = {str(k): len({patient_of.get(c, c) for c in train_sets[k]}) for k in fold_ids}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
@@ -199,14 +199,9 @@ def training_sets(config: ExperimentConfig, prepared: manifest.PreparedData, spl
     fraction = config.data.train_fraction
     if fraction >= 1:
         return {k: list(fold["train"]) for k, fold in enumerate(splits)}
-    patient_of = _patients_of(prepared)
+    patient_of = prepared.patient_of()
     return {k: fractions.training_subset(fold["train"], patient_of, fraction, config.data.fraction_seed, k)
             for k, fold in enumerate(splits)}
-
-
-def _patients_of(prepared: manifest.PreparedData) -> dict:
-    """case -> patient of the prepared data (empty: every case is its own patient)."""
-    return prepared.patients() if prepared.paths.patients.is_file() else {}
 
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:

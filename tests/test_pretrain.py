@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import shutil
 import signal
 import subprocess
@@ -11,6 +10,7 @@ import sys
 
 import numpy as np
 import pytest
+from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
 
 from islesbench import pretraining, results
 from islesbench.cli import main
@@ -126,29 +126,6 @@ def test_a_fold_file_that_saw_its_validation_cases_is_refused(per_fold, tiny_pre
         run_configuration(config, tiny_prepared.root, tmp_path / "runs", folds=[0])
 
 
-def _env():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    return env
-
-
-# Dies by SIGKILL when history.csv is about to be replaced for the 3rd time: after epoch 3's commit, before
-# its history row is visible (the narrowest window of the commit).
-KILL_AT_HISTORY_WRITE = """
-import os, signal, sys
-real_replace, seen = os.replace, []
-def replace(src, dst, *a, **k):
-    if os.path.basename(str(dst)) == "history.csv":
-        seen.append(dst)
-        if len(seen) == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return real_replace(src, dst, *a, **k)
-os.replace = replace
-from islesbench.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
-
-
 def _history(path):
     import csv
 
@@ -161,15 +138,15 @@ def test_resume_after_kill_trains_what_an_uninterrupted_run_trains(tiny_prepared
     cfg.write_text(json.dumps({**TINY, "epochs": 5}))
     args = ["pretrain", "--data", str(tiny_prepared.root), "--exclude-fold", "1", "--config", str(cfg)]
     killed = subprocess.run([sys.executable, "-c", KILL_AT_HISTORY_WRITE, *args, "--out", str(tmp_path / "a")],
-                            env=_env(), capture_output=True, text=True, timeout=600)
+                            env=child_env(), capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     state = pretraining.PretrainPaths(tmp_path / "a").state(1)
     assert (state.backup_dir / "epoch_0003.keras").is_file() and not state.is_done()
-    resumed = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "a")], env=_env(),
+    resumed = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "a")], env=child_env(),
                              capture_output=True, text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert "resuming after epoch 3" in resumed.stdout
-    whole = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "b")], env=_env(),
+    whole = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "b")], env=child_env(),
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
     reference = pretraining.PretrainPaths(tmp_path / "b").state(1)
@@ -177,7 +154,7 @@ def test_resume_after_kill_trains_what_an_uninterrupted_run_trains(tiny_prepared
     assert _history(state.history_csv) == _history(reference.history_csv)
     assert (tmp_path / "a" / "fold_1.keras").is_file() and not state.backup_dir.exists()
     assert not list((tmp_path / "a").rglob(".*.tmp-*"))
-    again = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "a")], env=_env(),
+    again = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "a")], env=child_env(),
                            capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "finished earlier" in again.stdout
 

@@ -10,18 +10,12 @@ import sys
 import time
 
 import pytest
+from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
 
 from islesbench import results
 
 TINY = {"model": {"base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"batch_size": 4, "steps_per_epoch": 4}}
-
-
-def _env(**extra):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
 
 
 def _run_cmd(prepared, out, config_file, *extra):
@@ -40,7 +34,7 @@ def test_kill_9_then_same_command_continues_from_last_epoch(tiny_prepared, tmp_p
     out = tmp_path / "runs"
     cmd = _run_cmd(tiny_prepared.root, out, cfg)
     fold = results.fold_paths(out, "unet-focal", 0)
-    proc = subprocess.Popen(cmd, env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
         if fold.history_csv.is_file() and len(_history_epochs(fold.history_csv)) >= 3:
@@ -52,7 +46,7 @@ def test_kill_9_then_same_command_continues_from_last_epoch(tiny_prepared, tmp_p
     assert not fold.is_done()
     completed = len(_history_epochs(fold.history_csv))
     assert 3 <= completed < 14
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     resumed_at = int(done.stdout.split("resuming after epoch ")[1].split()[0].rstrip(","))
     # the kill may land after an epoch's commit and before history.csv shows it: rolled forward then
@@ -61,25 +55,8 @@ def test_kill_9_then_same_command_continues_from_last_epoch(tiny_prepared, tmp_p
     assert "Epoch 1/14" not in done.stdout
     assert fold.is_done() and not fold.backup_dir.exists()
     assert not list(out.rglob(".*.tmp-*"))
-    again = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=300)
+    again = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=300)
     assert again.returncode == 0 and "finished earlier, skipped" in again.stdout
-
-
-# Dies by SIGKILL exactly when history.csv is about to be replaced for the 3rd time, i.e. after the
-# 3rd epoch's checkpoint exists and before its history row is visible (the window a random kill rarely hits).
-KILL_AT_HISTORY_WRITE = """
-import os, signal, sys
-real_replace, seen = os.replace, []
-def replace(src, dst, *a, **k):
-    if os.path.basename(str(dst)) == "history.csv":
-        seen.append(dst)
-        if len(seen) == 3:
-            os.kill(os.getpid(), signal.SIGKILL)
-    return real_replace(src, dst, *a, **k)
-os.replace = replace
-from islesbench.cli import main
-sys.exit(main(sys.argv[1:]))
-"""
 
 
 def test_kill_between_checkpoint_and_history_row_loses_no_row(tiny_prepared, tmp_path):
@@ -88,11 +65,11 @@ def test_kill_between_checkpoint_and_history_row_loses_no_row(tiny_prepared, tmp
     out = tmp_path / "runs"
     args = _run_cmd(tiny_prepared.root, out, cfg)[3:]
     fold = results.fold_paths(out, "unet-focal", 0)
-    killed = subprocess.run([sys.executable, "-c", KILL_AT_HISTORY_WRITE, *args], env=_env(),
+    killed = subprocess.run([sys.executable, "-c", KILL_AT_HISTORY_WRITE, *args], env=child_env(),
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
     assert (fold.backup_dir / "epoch_0003.keras").is_file()
-    done = subprocess.run([sys.executable, "-m", "islesbench", *args], env=_env(), capture_output=True,
+    done = subprocess.run([sys.executable, "-m", "islesbench", *args], env=child_env(), capture_output=True,
                           text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "resuming after epoch 3" in done.stdout
@@ -102,7 +79,7 @@ def test_kill_between_checkpoint_and_history_row_loses_no_row(tiny_prepared, tmp
     # killed run left it and dropout's generator state is restored (a .keras file does not keep it)
     whole = tmp_path / "whole"
     args[args.index("--out") + 1] = str(whole)
-    assert subprocess.run([sys.executable, "-m", "islesbench", *args], env=_env(), capture_output=True,
+    assert subprocess.run([sys.executable, "-m", "islesbench", *args], env=child_env(), capture_output=True,
                           timeout=600).returncode == 0
     reference = results.fold_paths(whole, "unet-focal", 0)
     assert _history_values(fold.history_csv) == _history_values(reference.history_csv)
@@ -127,7 +104,7 @@ def test_mirrored_strategy_over_two_cpu_devices(tiny_prepared, tmp_path):
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 1}}))
     cmd = [sys.executable, "-c", MIRRORED] + _run_cmd(tiny_prepared.root, tmp_path / "runs", cfg)[3:]
-    done = subprocess.run(cmd, env=_env(), capture_output=True, text=True, timeout=600)
+    done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in done.stdout
     assert results.fold_paths(tmp_path / "runs", "unet-focal", 0).is_done()
@@ -148,13 +125,13 @@ def test_two_workers_on_loopback_agree_with_one_process(tiny_prepared, tmp_path)
     cfg = tmp_path / "cfg.json"
     cfg.write_text(json.dumps({**TINY, "data": {**TINY["data"], "augment": False},
                                "train": {**TINY["train"], "epochs": 2}}))
-    single = subprocess.run(_run_cmd(tiny_prepared.root, tmp_path / "single", cfg), env=_env(),
+    single = subprocess.run(_run_cmd(tiny_prepared.root, tmp_path / "single", cfg), env=child_env(),
                             capture_output=True, text=True, timeout=600)
     assert single.returncode == 0, single.stderr[-2000:]
     ports = _free_ports(2)
     cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
     procs = [subprocess.Popen(_run_cmd(tiny_prepared.root, tmp_path / "multi", cfg),
-                              env=_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
+                              env=child_env(TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": i}})),
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for i in range(2)]
     outs = [p.communicate(timeout=600) for p in procs]
     for p, (o, e) in zip(procs, outs):

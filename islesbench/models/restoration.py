@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
 DECODER_CHANNELS = 256  # at the first decoder stage, before the encoder width scales it; halved per stage
@@ -24,7 +25,7 @@ DECODER_CHANNELS = 256  # at the first decoder stage, before the encoder width s
 
 def _conv_bn_relu(x, filters: int, kernel: int, name: str):
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
-    x = keras.layers.BatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
+    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 
