@@ -1,5 +1,7 @@
 """The TFRecord schema: round trip, and records of another version rejected with a clear message."""
 
+import os
+
 import numpy as np
 import pytest
 
@@ -53,3 +55,22 @@ def test_missing_and_garbage_files_named(tmp_path):
     bad.write_bytes(b"not a tfrecord at all, just bytes")
     with pytest.raises(IslesbenchError, match="bad.tfrecord"):
         records.check_record_files([bad])
+
+
+def test_checked_file_read_once_until_it_changes(tmp_path, monkeypatch):
+    path = tmp_path / "c.slices.tfrecord"
+    example = records.slice_example("case_1", 0, 1, np.zeros((4, 4, 1), np.float32), np.zeros((4, 4), np.uint8),
+                                    (1, 1, 1))
+    records.write_records(path, [example])
+    reads = []
+    first_record = records._checked_first_record
+    monkeypatch.setattr(records, "_checked_first_record", lambda p: reads.append(p) or first_record(p))
+    records.check_record_files([path])
+    records.check_record_files([path])  # a grid checks the same files fold after fold
+    assert len(reads) == 1
+    raw = path.read_bytes()
+    path.write_bytes(raw[:-3] + b"xyz")  # damaged after the first check: read again, and named
+    os.utime(path, ns=(1, 1))
+    with pytest.raises(IslesbenchError, match=r"c\.slices\.tfrecord"):
+        records.check_record_files([path])
+    assert len(reads) == 2
