@@ -3,7 +3,7 @@
     RUNS/<config-name>/config.json              resolved ExperimentConfig of the run
     RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number
                                history.csv      one row per epoch (Keras CSVLogger)
-                               progress.png     loss and validation Dice per epoch
+                               progress.png     loss and validation Dice per epoch (redrawn every 30 s at most, and at the end)
                                checkpoint_best.keras, checkpoint_last.keras
                                backup/          BackupAndRestore state of an unfinished run
                                logs/            TensorBoard

@@ -36,6 +36,7 @@ from islesbench.results import FoldPaths
 
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
 EPOCH_HISTORY = re.compile(r"^epoch_(\d{4,})\.(history\.csv|rng\.json)$")
+PLOT_INTERVAL_S = 30.0
 
 
 def latest_epoch_checkpoint(backup_dir: Path):
@@ -199,6 +200,7 @@ def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
         def __init__(self):
             super().__init__()
             self.rows = _read_history(paths.history_csv, before_epoch=initial_epoch)
+            self.plotted_at = -float("inf")
 
         def on_epoch_end(self, epoch, logs=None):
             done = epoch + 1
@@ -219,10 +221,15 @@ def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
                 self.model.save(str(tmp))
             # committed: from here on a kill is rolled forward by recover_last_epoch
             _publish_epoch(paths, target, self.rows, done)
-            try:
-                plot_progress(self.rows, paths.progress_png)
-            except Exception as exc:  # a plot must never stop training
-                print(f"warning: progress plot not written: {exc}", file=sys.stderr)
+            # Redrawn at most every PLOT_INTERVAL_S and after the last epoch: drawing costs ~0.1 s, as much
+            # as a whole epoch's commit, and a grid of short epochs draws hundreds of times.
+            last = done >= (self.params or {}).get("epochs", done)
+            if last or time.monotonic() - self.plotted_at >= PLOT_INTERVAL_S:
+                try:
+                    plot_progress(self.rows, paths.progress_png)
+                except Exception as exc:  # a plot must never stop training
+                    print(f"warning: progress plot not written: {exc}", file=sys.stderr)
+                self.plotted_at = time.monotonic()
 
     callbacks = [EpochCommit()]
     if chief and _tensorboard_available():

@@ -141,3 +141,16 @@ def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_co
                      .directory), "--out", str(out), "--probabilities", "--precision", name]) == 0
         outs[name] = isles.read_nifti(out.with_name("case_prob.nii.gz"))[0]
     assert np.max(np.abs(outs[trained] - outs[other])) < 0.05  # the same model, rounded differently
+
+
+def test_progress_plot_drawn_after_the_first_and_last_epochs_of_short_epochs(tiny_prepared, tmp_path, monkeypatch):
+    from islesbench import training
+
+    drawn = []
+    monkeypatch.setattr(training, "plot_progress", lambda rows, path: drawn.append(len(rows)))
+    run_configuration(tiny_config(train={"epochs": 4}), tiny_prepared.root, tmp_path, folds=[0])
+    assert drawn == [1, 4]  # epochs far shorter than PLOT_INTERVAL_S: the first and the last only
+    monkeypatch.setattr(training, "PLOT_INTERVAL_S", 0.0)
+    drawn.clear()
+    run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared.root, tmp_path / "again", folds=[0])
+    assert drawn == [1, 2, 3]
