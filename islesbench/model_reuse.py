@@ -10,8 +10,10 @@ configuration, restored to exactly that state, so the fold trains what a fresh m
 Keras reuses the traced functions.
 
 Between folds only garbage is collected: Keras' clear_session would also drop TensorFlow's kernel cache,
-and re-instantiating the PSPNet's train step cost ~10 s of the next fold's first epoch. The session is
-cleared when a run ends and before another configuration's model is built.
+and re-instantiating the PSPNet's train step cost ~10 s of the next fold's first epoch. What survives
+that collection (the kept model and its traced graphs) is frozen out of Python's later collections
+(`gc.freeze`) until `forget()`. The session is cleared when a run ends and before another
+configuration's model is built.
 
 Only plain single-replica training reuses (a multi-replica or multi-worker strategy, a fold resumed
 from a checkpoint and a frozen-encoder warm-up, which re-compiles, build as before); one model is kept.
@@ -84,5 +86,9 @@ def holding() -> bool:
 
 
 def forget() -> None:
+    """Drop the kept model; what training.release_memory froze while it was kept can be collected again."""
+    import gc
+
     global _kept
     _kept = None
+    gc.unfreeze()

@@ -68,3 +68,18 @@ def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
     assert model_reuse.reused_model(model_reuse.reuse_key(other, 5, 3, strategy)) is None
     assert not model_reuse.holding()  # another configuration's model is dropped, not kept beside it
     model_reuse.forget()
+
+
+def test_kept_model_is_frozen_out_of_garbage_collection_until_forgotten(tiny_prepared, tmp_path, monkeypatch):
+    import gc
+
+    from islesbench import training
+
+    monkeypatch.setattr(model_reuse, "ENABLED", True)
+    frozen = []
+    finish = training.finish_fold
+    monkeypatch.setattr(training, "finish_fold", lambda paths: frozen.append(gc.get_freeze_count()) or finish(paths))
+    model_reuse.forget()
+    run_configuration(apply_overrides(profile_config("quick", "unet"), TINY), tiny_prepared.root, tmp_path)
+    assert len(frozen) == 2 and all(n > 0 for n in frozen)  # after each fold's release_memory
+    assert gc.get_freeze_count() == 0  # thawed when the run let go of the model
