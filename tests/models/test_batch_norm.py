@@ -60,3 +60,44 @@ def test_five_d_inputs_match_keras_and_the_layer_saves(tmp_path):
     model.save(tmp_path / "m.keras")
     loaded = keras.saving.load_model(tmp_path / "m.keras", safe_mode=True)
     assert type(loaded.get_layer("bn")) is FusedBatchNormalization
+
+
+def _fused_kernel_dtypes(layer, x):
+    import tensorflow as tf
+
+    graph = tf.function(lambda t: layer(t, training=True)).get_concrete_function(x).graph
+    return [op.get_attr("T").name for op in graph.get_operations() if op.type == "FusedBatchNormV3"]
+
+
+@pytest.mark.parametrize("channels", [8, 16, 32])
+def test_bfloat16_kernel_only_where_vectorised_and_the_same_numbers_as_through_float32(channels):
+    """oneDNN's bfloat16 batch norm is fast for channel counts that are multiples of 16 and a slow fallback
+    below: those take the bfloat16 kernel, the rest are cast to float32; the numbers are the same."""
+    import tensorflow as tf
+
+    x32 = np.random.default_rng(4).normal(2.0, 3.0, (4, 6, 6, channels)).astype("float32")
+    x = tf.cast(x32, tf.bfloat16)
+    layer = FusedBatchNormalization(dtype="mixed_bfloat16", momentum=0.9)
+    reference = FusedBatchNormalization(momentum=0.9)  # float32 throughout, on the same bfloat16 values
+    layer.build(x.shape)
+    reference.build(x.shape)
+    expected = ["bfloat16"] if channels % 16 == 0 else ["float32"]
+    assert _fused_kernel_dtypes(layer, x) == expected
+    weights = [w + 0.1 * i for i, w in enumerate(reference.get_weights())]
+    layer.set_weights(weights)
+    reference.set_weights(weights)
+    upstream = tf.constant(np.random.default_rng(5).normal(size=x.shape).astype("float32"))
+    outs = []
+    for lay, inp in ((layer, x), (reference, tf.cast(x, tf.float32))):
+        with tf.GradientTape() as tape:
+            tape.watch(inp)
+            y = lay(inp, training=True)
+            loss = tf.reduce_sum(tf.cast(y, tf.float32) * upstream)
+        dx = tape.gradient(loss, inp)
+        outs.append((tf.cast(tf.cast(y, tf.bfloat16), tf.float32).numpy(), tf.cast(tf.cast(dx, tf.bfloat16), tf.float32).numpy(),
+                     [w.numpy() for w in lay.non_trainable_weights]))
+    (y0, d0, s0), (y1, d1, s1) = outs
+    np.testing.assert_allclose(y0, y1, atol=2 ** -6)  # one bfloat16 rounding step at |y| < 4
+    np.testing.assert_allclose(d0, d1, rtol=2 ** -7, atol=1e-3)
+    for a, b in zip(s0, s1):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
