@@ -32,7 +32,8 @@ from islesbench.atomic import write_json_atomic
 from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
 
-from islesbench.reports.grid import Grid, benchmark_record_path, cell_overrides_path, load_grid
+from islesbench.precision import PRECISIONS
+from islesbench.reports.grid import Grid, benchmark_record_path, cell_overrides_path, load_grid, merge_overrides
 from islesbench.reports.selfsup import SELFSUP, run_selfsup_pretraining
 
 DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
@@ -55,6 +56,9 @@ def configure_parser(parser) -> None:
     parser.add_argument("--train-fraction", default=None, metavar="F1,F2,...",
                         help="train every learned cell on these shares of each fold's training patients "
                              "(e.g. 0.25,0.5,1.0; replaces the grid's train_fractions)")
+    parser.add_argument("--precision", choices=PRECISIONS, default=None,
+                        help="train.precision of every cell (default auto: bfloat16 where the hardware runs it "
+                             "natively); runs of another precision need their own --out")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     from islesbench import layouts
@@ -75,6 +79,10 @@ def run_command(args) -> int:
         except ValueError as exc:
             raise IslesbenchError(f"--train-fraction {args.train_fraction}: {exc}") from None
         grid = dataclasses.replace(grid, train_fractions=fractions)
+    if getattr(args, "precision", None):
+        import dataclasses
+
+        grid = dataclasses.replace(grid, overrides=merge_overrides(grid.overrides, {"train": {"precision": args.precision}}))
     fold = _parse_fold(args.fold, args.folds)
     if args.seeds < 1:
         raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")

@@ -191,7 +191,7 @@ class Grid:
     def cell_overrides(self, cell: GridCell) -> dict:
         """The overrides a stand-alone `islesbench run --config FILE` needs to reproduce `cell` (the name
         travels as `--name`)."""
-        return _deep_merge(self.overrides, cell.overrides)
+        return merge_overrides(self.overrides, cell.overrides)
 
 
 def paper_grid() -> Grid:
@@ -315,11 +315,12 @@ def _parse_ensemble(raw) -> tuple[EnsembleCell | None, list[str]]:
     return EnsembleCell(top_k=top_k, name=name), []
 
 
-def _deep_merge(base: dict, extra: dict) -> dict:
+def merge_overrides(base: dict, extra: dict) -> dict:
+    """`base` with `extra` merged in, nested sections key by key (neither is modified)."""
     out = json.loads(json.dumps(base))
     for key, value in extra.items():
         if isinstance(value, dict) and isinstance(out.get(key), dict):
-            out[key] = _deep_merge(out[key], value)
+            out[key] = merge_overrides(out[key], value)
         else:
             out[key] = value
     return out

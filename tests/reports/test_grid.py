@@ -17,6 +17,7 @@ from islesbench.reports.grid import (
     EnsembleCell,
     GridCell,
     benchmark_record_path,
+    cell_overrides_path,
     grid_from_dict,
     load_grid,
     paper_grid,
@@ -332,3 +333,28 @@ def test_a_tuned_cell_runs_each_outer_fold_with_its_own_search(tmp_path):
     assert not seen["unet-focal-tuned-nonnested"].nested
     assert f"--hparams {nested}" in record["cells"][0]["command"]
     assert grid.cells[1].config("quick").model.base_width == 4  # a single search's choice applies to every fold
+
+
+def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkeypatch, capsys):
+    seen = {}
+
+    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+        seen[config.name] = config.train.precision
+        write_fake_run(runs_root, config.name, DICE[config.name], folds=list(range(num_folds)))
+
+    monkeypatch.setitem(sys.modules, "islesbench.run", types.SimpleNamespace(run_configuration=training))
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "unet", "loss": "ce"}], "ensemble": None,
+                                     "overrides": {"train": {"epochs": 1}}}))
+    parser = argparse.ArgumentParser()
+    benchmark.configure_parser(parser)
+    runs = tmp_path / "runs"
+    args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2",
+                              "--precision", "float32", "--no-report"])
+    assert benchmark.run_command(args) == 0
+    assert seen == {"unet-focal": "float32", "unet-ce": "float32"}
+    record = json.loads(benchmark_record_path(runs).read_text())
+    for cell in record["cells"]:
+        overrides = json.loads(cell_overrides_path(runs, cell["name"]).read_text())
+        assert overrides == {"train": {"epochs": 1, "precision": "float32"}}  # the grid's own overrides kept
+        assert str(cell_overrides_path(runs, cell["name"])) in cell["command"]
