@@ -344,7 +344,7 @@ def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkey
 
     monkeypatch.setitem(sys.modules, "islesbench.run", types.SimpleNamespace(run_configuration=training))
     grid_file = tmp_path / "grid.json"
-    grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "unet", "loss": "ce"}], "ensemble": None,
+    grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None,
                                      "overrides": {"train": {"epochs": 1}}}))
     parser = argparse.ArgumentParser()
     benchmark.configure_parser(parser)
@@ -352,7 +352,7 @@ def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkey
     args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2",
                               "--precision", "float32", "--no-report"])
     assert benchmark.run_command(args) == 0
-    assert seen == {"unet-focal": "float32", "unet-ce": "float32"}
+    assert seen == {"unet-focal": "float32", "vnet-focal": "float32"}
     record = json.loads(benchmark_record_path(runs).read_text())
     for cell in record["cells"]:
         overrides = json.loads(cell_overrides_path(runs, cell["name"]).read_text())
