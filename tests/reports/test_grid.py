@@ -207,12 +207,13 @@ def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
         write_fake_run(runs_root, config.name, DICE[base.name], folds=[0, 1],
                        config=apply_overrides(base, {"train": {"seed": config.train.seed}}))
 
-    grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None})
+    grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "vnet"}, {"arch": "threshold"}], "ensemble": None})
     record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training,
                                      seeds=3)
-    assert trained == [("unet-focal", 0), ("vnet-focal", 0), ("unet-focal-seed1", 1), ("vnet-focal-seed1", 1),
-                       ("unet-focal-seed2", 2), ("vnet-focal-seed2", 2)]
-    assert [c["seed"] for c in record["cells"]] == [0, 0, 1, 1, 2, 2]
+    # the threshold rule has no seed: one run (a second would clash with the first's folder)
+    assert trained == [("unet-focal", 0), ("vnet-focal", 0), ("threshold", 0), ("unet-focal-seed1", 1),
+                       ("vnet-focal-seed1", 1), ("unet-focal-seed2", 2), ("vnet-focal-seed2", 2)]
+    assert [c["seed"] for c in record["cells"]] == [0, 0, 0, 1, 1, 2, 2]
     assert "--seed 2" in record["cells"][-1]["command"]
 
 
