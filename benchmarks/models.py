@@ -276,6 +276,11 @@ def main(argv=None) -> int:
                     print(f"  training step by layer type ({name} {profile} {precision}): {top}", flush=True)
                     measured[-1]["breakdown"] = "; ".join(f"{k} {100 * v:.1f}%" for k, v in shares.items() if v >= 0.01)
     if args.csv and rows:
+        from islesbench.provenance import provenance
+
+        commit = provenance()["commit"]
+        for row in rows:
+            row["commit"] = (commit or "")[:7]
         fields = list(dict.fromkeys(k for row in rows for k in row))
         new = not os.path.exists(args.csv)
         with open(args.csv, "a", newline="") as f:

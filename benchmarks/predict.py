@@ -17,6 +17,8 @@ import os
 import time
 from pathlib import Path
 
+from islesbench.precision import PRECISIONS  # light: TensorFlow is imported later
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 
@@ -24,7 +26,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="/tmp/islesbench-bench-predict")
     parser.add_argument("--profile", default="quick", choices=("quick", "paper"))
-    parser.add_argument("--precision", default="auto", choices=("auto", "float32", "mixed_bfloat16", "mixed_float16"))
+    parser.add_argument("--precision", default="auto", choices=PRECISIONS)
     parser.add_argument("--archs", nargs="+", default=["unet", "pspnet", "vnet"])
     args = parser.parse_args()
 

@@ -102,7 +102,6 @@ def device_line() -> str:
 
     from islesbench import precision
 
-
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:
         names = []

@@ -106,10 +106,11 @@ def resolve(precision: str) -> str:
 
 def describe(precision: str) -> str:
     """'mixed_bfloat16 (auto: CPU has avx512_bf16 (oneDNN))' or 'float32'."""
-    resolved = resolve(precision)
-    if precision == "auto":
-        return f"{resolved} (auto: {native_bfloat16()[1]})"
-    return resolved
+    check(precision)
+    if precision != "auto":
+        return precision
+    native, why = native_bfloat16()
+    return f"{'mixed_bfloat16' if native else 'float32'} (auto: {why})"
 
 
 @contextlib.contextmanager

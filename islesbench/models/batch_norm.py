@@ -1,4 +1,4 @@
-"""BatchNormalization that runs as one fused kernel on TensorFlow: `batch_norm(x, name=...)`.
+"""BatchNormalization that runs as one fused kernel on TensorFlow: `FusedBatchNormalization`.
 
 Keras 3's BatchNormalization is written in `keras.ops`: it upcasts to float32, computes the moments and
 normalises with a dozen element-wise ops, each a pass over the activations (and as many again in the
@@ -68,8 +68,3 @@ def _native_bfloat16(inputs, channels: int) -> bool:
 
 # oneDNN's bfloat16 batch norm is vectorised over blocks of 16 channels (measured on AVX-512 BF16, 2 cores).
 BFLOAT16_CHANNEL_MULTIPLE = 16
-
-
-def batch_norm(x, name: str, **kwargs):
-    """Apply a (fused where possible) BatchNormalization layer named `name` to `x`."""
-    return FusedBatchNormalization(name=name, **kwargs)(x)

@@ -109,7 +109,8 @@ class BilinearResizeLike(keras.layers.Layer):
         return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
 
 
-def _conv_bn_relu(x, filters: int, kernel: int, name: str):
+def conv_bn_relu(x, filters: int, kernel: int, name: str):
+    """3x3/1x1 convolution (no bias), batch norm, ReLU: the PSP head's block (and the restoration decoder's)."""
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
     x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
@@ -148,13 +149,13 @@ def build_pspnet(
     for bins in PPM_BINS:
         name = f"ppm_{bins}"
         y = AdaptiveAveragePooling2D(bins, name=name + "_pool")(features)
-        y = _conv_bn_relu(y, ppm_channels, 1, name)
+        y = conv_bn_relu(y, ppm_channels, 1, name)
         branches.append(BilinearResizeLike(name=name + "_resize")([y, features]))
     x = keras.layers.Concatenate(name="ppm_concat")(branches)
-    x = _conv_bn_relu(x, ppm_channels, 3, "head")
+    x = conv_bn_relu(x, ppm_channels, 3, "head")
     mask = _classifier(x, inputs, dropout, "mask")
     if not aux:
         return keras.Model(inputs, mask, name="pspnet")
-    y = _conv_bn_relu(stages["conv4"], aux_channels, 3, "aux_head")
+    y = conv_bn_relu(stages["conv4"], aux_channels, 3, "aux_head")
     aux_out = _classifier(y, inputs, 0.1, "aux")
     return keras.Model(inputs, {"mask": mask, "aux": aux_out}, name="pspnet")

@@ -17,16 +17,10 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from islesbench.models.batch_norm import FusedBatchNormalization
-from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
+from islesbench.models.pspnet import conv_bn_relu
+from islesbench.models.resnet50_dilated import resnet50_dilated, scaled
 
 DECODER_CHANNELS = 256  # at the first decoder stage, before the encoder width scales it; halved per stage
-
-
-def _conv_bn_relu(x, filters: int, kernel: int, name: str):
-    x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
-    x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
-    return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 
 def build_restoration_model(input_channels: int, input_size: int, encoder_width: float = 1.0,
@@ -42,15 +36,15 @@ def build_restoration_model(input_channels: int, input_size: int, encoder_width:
     stages = resnet50_dilated(inputs, encoder_width)
     conv1 = keras.Model(inputs, stages["conv2"]).get_layer("conv1_relu").output  # 1/2 resolution
     width = scaled(DECODER_CHANNELS, encoder_width)
-    x = _conv_bn_relu(stages["conv5"], width, 1, "restore_reduce")
+    x = conv_bn_relu(stages["conv5"], width, 1, "restore_reduce")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up4")(x)
     x = keras.layers.Concatenate(name="restore_skip4")([x, stages["conv2"]])
-    x = _conv_bn_relu(x, width, 3, "restore_dec4")
+    x = conv_bn_relu(x, width, 3, "restore_dec4")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up2")(x)
     x = keras.layers.Concatenate(name="restore_skip2")([x, conv1])
-    x = _conv_bn_relu(x, max(8, width // 2), 3, "restore_dec2")
+    x = conv_bn_relu(x, max(8, width // 2), 3, "restore_dec2")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up1")(x)
-    x = _conv_bn_relu(x, max(8, width // 4), 3, "restore_dec1")
+    x = conv_bn_relu(x, max(8, width // 4), 3, "restore_dec1")
     bias = "zeros"
     if output_prior is not None:
         p = np.clip(np.asarray(output_prior, dtype="float64"), 1e-3, 1 - 1e-3)
