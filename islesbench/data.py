@@ -77,9 +77,9 @@ def augment(image, mask, seed, strength: float = 1.0):
     return image, mask
 
 
-def _stateless_flip(x, seed, axis: int):
-    """`x` reversed along `axis` with probability 1/2 (one seeded draw for the whole tensor)."""
-    flip = tf.random.stateless_uniform([], seed) < 0.5
+def _stateless_flip(x, seed, axis: int, prob: float = 0.5):
+    """`x` reversed along `axis` with probability `prob` (one seeded draw for the whole tensor)."""
+    flip = tf.random.stateless_uniform([], seed) < prob
     return tf.cond(flip, lambda: tf.reverse(x, axis=[axis]), lambda: x)
 
 

@@ -28,6 +28,8 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
+from islesbench.data import _stateless_flip
+
 # Samples of the Bézier curve the intensity transform interpolates between.
 BEZIER_SAMPLES = 129
 # Side lengths (pixels) of the tiles whose pixels local shuffling permutes; those dividing the input are used.
@@ -193,6 +195,6 @@ def restoration_pair(image, seed, lows, highs, config: GenesisConfig):
     seeds = tf.random.experimental.stateless_split(seed, num=3)
     y = to_unit(image, lows, highs)
     for axis, s in ((1, seeds[0]), (0, seeds[1])):
-        y = tf.cond(_coin(s, config.flip_prob), lambda a=axis: tf.reverse(y, axis=[a]), lambda: y)
+        y = _stateless_flip(y, s, axis, config.flip_prob)
     x = distort(y, seeds[2], config)
     return from_unit(x, lows, highs), y

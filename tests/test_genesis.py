@@ -51,6 +51,14 @@ def test_shuffling_moves_whole_pixels_locally():
     np.testing.assert_allclose(np.asarray(x).mean(axis=(0, 1)), out.mean(axis=(0, 1)), atol=1e-6)
 
 
+def test_flips_follow_flip_prob():
+    unit = _slice()
+    image = genesis.from_unit(unit, *zip(*WINDOWS))
+    flip_only = GenesisConfig(shuffle_prob=0, nonlinear_prob=0, paint_prob=0, flip_prob=1)
+    _, y = genesis.restoration_pair(image, _seed(8), *zip(*WINDOWS), flip_only)
+    np.testing.assert_allclose(y, np.asarray(unit)[::-1, ::-1], atol=1e-6)
+
+
 def test_intensity_transform_is_monotonic_per_channel_with_its_own_curve():
     x = _slice()
     out = np.asarray(genesis.nonlinear_intensity(x, _seed(5)))
