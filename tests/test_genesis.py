@@ -49,6 +49,14 @@ def test_shuffling_moves_whole_pixels_locally():
     assert sorted(map(tuple, before)) == sorted(map(tuple, after))
     # and moved locally: each channel's row profile is kept at a coarse scale
     np.testing.assert_allclose(np.asarray(x).mean(axis=(0, 1)), out.mean(axis=(0, 1)), atol=1e-6)
+    # The mean above is fixed by the multiset already; locality itself: the values are unique, so every
+    # output pixel's source is known. Pixels stay inside their tile of a tiling rolled around the slice,
+    # so the wrap-around distance they move is below the tile's side on each axis.
+    source = {v: divmod(i, 48) for i, v in enumerate(np.asarray(x)[..., 0].ravel())}
+    assert len(source) == 48 * 48
+    moved = np.array([np.subtract(source[v], divmod(i, 48)) % 48 for i, v in enumerate(out[..., 0].ravel())])
+    assert moved.any()
+    assert (np.minimum(moved, 48 - moved) < max(genesis.SHUFFLE_TILES)).all()
 
 
 def test_flips_follow_flip_prob():
