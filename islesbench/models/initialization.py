@@ -15,16 +15,17 @@ of the 24-case synthetic cohort, quick profile; see the README's "Training from 
 
 from __future__ import annotations
 
-import math
-
 import keras
+import numpy as np
 
 LESION_PRIOR = 0.01
 RESIDUAL_GAMMA = "zeros"  # gamma_initializer of a residual branch's last BatchNormalization
 
 
-def prior_bias(prior: float = LESION_PRIOR):
-    """Bias initialiser for a sigmoid logit so that every pixel starts at P(lesion) = prior."""
-    if not 0.0 < prior < 1.0:
+def prior_bias(prior=LESION_PRIOR):
+    """Bias initialiser for a sigmoid logit so that every pixel starts at P(lesion) = prior; `prior` may
+    also hold one probability per output channel."""
+    p = np.asarray(prior, dtype="float64")
+    if not ((0.0 < p) & (p < 1.0)).all():
         raise ValueError(f"prior must be in (0, 1), not {prior}")
-    return keras.initializers.Constant(-math.log((1.0 - prior) / prior))
+    return keras.initializers.Constant((-np.log((1.0 - p) / p)).tolist())

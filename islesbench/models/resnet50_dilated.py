@@ -64,19 +64,20 @@ def scaled(channels: int, width: float) -> int:
 
 
 def resnet50_dilated(inputs, width: float = 1.0) -> dict:
-    """Apply the dilated ResNet-50 to `inputs` (B, H, W, C); returns {"conv2".."conv5": stage outputs}.
+    """Apply the dilated ResNet-50 to `inputs` (B, H, W, C); returns {"conv1".."conv5": stage outputs}.
 
-    conv2 is at 1/4 of the input, conv3–conv5 at 1/8 (H and W must be divisible by 8). `width` scales
-    every layer's channels (1.0 is ResNet-50 itself, the only width pretrained ResNet-50 weights fit;
-    the quick CPU profile uses 0.125, about a sixtieth of the FLOPs, with the same depth and dilations).
+    conv1 (the stem's activation, before pooling: the restoration decoder's last skip) is at 1/2 of the
+    input, conv2 at 1/4, conv3–conv5 at 1/8 (H and W must be divisible by 8). `width` scales every layer's
+    channels (1.0 is ResNet-50 itself, the only width pretrained ResNet-50 weights fit; the quick CPU
+    profile uses 0.125, about a sixtieth of the FLOPs, with the same depth and dilations).
     """
     x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(scaled(64, width), 7, strides=2, name="conv1_conv")(x)
     x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
+    outputs = {"conv1": x}
     x = keras.layers.ZeroPadding2D(padding=1, name="pool1_pad")(x)
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
-    outputs = {}
     for stage, (filters, blocks, stride, dilation) in STAGES.items():
         f = scaled(filters, width)
         x = _bottleneck(x, f, stride, dilation, conv_shortcut=True, name=f"{stage}_block1")

@@ -17,6 +17,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 
+from islesbench.models.initialization import prior_bias
 from islesbench.models.pspnet import conv_bn_relu
 from islesbench.models.resnet50_dilated import resnet50_dilated, scaled
 
@@ -34,21 +35,20 @@ def build_restoration_model(input_channels: int, input_size: int, encoder_width:
     """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     stages = resnet50_dilated(inputs, encoder_width)
-    conv1 = keras.Model(inputs, stages["conv2"]).get_layer("conv1_relu").output  # 1/2 resolution
     width = scaled(DECODER_CHANNELS, encoder_width)
     x = conv_bn_relu(stages["conv5"], width, 1, "restore_reduce")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up4")(x)
     x = keras.layers.Concatenate(name="restore_skip4")([x, stages["conv2"]])
     x = conv_bn_relu(x, width, 3, "restore_dec4")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up2")(x)
-    x = keras.layers.Concatenate(name="restore_skip2")([x, conv1])
+    x = keras.layers.Concatenate(name="restore_skip2")([x, stages["conv1"]])
     x = conv_bn_relu(x, max(8, width // 2), 3, "restore_dec2")
     x = keras.layers.UpSampling2D(2, interpolation="bilinear", name="restore_up1")(x)
     x = conv_bn_relu(x, max(8, width // 4), 3, "restore_dec1")
     bias = "zeros"
     if output_prior is not None:
-        p = np.clip(np.asarray(output_prior, dtype="float64"), 1e-3, 1 - 1e-3)
-        bias = keras.initializers.Constant(np.log(p / (1 - p)).astype("float32").tolist())
+        # a measured prior can be 0 (a channel dark on every slice of the batch): no finite logit
+        bias = prior_bias(np.clip(np.asarray(output_prior, dtype="float64"), 1e-3, 1 - 1e-3))
     x = keras.layers.Conv2D(input_channels, 1, bias_initializer=bias, name="restore_logits")(x)
     outputs = keras.layers.Activation("sigmoid", dtype="float32", name="restored")(x)
     return keras.Model(inputs, outputs, name="genesis_restoration")

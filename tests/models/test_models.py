@@ -88,6 +88,24 @@ def test_fresh_model_starts_at_the_lesion_prior(case_id):
     assert np.median(y) < 5 * LESION_PRIOR, np.median(y)
 
 
+def test_prior_bias_per_channel_and_scalar():
+    from islesbench.models.initialization import prior_bias
+
+    bias = prior_bias([0.2, 0.5, 0.01])(shape=(3,))
+    np.testing.assert_allclose(1 / (1 + np.exp(-np.asarray(bias))), [0.2, 0.5, 0.01], rtol=1e-5)
+    np.testing.assert_allclose(np.asarray(prior_bias()(shape=(1,))), [np.log(LESION_PRIOR / (1 - LESION_PRIOR))],
+                               rtol=1e-6)
+    with pytest.raises(ValueError):
+        prior_bias([0.2, 1.0])
+
+
+def test_dilated_resnet_stages_include_the_half_resolution_stem():
+    from islesbench.models.resnet50_dilated import resnet50_dilated
+
+    stages = resnet50_dilated(keras.Input((48, 48, CHANNELS)), 0.125)
+    assert tuple(stages["conv1"].shape[1:3]) == (24, 24) and tuple(stages["conv2"].shape[1:3]) == (12, 12)
+
+
 def test_fresh_resnet_blocks_start_as_the_identity():
     stage_input = _model("pspnet").get_layer("conv3_block1_out").output
     later_blocks = [_model("pspnet").get_layer(f"conv3_block{i}_out").output for i in (2, 3, 4)]
