@@ -263,16 +263,15 @@ def _files_and_windows(sources, cohorts):
 
 def build_model(config: PretrainConfig, channels: int, output_prior=None):
     """The restoration network, compiled: AdamW with cosine decay, mean squared error (Models Genesis' loss)."""
-    import keras
-
     from islesbench.models.restoration import build_restoration_model
 
     with precisions.policy(config.precision):
         model = build_restoration_model(channels, config.input_size, config.encoder_width, output_prior)
-    total = config.epochs * config.steps_per_epoch
-    schedule = keras.optimizers.schedules.CosineDecay(config.learning_rate, total, alpha=0.01)
-    model.compile(optimizer=keras.optimizers.AdamW(learning_rate=schedule, weight_decay=config.weight_decay),
+    model.compile(optimizer=training.cosine_adamw(config.learning_rate, config.weight_decay,
+                                                  config.epochs * config.steps_per_epoch),
                   loss="mse")
+    # built before the first step, whose tf.function would otherwise create its variables and be traced twice
+    model.optimizer.build(model.trainable_variables)
     return model
 
 

@@ -155,19 +155,25 @@ def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_pe
     return model, models.is_3d(config.model.arch)
 
 
-def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
-    """AdamW with cosine decay over the whole run, after an optional linear warm-up."""
+def cosine_adamw(learning_rate: float, weight_decay: float, total_steps: int, warmup_steps: int = 0):
+    """AdamW with cosine decay to 1 % over `total_steps`, after an optional linear warm-up."""
     import keras
 
-    o = config.optimizer
-    total = max(1, config.train.epochs * steps_per_epoch)
-    warmup = min(total - 1, o.warmup_epochs * steps_per_epoch)
+    total = max(1, total_steps)
+    warmup = min(total - 1, warmup_steps)
     if warmup > 0:
         schedule = keras.optimizers.schedules.CosineDecay(
-            0.0, total - warmup, alpha=0.01, warmup_target=o.learning_rate, warmup_steps=warmup)
+            0.0, total - warmup, alpha=0.01, warmup_target=learning_rate, warmup_steps=warmup)
     else:
-        schedule = keras.optimizers.schedules.CosineDecay(o.learning_rate, total, alpha=0.01)
-    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=o.weight_decay)
+        schedule = keras.optimizers.schedules.CosineDecay(learning_rate, total, alpha=0.01)
+    return keras.optimizers.AdamW(learning_rate=schedule, weight_decay=weight_decay)
+
+
+def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
+    """AdamW with cosine decay over the whole run, after an optional linear warm-up."""
+    o = config.optimizer
+    return cosine_adamw(o.learning_rate, o.weight_decay, config.train.epochs * steps_per_epoch,
+                        o.warmup_epochs * steps_per_epoch)
 
 
 def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None:

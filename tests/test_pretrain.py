@@ -112,6 +112,23 @@ def test_restoration_outputs_start_at_the_channel_prior():
     assert (np.abs(mean - prior) < np.abs(mean - 0.5)).all() and np.abs(mean - prior).mean() < 0.04, mean
 
 
+def test_optimizer_is_built_before_the_first_step():
+    import keras
+
+    from islesbench.pretrain import build_model
+
+    config = pretrain_config("quick", [TINY])
+    model = build_model(config, 5, output_prior=[0.1] * 5)
+    # built: the first train step does not create variables (a tf.function that does is traced twice)
+    assert model.optimizer.built
+    optimizer = model.optimizer.get_config()
+    schedule = optimizer["learning_rate"]["config"]
+    assert isinstance(model.optimizer, keras.optimizers.AdamW)
+    assert optimizer["weight_decay"] == pytest.approx(config.weight_decay)
+    assert schedule["initial_learning_rate"] == pytest.approx(config.learning_rate) and schedule["alpha"] == 0.01
+    assert schedule["decay_steps"] == config.epochs * config.steps_per_epoch and not schedule["warmup_steps"]
+
+
 def test_a_fold_file_that_saw_its_validation_cases_is_refused(per_fold, tiny_prepared, tmp_path):
     from islesbench.run import run_configuration
 
