@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from islesbench.reports import claims, figures, stats
+from islesbench.reports import claims, figures, stats, tables
 from islesbench.reports.cells import fmt_seconds
 from islesbench.reports.document import code, heading, image, para, table
 from islesbench.reports.stats import is_finite
@@ -104,8 +104,9 @@ def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
 
 
 def pair_blocks(lines: dict, fractions: list) -> list:
-    """Pretrained vs scratch at each fraction, as matched pairs of patients; Holm over the controlled pairs."""
-    rows, tested = [], []
+    """Pretrained vs scratch at each fraction below 1, as matched pairs of patients; Holm over the controlled
+    pairs. The full-data pair is shown, not tested: the paper's claims table tests it, in its own Holm family."""
+    rows = []
     for (arch, loss, init, name), points in sorted(lines.items()):
         if init == SCRATCH:
             continue
@@ -114,37 +115,24 @@ def pair_blocks(lines: dict, fractions: list) -> list:
             first, second = points.get(f), (scratch or {}).get(f)
             label = f"{init} > scratch, {arch} {loss}, fraction {f:g}"
             if first is None or second is None:
-                rows.append([label, getattr(first, "name", "—"), getattr(second, "name", "—"), "—", "—", "—", "—",
-                             "—", "not testable: one side has no results at this fraction", ""])
+                rows.append(tables.PairRow(label, getattr(first, "name", "—"), getattr(second, "name", "—"), None,
+                                           False, "not testable: one side has no results at this fraction", ""))
                 continue
             check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds)
             c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
                                       second.name, "dice", label=label)
-            if check.controlled:
-                tested.append(c)
             verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)
-            rows.append([c, verdict + (f"; {c.reason}" if c.reason else ""), "; ".join(check.differences)])
-    holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
-    body = []
-    for row in rows:
-        if not isinstance(row[0], stats.PairedComparison):
-            body.append(row)
-            continue
-        c, verdict, diffs = row
-        diff = "n/a" if c.mean_diff is None else f"{c.mean_diff:+.3f}" + (
-            f" [{c.ci[0]:+.3f}, {c.ci[1]:+.3f}]" if c.ci else "")
-        p = "n/a" if c.p_value is None else f"{c.p_value:.3f}"
-        adjusted = holm.get(id(c))
-        body.append([c.label, c.a, c.b, c.n_pairs, diff, p, "—" if adjusted is None else f"{adjusted:.3f}",
-                     "n/a" if c.effect_r is None or not is_finite(c.effect_r) else f"{c.effect_r:+.2f}", verdict, diffs])
-    if not body:
+            rows.append(tables.PairRow(label, first.name, second.name, c, check.controlled and f < 1, verdict,
+                                       "; ".join(check.differences), untested="not a test" if f < 1 else
+                                       "see the claims table"))
+    if not rows:
         return []
     return [heading(3, "Pretrained vs scratch at each fraction"),
             para("Paired two-sided Wilcoxon signed-rank tests on per-patient Dice (first − second), Holm-adjusted over "
-                 "the controlled pairs of this table; a pair whose config.json files differ in more than the "
-                 "initialisation is shown but not tested."),
-            table(["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "p", "p (Holm)", "r",
-                   "Verdict", "Config differences"], body)]
+                 "the controlled pairs below full data; a pair whose config.json files differ in more than the "
+                 "initialisation is shown but not tested, and so is the full-data pair, which the paper's claims "
+                 "table tests."),
+            table(tables.PAIR_HEADERS, tables.pair_table(rows))]
 
 
 def _not_run_blocks(record: dict | None, present: set) -> list:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 import math
 import os
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -150,6 +151,7 @@ def per_fold_table(groups: list):
 
 _STATS_HEADERS = ["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "W", "p", "p (Holm)",
                   "r", "Note"]
+PAIR_HEADERS = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)"]
 
 
 def stats_blocks(groups: list, record: dict | None) -> list:
@@ -188,13 +190,13 @@ def claim_blocks(groups: list, record: dict | None) -> list:
     pairs = claims.claim_pairs(configs)
     if not pairs:
         return [para("No pair of configurations here tests one of the paper's claims.")]
-    rows, tested = [], []
+    rows = []
     for pair in pairs:
         a, b = by_name.get(pair.first), by_name.get(pair.second)
         if a is None or b is None:
             missing = pair.first if a is None else pair.second
-            rows.append([pair.label, pair.first, pair.second, "—", "—", "—", "—", "—", "—",
-                         "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"])
+            rows.append(PairRow(pair.label, pair.first, pair.second, None, False,
+                                "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
         check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
@@ -202,27 +204,43 @@ def claim_blocks(groups: list, record: dict | None) -> list:
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
             "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
             + (f" ({check.note})" if check.note else ""))
-        rows.append([pair.label, a.name, b.name, comparison, None, None, None, None, None, verdict,
-                     "; ".join(check.differences) or "none"])
-        if check.controlled:
-            tested.append(comparison)
-    holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
-    out_rows = []
-    for row in rows:
-        if isinstance(row[3], stats.PairedComparison):
-            c = row[3]
-            controlled = id(c) in holm
-            cells = _stats_row(c, holm.get(id(c)))
-            if not controlled:
-                cells[5:9] = ["—", "not a test", "—", cells[8]]
-            out_rows.append(cells[:9] + [row[9] + (f"; {c.reason}" if c.reason else ""), row[10]])
-        else:
-            out_rows.append(row)
-    headers = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)"]
+        rows.append(PairRow(pair.label, a.name, b.name, comparison, check.controlled, verdict,
+                            "; ".join(check.differences) or "none"))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
                  "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
-            table(headers, out_rows)]
+            table(PAIR_HEADERS, pair_table(rows))]
+
+
+@dataclass(frozen=True)
+class PairRow:
+    """One row of a table of paired tests; `comparison` None when a side has no results."""
+
+    label: str
+    first: str
+    second: str
+    comparison: stats.PairedComparison | None
+    tested: bool  # enters the table's Holm family
+    verdict: str
+    differences: str
+    untested: str = "not a test"  # the p cell of a row that is shown but not tested
+
+
+def pair_table(rows: list) -> list:
+    """The body of a table under PAIR_HEADERS: Holm runs over the tested rows of this table only."""
+    tested = [r.comparison for r in rows if r.tested and r.comparison is not None]
+    holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
+    body = []
+    for r in rows:
+        c = r.comparison
+        if c is None:
+            body.append([r.label, r.first, r.second] + ["—"] * 6 + [r.verdict, r.differences])
+            continue
+        cells = _stats_row(c, holm.get(id(c)))
+        if not r.tested:
+            cells[5:8] = ["—", r.untested, "—"]
+        body.append(cells[:9] + [r.verdict + (f"; {c.reason}" if c.reason else ""), r.differences])
+    return body
 
 
 def _missing_reason(missing: str, present, pair, record) -> str:
