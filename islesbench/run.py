@@ -20,8 +20,9 @@ from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_
 from islesbench.errors import IslesbenchError
 from islesbench.precision import PRECISIONS
 
-# Fields whose change does not change a run's numbers (a resumed run may differ in them).
-_IGNORED_FOR_IDENTITY = ("fold", "provenance")
+# Fields whose change does not change a run's numbers (a resumed run may differ in them). train_patients follows
+# from the data, folds and fraction, which are compared; full-data runs made before it was recorded lack it.
+_IGNORED_FOR_IDENTITY = ("fold", "provenance", "train_patients")
 
 
 def configure_parser(parser) -> None:
@@ -144,9 +145,9 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
               "provenance": provenance.provenance()}
     if encoder is not None:
         extras["pretraining"] = encoder.provenance(fold_ids, splits, prepared)
-    if config.data.train_fraction < 1:
-        patient_of = prepared.patient_of()
-        extras["train_patients"] = {str(k): len({patient_of.get(c, c) for c in train_sets[k]}) for k in fold_ids}
+    # Every fold's, not only the requested ones: the report's curve needs it when a single fold ran.
+    patient_of = prepared.patient_of()
+    extras["train_patients"] = {str(k): len({patient_of.get(c, c) for c in cases}) for k, cases in train_sets.items()}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
         changed = changed_fields(json.loads(config_file.read_text()), {**config.to_dict(), **extras},

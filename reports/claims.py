@@ -14,9 +14,10 @@ from dataclasses import dataclass
 
 from islesbench.config import pretrained_tag
 
-# Fields that name a run or locate its files: they never make two rows different experiments.
+# Fields that name a run or locate its files: they never make two rows different experiments. train_patients
+# follows from the data, folds and fraction (compared), and runs made before it was recorded lack it.
 IGNORED_FIELDS = ("name", "name_override", "fold", "raw_data", "prepared", "members", "member_runs",
-                  "selection", "kind", "provenance")
+                  "selection", "kind", "provenance", "train_patients")
 
 # What each factor may change. Architecture comparisons may change the model section and how the
 # 16 slices of a step are batched (2-D: 16 slices; V-Net: 2 slabs of 8), nothing else.

@@ -42,12 +42,14 @@ def initialisation(config: dict) -> str:
 
 
 def training_patients(group) -> float:
-    """Mean over folds of the training patients a row used: recorded for a fraction, else every patient
-    not validated in the fold (the folds partition the patients)."""
+    """Mean over the folds that ran of the training patients a row used, as `islesbench run` records them."""
     recorded = group.config.get("train_patients")
-    if recorded:
-        return float(np.mean([float(v) for v in recorded.values()]))
     run = group.runs[0]
+    if recorded:
+        values = [recorded[str(k)] for k in run.folds if str(k) in recorded] or list(recorded.values())
+        return float(np.mean([float(v) for v in values]))
+    # Runs made before it was recorded: every patient not validated in the fold, which counts only the
+    # patients of the folds that ran (too few unless all did).
     everyone = {group.patient(r["case"]) for r in run.rows}
     per_fold = [len(everyone - {group.patient(r["case"]) for r in run.rows if r["fold"] == k}) for k in run.folds]
     return float(np.mean(per_fold)) if per_fold else float("nan")

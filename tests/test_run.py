@@ -62,6 +62,18 @@ def test_a_different_config_in_the_same_folder_is_refused(unet_run, tiny_prepare
         run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared.root, unet_run, folds=[0])
 
 
+def test_every_run_records_its_training_patients_and_older_runs_without_them_resume(unet_run, tiny_prepared):
+    config_file = results.run_dir(unet_run, "unet-focal") / "config.json"
+    recorded = json.loads(config_file.read_text())
+    patient_of = tiny_prepared.patient_of()
+    assert recorded["train_patients"] == {str(k): len({patient_of.get(c, c) for c in fold["train"]})
+                                          for k, fold in enumerate(tiny_prepared.splits())}
+    del recorded["train_patients"]  # a full-data run made before the field was recorded
+    config_file.write_text(json.dumps(recorded))
+    run_configuration(tiny_config(), tiny_prepared.root, unet_run, folds=[0])  # no "different configuration"
+    assert "train_patients" in json.loads(config_file.read_text())
+
+
 def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):
     run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared.root, tmp_path)
     rows = []

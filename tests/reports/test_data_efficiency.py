@@ -160,3 +160,13 @@ def test_a_single_pretrained_file_that_saw_validation_cases_is_flagged(tmp_path)
     assert "encoder pretrained on 10 of its validation cases (images only): optimistic" in md
     assert len(PATIENTS) == len(CASES)
     assert results.run_dir(tmp_path / "runs", "pspnet-ssl-focal").is_dir()
+
+
+def test_training_patients_come_from_the_record_of_the_folds_that_ran():
+    from types import SimpleNamespace
+
+    from islesbench.reports import curve
+
+    one_fold = SimpleNamespace(folds=[0], rows=[{"case": "a", "fold": 0}, {"case": "b", "fold": 0}])
+    group = SimpleNamespace(config={"train_patients": {"0": 16, "1": 15}}, runs=[one_fold], patient=lambda c: c)
+    assert curve.training_patients(group) == 16  # the rows alone name no training patient of fold 0
