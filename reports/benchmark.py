@@ -149,9 +149,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
-    # The threshold rule learns nothing and draws nothing at random: its seed-0 run stands for every seed.
-    cells = [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)
-             if not (seed and c.arch == "threshold")]
+    cells = [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)]
     for cell, config in cells:
         overrides = grid.cell_overrides(cell)
         config_file = None

@@ -117,6 +117,8 @@ class GridCell:
             if tuned.shared:
                 cfg = apply_overrides(cfg, tuned.shared)
             name = name or tuned_name(cfg.name, tuned)
+        if not self.learned:  # nothing to seed or to train on: one run stands for every seed and fraction
+            seed, fraction = 0, 1.0
         if seed:
             cfg = apply_overrides(cfg, {"train": {"seed": seed}})
         if fraction < 1:
@@ -141,6 +143,8 @@ class GridCell:
             parts += ["--loss", self.loss]
         parts += ["--data", str(data), "--profile", profile, "--out", str(runs_root)]
         parts += ["--folds", str(num_folds), "--fold", str(fold)]
+        if not self.learned:
+            seed, fraction = 0, 1.0
         if seed:  # `run --seed` (default 0) wins over train.seed of a --config file
             parts += ["--seed", str(seed)]
         if config_file:
@@ -179,10 +183,10 @@ class Grid:
 
     def cell_configs(self, profile: str, seed: int = 0, runs_root=None) -> list[tuple[GridCell, ExperimentConfig]]:
         """(cell, its resolved config for training seed `seed`) in grid order, once per training fraction
-        (largest first; the threshold rule once)."""
+        (largest first); a cell that learns nothing (the threshold rule) once, with seed 0 only."""
         return [(c, c.config(profile, self.overrides, seed, fraction, runs_root))
                 for fraction in sorted(self.train_fractions, reverse=True) for c in self.cells
-                if fraction == max(self.train_fractions) or c.learned]
+                if c.learned or (seed == 0 and fraction == max(self.train_fractions))]
 
     def uses_selfsup(self) -> bool:
         """True when a cell starts from the benchmark's own self-supervised pretraining."""

@@ -217,6 +217,20 @@ def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
     assert "--seed 2" in record["cells"][-1]["command"]
 
 
+def test_the_threshold_rule_runs_once_on_all_patients_whatever_the_fractions_and_seeds(tmp_path):
+    grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "threshold"}], "train_fractions": [0.25, 0.5],
+                           "ensemble": None})
+    configs = [cfg for seed in range(2) for _, cfg in grid.cell_configs("quick", seed)]
+    assert [c.name for c in configs] == ["unet-focal-frac0.5", "threshold", "unet-focal-frac0.25",
+                                         "unet-focal-frac0.5-seed1", "unet-focal-frac0.25-seed1"]
+    threshold = configs[1]
+    assert (threshold.data.train_fraction, threshold.train.seed) == (1.0, 0)  # as a full-data run names it
+    cell = GridCell(arch="threshold")
+    assert cell.config("quick", seed=2, fraction=0.5) == cell.config("quick")
+    command = cell.run_command("d", "quick", tmp_path, 2, seed=2, fraction=0.5)
+    assert "--seed" not in command and "--train-fraction" not in command
+
+
 def test_ensemble_not_run_with_fewer_than_two_finished(tmp_path):
     grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "threshold"}]})
     record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
