@@ -37,17 +37,20 @@ def training_subset(train_ids, patient_of: dict, fraction: float, seed: int, fol
     return [c for c in train_ids if patient_of.get(c, c) in keep]
 
 
-def parse_fractions(text: str) -> list:
-    """`0.25,0.5,1.0` as sorted unique floats in (0, 1]; ValueError naming the bad item."""
-    values = []
-    for item in str(text).split(","):
-        item = item.strip()
-        if not item:
-            continue
-        value = float(item)  # ValueError for a non-number
-        if not 0 < value <= 1:
-            raise ValueError(f"{item} is not in (0, 1]")
-        values.append(value)
-    if not values:
+def parse_fractions(value) -> list:
+    """`0.25,0.5,1.0` (the command line) or [0.25, 0.5, 1.0] (a grid file) as sorted unique floats in (0, 1];
+    ValueError naming the bad item."""
+    if isinstance(value, str):
+        items = [float(item) for item in (i.strip() for i in value.split(",")) if item]  # ValueError: not a number
+    elif isinstance(value, (list, tuple)):
+        items = list(value)
+    else:
+        raise ValueError(f"{value!r} is neither a list of numbers nor `F1,F2,...`")
+    for item in items:
+        if isinstance(item, bool) or not isinstance(item, (int, float)):  # JSON true would pass as 1
+            raise ValueError(f"{item!r} is not a number")
+        if not 0 < item <= 1:
+            raise ValueError(f"{item:g} is not in (0, 1]")
+    if not items:
         raise ValueError("no fraction given")
-    return sorted(set(values))
+    return sorted({float(f) for f in items})

@@ -20,6 +20,7 @@ their per-fold self-supervised encoders (reports/selfsup.py).
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as _dt
 import math
 import sys
@@ -31,6 +32,7 @@ from islesbench import provenance, results
 from islesbench.atomic import write_json_atomic
 from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
+from islesbench.fractions import parse_fractions
 
 from islesbench.precision import PRECISIONS
 from islesbench.reports.grid import Grid, benchmark_record_path, cell_overrides_path, load_grid, merge_overrides
@@ -70,18 +72,12 @@ def run_command(args) -> int:
     """Run the grid, the ensemble and the report; print a status line per cell."""
     grid = load_grid(args.grid)
     if args.train_fraction:
-        import dataclasses
-
-        from islesbench.fractions import parse_fractions
-
         try:
             fractions = tuple(parse_fractions(args.train_fraction))
         except ValueError as exc:
             raise IslesbenchError(f"--train-fraction {args.train_fraction}: {exc}") from None
         grid = dataclasses.replace(grid, train_fractions=fractions)
     if getattr(args, "precision", None):
-        import dataclasses
-
         grid = dataclasses.replace(grid, overrides=merge_overrides(grid.overrides, {"train": {"precision": args.precision}}))
     fold = _parse_fold(args.fold, args.folds)
     if args.seeds < 1:

@@ -45,8 +45,9 @@ from pathlib import Path
 
 from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file, seeded_name
 from islesbench.errors import IslesbenchError
+from islesbench.fractions import parse_fractions
 
-from islesbench.reports.selfsup import SELFSUP, PretrainingBlock, parse_fractions, parse_pretraining, selfsup_dir
+from islesbench.reports.selfsup import SELFSUP, PretrainingBlock, parse_pretraining, selfsup_dir
 
 # The record of a benchmark: one file in the runs root, beside the run folders.
 BENCHMARK_RECORD = "benchmark.json"
@@ -255,8 +256,10 @@ def grid_from_dict(data: dict, source: str = "grid") -> Grid:
 
     fractions = (1.0,)
     if "train_fractions" in data:
-        fractions, fraction_problems = parse_fractions(data["train_fractions"])
-        problems += fraction_problems
+        try:
+            fractions = tuple(parse_fractions(data["train_fractions"]))
+        except ValueError as exc:
+            problems.append(f"train_fractions must be a non-empty list of numbers in (0, 1]: {exc}")
     pretraining = None
     if "pretraining" in data and data["pretraining"] is not None:
         pretraining, block_problems = parse_pretraining(data["pretraining"])

@@ -35,13 +35,6 @@ class PretrainingBlock:
     overrides: dict = field(default_factory=dict, compare=False, hash=False)
 
 
-def parse_fractions(raw) -> tuple[tuple, list[str]]:
-    if not isinstance(raw, list) or not raw or not all(
-            isinstance(f, (int, float)) and not isinstance(f, bool) and 0 < f <= 1 for f in raw):
-        return (1.0,), [f"train_fractions must be a non-empty list of numbers in (0, 1], not {raw!r}"]
-    return tuple(sorted({float(f) for f in raw})), []
-
-
 def parse_pretraining(raw) -> tuple[PretrainingBlock | None, list[str]]:
     if not isinstance(raw, dict):
         return None, ["'pretraining' must be an object such as {\"data\": [\"unlabelled_cohort\"]}"]

@@ -37,6 +37,10 @@ def test_parse_fractions():
     for bad in ("0", "1.5", "x", ""):
         with pytest.raises(ValueError):
             fractions.parse_fractions(bad)
+    assert fractions.parse_fractions([1, 0.25, 0.5, 0.25]) == [0.25, 0.5, 1.0]  # a grid file's list
+    for bad in ([], [0], [1.5], [True], ["0.5"], None, 0.5):
+        with pytest.raises(ValueError):
+            fractions.parse_fractions(bad)
 
 
 def test_fraction_is_named_validated_and_left_out_of_config_json_when_whole():

@@ -44,6 +44,7 @@ def test_grid_runs_every_learned_cell_per_fraction_and_selfsup_from_the_benchmar
 @pytest.mark.parametrize("change, message", [
     ({"pretraining": None}, "has no \"pretraining\" block"),
     ({"train_fractions": [0, 1]}, "train_fractions must be"),
+    ({"train_fractions": [0.5, True]}, "train_fractions must be .*: True is not a number"),
     ({"pretraining": {"data": "x"}}, "pretraining.data must be a list"),
     ({"pretraining": {"data": ["x"], "steps": 3}}, "unknown key 'steps'"),
     ({"pretraining": {"data": ["x"], "overrides": {"epochs": 0}}}, "epochs, steps_per_epoch"),
