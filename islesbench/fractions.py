@@ -24,8 +24,6 @@ def patient_order(train_ids, patient_of: dict, seed: int, fold: int) -> list:
 def subset_patients(train_ids, patient_of: dict, fraction: float, seed: int, fold: int) -> list:
     """The training patients a run with `fraction` uses (sorted)."""
     order = patient_order(train_ids, patient_of, seed, fold)
-    if fraction >= 1:
-        return sorted(order)
     return sorted(order[: max(1, math.ceil(fraction * len(order)))])
 
 

@@ -134,7 +134,8 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
         tuned.check_folds(fold_ids, splits)
     if encoder is not None:
         encoder.check_folds(fold_ids, splits, prepared, config.model.encoder_width)
-    train_sets = training_sets(config, prepared, splits)
+    patient_of = prepared.patient_of()
+    train_sets = training_sets(config, patient_of, splits)
     chief = distribute.is_chief()
     run_root = results.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
@@ -146,7 +147,6 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     if encoder is not None:
         extras["pretraining"] = encoder.provenance(fold_ids, splits, prepared)
     # Every fold's, not only the requested ones: the report's curve needs it when a single fold ran.
-    patient_of = prepared.patient_of()
     extras["train_patients"] = {str(k): len({patient_of.get(c, c) for c in cases}) for k, cases in train_sets.items()}
     config_file = run_root / "config.json"
     if config_file.is_file() and not force:
@@ -195,13 +195,10 @@ def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all"
     return run_root
 
 
-def training_sets(config: ExperimentConfig, prepared: manifest.PreparedData, splits: list) -> dict:
+def training_sets(config: ExperimentConfig, patient_of: dict, splits: list) -> dict:
     """fold -> the training cases the run uses: all of the fold's, or a seeded nested share of its patients."""
-    fraction = config.data.train_fraction
-    if fraction >= 1:
-        return {k: list(fold["train"]) for k, fold in enumerate(splits)}
-    patient_of = prepared.patient_of()
-    return {k: fractions.training_subset(fold["train"], patient_of, fraction, config.data.fraction_seed, k)
+    return {k: fractions.training_subset(fold["train"], patient_of, config.data.train_fraction,
+                                         config.data.fraction_seed, k)
             for k, fold in enumerate(splits)}
 
 
