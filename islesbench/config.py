@@ -111,11 +111,7 @@ class ExperimentConfig:
         if arch == "pspnet":
             parts.append(pretrained_tag(self.model.pretrained))
         parts.append(self.loss.name.replace("+", "-"))
-        if self.data.train_fraction < 1:
-            parts.append(f"frac{self.data.train_fraction:g}")
-        if self.train.seed:  # seed 0 keeps the plain name; repeats of a configuration get their own folder
-            parts.append(f"seed{self.train.seed}")
-        return "-".join(parts)
+        return seeded_name(fraction_name("-".join(parts), self.data.train_fraction), self.train.seed)
 
     def to_dict(self) -> dict:
         """JSON-ready dict, with the derived name first.
@@ -153,7 +149,7 @@ class ExperimentConfig:
             problems.append(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
         if m.pretrained and m.arch != "pspnet":
             problems.append(f"--pretrained applies to pspnet only (arch is {m.arch})")
-        if _resnet50_weights(m.pretrained) and m.encoder_width != 1.0:
+        if resnet50_weights(m.pretrained) and m.encoder_width != 1.0:
             problems.append(
                 f"ResNet-50 weights ({m.pretrained}) fit the full-width encoder only, but model.encoder_width is "
                 f"{m.encoder_width} (the quick profile's); use --profile paper or override model.encoder_width=1.0")
@@ -229,7 +225,7 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
                      "train": {"batch_size": 2}},  # 2 slabs of 8: the 16 slices a 2-D step sees
             "pspnet": ({"model": {"encoder_width": 1.0, "pretrained": pretrained},
                         "data": {"input_size": 128}, "optimizer": {"learning_rate": 1e-3}}
-                       if _resnet50_weights(pretrained) else
+                       if resnet50_weights(pretrained) else
                        {"model": {"encoder_width": 0.125, "pretrained": pretrained},
                         "data": {"input_size": 192}, "optimizer": {"learning_rate": 3e-3}}),
             "threshold": {},
@@ -254,7 +250,7 @@ def profile_config(profile: str, arch: str = "pspnet", pretrained: str | None = 
     raise IslesbenchError(f"unknown profile {profile!r}; choose one of {', '.join(PROFILES)}")
 
 
-def _resnet50_weights(pretrained: str | None) -> bool:
+def resnet50_weights(pretrained: str | None) -> bool:
     """ImageNet or a ResNet-50 .h5 file (full width only); an islesbench .keras checkpoint or a folder of
     per-fold pretrained checkpoints (`islesbench pretrain`) carries its own width."""
     return pretrained == "imagenet" or str(pretrained or "").endswith((".h5", ".hdf5"))
@@ -282,16 +278,30 @@ def command_config(*, profile: str, arch: str, loss: str, pretrained: str | None
 
 
 def seeded_name(name: str, seed: int) -> str:
-    """A user-chosen run name for another seed: `name-seed<k>` (seed 0 keeps the name)."""
+    """A run name for another seed: `name-seed<k>` (seed 0 keeps the name; repeats get their own folder)."""
     return f"{name}-seed{seed}" if seed else name
 
 
-def base_name(config: dict) -> str:
-    """The name of a run's configuration without its seed suffix (what repeats over seeds share)."""
+def fraction_name(name: str, fraction: float) -> str:
+    """A run name for a share of the training patients: `name-frac<f>` (all patients keep the name)."""
+    return f"{name}-frac{fraction:g}" if fraction < 1 else name
+
+
+def base_name(config: dict, fraction: bool = False) -> str:
+    """The name of a run's configuration without its seed suffix (what repeats over seeds share), and with
+    `fraction` without its training-fraction suffix too (the line of a data-efficiency curve)."""
     name = str(config.get("name", ""))
     seed = (config.get("train") or {}).get("seed") or 0
-    suffix = f"-seed{seed}"
-    return name[: -len(suffix)] if seed and name.endswith(suffix) else name
+    if seed:
+        name = _without_suffix(name, f"-seed{seed}")
+    share = float((config.get("data") or {}).get("train_fraction", 1.0))
+    if fraction and share < 1:
+        name = _without_suffix(name, f"-frac{share:g}")
+    return name
+
+
+def _without_suffix(name: str, suffix: str) -> str:
+    return name[: -len(suffix)] if name.endswith(suffix) else name
 
 
 def changed_fields(previous: dict, current: dict, ignored=()) -> list:

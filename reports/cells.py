@@ -56,6 +56,12 @@ def provenance_blocks(groups: list) -> list:
     return [heading(3, "What produced the runs"), table(["Commit", "Runs"], rows)] if rows else []
 
 
+def first_sentence(reason: str | None) -> str:
+    """A cell's reason cut to its first sentence, for a table; the whole advice is under "Not run"."""
+    lines = (reason or "").splitlines()
+    return lines[0].split(" (")[0].split(". ")[0] if lines else ""
+
+
 def fmt_seconds(s) -> str:
     """`42 s` or `3.5 min`; empty for a missing value."""
     if s is None or not is_finite(s):

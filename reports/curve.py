@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import numpy as np
 
+from islesbench.config import base_name, resnet50_weights
 from islesbench.reports import claims, figures, stats, tables
-from islesbench.reports.cells import fmt_seconds
+from islesbench.reports.cells import first_sentence, fmt_seconds
 from islesbench.reports.document import code, heading, image, para, table
 from islesbench.reports.stats import is_finite
 
@@ -27,8 +28,7 @@ def fraction_of(config: dict) -> float:
 
 def family(name: str, config: dict) -> str:
     """The configuration without its training fraction: the line a row belongs to."""
-    suffix = f"-frac{fraction_of(config):g}"
-    return name[: -len(suffix)] if fraction_of(config) < 1 and name.endswith(suffix) else name
+    return base_name({**config, "name": name}, fraction=True)
 
 
 def initialisation(config: dict) -> str:
@@ -36,7 +36,7 @@ def initialisation(config: dict) -> str:
     pretrained = (config.get("model") or {}).get("pretrained")
     if not pretrained:
         return SCRATCH
-    if pretrained == "imagenet" or str(pretrained).endswith((".h5", ".hdf5")):
+    if resnet50_weights(pretrained):
         return IMAGENET
     return SELFSUP if (config.get("pretraining") or {}).get("method") else CHECKPOINT
 
@@ -143,8 +143,7 @@ def _not_run_blocks(record: dict | None, present: set) -> list:
         return []
     for cell in (record or {}).get("cells", []):
         if cell.get("pretrained") == "imagenet" and cell.get("status") != "done":
-            # the first sentence; the whole advice is under "Not run" with the benchmark's cells
-            reason = (cell.get("reason") or "no reason recorded").splitlines()[0].split(" (")[0].split(". ")[0]
+            reason = first_sentence(cell.get("reason")) or "no reason recorded"
             return [para(f"**{IMAGENET}** line not run: {reason}. Its full-data cell would run with:"),
                     code(cell.get("command", ""))]
     return []

@@ -43,7 +43,8 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.config import ExperimentConfig, apply_overrides, profile_config, read_json_file, seeded_name
+from islesbench.config import (ExperimentConfig, apply_overrides, fraction_name, profile_config, read_json_file,
+                               seeded_name)
 from islesbench.errors import IslesbenchError
 from islesbench.fractions import parse_fractions
 
@@ -124,7 +125,7 @@ class GridCell:
             cfg = apply_overrides(cfg, {"train": {"seed": seed}})
         if fraction < 1:
             cfg = apply_overrides(cfg, {"data": {"train_fraction": fraction}})
-            name = f"{name}-frac{fraction:g}" if name else None
+            name = fraction_name(name, fraction) if name else None
         if name:
             cfg = apply_overrides(cfg, {"name_override": seeded_name(name, cfg.train.seed)})
         return cfg.validate()
@@ -155,7 +156,7 @@ class GridCell:
         if fraction < 1:
             parts += ["--train-fraction", f"{fraction:g}"]
         if self.name_override:
-            parts += ["--name", self.name_override + (f"-frac{fraction:g}" if fraction < 1 else "")]
+            parts += ["--name", fraction_name(self.name_override, fraction)]
         return " ".join(_quote(p) for p in parts)
 
 

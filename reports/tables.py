@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.reports import anchors, claims, stats
+from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
 
@@ -247,9 +248,7 @@ def _missing_reason(missing: str, present, pair, record) -> str:
     cell = next((c for c in (record or {}).get("cells", []) if c.get("name") == missing), None)
     reason = f"{missing} has no results"
     if cell and cell.get("reason"):
-        first = cell["reason"].splitlines()[0]
-        first = first.split(" (")[0].split(". ")[0]  # the reason's first sentence; the full one is under "Not run"
-        reason = f"{missing} {cell.get('status', 'not run')}: {first}"
+        reason = f"{missing} {cell.get('status', 'not run')}: {first_sentence(cell['reason'])}"
     if cell and present is not None and record.get("profile"):
         from islesbench.errors import IslesbenchError
         from islesbench.reports.grid import GridCell

@@ -73,3 +73,15 @@ def test_changed_fields_compares_as_json_stores():
     saved = json.loads(json.dumps({"data": {"modalities": ("CT",)}, "fold": 1, "grid": 256}))
     assert changed_fields(saved, {"data": {"modalities": ("CT",)}, "fold": 2, "grid": 256}, ignored=("fold",)) == []
     assert changed_fields(saved, {"data": {"modalities": ("CT",)}, "fold": 1, "grid": 128}) == ["grid"]
+
+
+def test_fraction_and_seed_suffixes_are_built_and_stripped_in_one_place():
+    from islesbench.config import base_name, fraction_name, seeded_name
+
+    config = apply_overrides(profile_config("quick", "unet"), {"data": {"train_fraction": 0.25}, "train": {"seed": 2}})
+    assert config.name == seeded_name(fraction_name("unet-focal", 0.25), 2) == "unet-focal-frac0.25-seed2"
+    assert fraction_name("mine", 1.0) == "mine"
+    stored = config.to_dict()
+    assert base_name(stored) == "unet-focal-frac0.25"  # repeats over seeds share it
+    assert base_name(stored, fraction=True) == "unet-focal"  # the curve's line
+    assert base_name({**stored, "name": "custom"}, fraction=True) == "custom"
