@@ -74,6 +74,20 @@ def test_every_run_records_its_training_patients_and_older_runs_without_them_res
     assert "train_patients" in json.loads(config_file.read_text())
 
 
+def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared, tmp_path):
+    config = tiny_config(data={"train_fraction": 0.5})
+    run_configuration(config, tiny_prepared.root, tmp_path, folds=[0])
+    patient_of = tiny_prepared.patient_of()
+    fold_train = tiny_prepared.splits()[0]["train"]
+    used = json.loads(results.fold_paths(tmp_path, "unet-focal-frac0.5", 0).config.read_text())["train_cases"]
+    patients = {patient_of.get(c, c) for c in used}
+    assert used and set(used) < set(fold_train)
+    assert set(used) == {c for c in fold_train if patient_of.get(c, c) in patients}  # a patient's slabs go together
+    assert len(patients) == -(-len({patient_of.get(c, c) for c in fold_train}) // 2)  # ceil(0.5 n)
+    recorded = json.loads((results.run_dir(tmp_path, "unet-focal-frac0.5") / "config.json").read_text())
+    assert recorded["train_patients"]["0"] == len(patients) and recorded["data"]["train_fraction"] == 0.5
+
+
 def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):
     run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared.root, tmp_path)
     rows = []
