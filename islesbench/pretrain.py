@@ -20,9 +20,7 @@ history.csv and progress.png (loss and restorations of fixed slices) are in the 
 
 from __future__ import annotations
 
-import csv
 import dataclasses
-import io
 import math
 import shutil
 import sys
@@ -32,7 +30,7 @@ from pathlib import Path
 
 from islesbench import manifest, pretraining, provenance, training
 from islesbench import precision as precisions
-from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
+from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
 from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_config_file, profile_config,
                                read_json_file)
 from islesbench.errors import IslesbenchError
@@ -316,15 +314,13 @@ def _keras_callback():
 
 
 class EpochCommit(_keras_callback()):
-    """Per epoch: history, random-generator states and the full model committed together, as training.py
-    commits a fold's epochs (the .keras rename is the commit; `training.recover_last_epoch` then publishes
-    history.csv and checkpoint_last and prunes older epochs), then the progress picture."""
+    """Per epoch: history, random-generator states and the full model committed together as a fold's epochs
+    are (`training.commit_epoch`), then the progress picture."""
 
     def __init__(self, state, initial_epoch: int, config: PretrainConfig, preview, windows):
         super().__init__()
         self.state, self.config, self.preview, self.windows = state, config, preview, windows
-        self.rows = [r for r in (training.read_history(state.history_csv) if state.history_csv.is_file() else [])
-                     if r["epoch"] < initial_epoch]
+        self.rows = training._read_history(state.history_csv, before_epoch=initial_epoch)
         self.initial_epoch = initial_epoch
         self.started = time.time()
         # training seconds of the epochs committed before this process (a resumed pretraining)
@@ -336,13 +332,8 @@ class EpochCommit(_keras_callback()):
         row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}, "time": time.time(),
                "seconds": round(self.before + spent, 1)}
         self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-        backup = self.state.backup_dir
-        backup.mkdir(parents=True, exist_ok=True)
-        write_text_atomic(training.epoch_history_file(backup, done), history_csv(self.rows))
-        write_json_atomic(training.epoch_rng_file(backup, done), training.seed_generator_states(self.model))
-        with atomic_path(backup / f"epoch_{done:04d}.keras") as tmp:
-            self.model.save(str(tmp))
-        training.recover_last_epoch(self.state)  # committed: publish history.csv and checkpoint_last
+        # no validation score in the rows: checkpoint_best is never linked, checkpoint_last is what is exported
+        training.commit_epoch(self.state, self.model, self.rows, done)
         left = (self.config.epochs - done) * spent / (done - self.initial_epoch)
         print(f"pretrain epoch {done}/{self.config.epochs}: loss {row.get('loss', math.nan):.5f}, "
               f"{row['seconds']:.0f} s so far, about {left / 60:.1f} min left", flush=True)
@@ -350,18 +341,6 @@ class EpochCommit(_keras_callback()):
             plot_progress(self.rows, self.model, self.preview, self.windows, self.state.progress_png)
         except Exception as exc:  # a picture must never stop training
             print(f"warning: progress plot not written: {exc}", file=sys.stderr)
-
-
-def history_csv(rows: list) -> str:
-    """history.csv text (the columns training.read_history reads)."""
-    keys = []
-    for r in rows:
-        keys += [k for k in r if k not in keys]
-    buffer = io.StringIO()
-    writer = csv.DictWriter(buffer, fieldnames=keys, lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buffer.getvalue()
 
 
 def plot_progress(rows: list, model, preview, windows, path: Path) -> None:

@@ -135,6 +135,19 @@ def _publish_epoch(paths: FoldPaths, epoch_file: Path, rows: list, done: int) ->
             p.unlink()
 
 
+def commit_epoch(paths: FoldPaths, model, rows: list, done: int) -> None:
+    """Commit epoch `done` (see the module docstring): its history, random-generator states and full model
+    in backup/, then make it visible. `rows` is the history up to and including that epoch."""
+    paths.backup_dir.mkdir(parents=True, exist_ok=True)
+    _write_history(epoch_history_file(paths.backup_dir, done), rows)
+    write_json_atomic(epoch_rng_file(paths.backup_dir, done), seed_generator_states(model))
+    target = paths.backup_dir / f"epoch_{done:04d}.keras"
+    with atomic_path(target) as tmp:
+        model.save(str(tmp))
+    # committed: from here on a kill is rolled forward by recover_last_epoch
+    _publish_epoch(paths, target, rows, done)
+
+
 def _link_atomic(src: Path, dst: Path) -> None:
     with atomic_path(dst) as tmp:
         try:
@@ -219,14 +232,7 @@ def _make_callbacks(paths: FoldPaths, initial_epoch: int, chief: bool):
             row.update({k: float(v) for k, v in (logs or {}).items()})
             row["time"] = time.time()
             self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-            paths.backup_dir.mkdir(parents=True, exist_ok=True)
-            _write_history(epoch_history_file(paths.backup_dir, done), self.rows)
-            write_json_atomic(epoch_rng_file(paths.backup_dir, done), seed_generator_states(self.model))
-            target = paths.backup_dir / f"epoch_{done:04d}.keras"
-            with atomic_path(target) as tmp:
-                self.model.save(str(tmp))
-            # committed: from here on a kill is rolled forward by recover_last_epoch
-            _publish_epoch(paths, target, self.rows, done)
+            commit_epoch(paths, self.model, self.rows, done)
             # Redrawn at most every PLOT_INTERVAL_S and after the last epoch: drawing costs ~0.1 s, as much
             # as a whole epoch's commit, and a grid of short epochs draws hundreds of times.
             last = done >= (self.params or {}).get("epochs", done)
