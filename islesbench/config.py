@@ -294,10 +294,15 @@ def base_name(config: dict, fraction: bool = False) -> str:
     seed = (config.get("train") or {}).get("seed") or 0
     if seed:
         name = _without_suffix(name, f"-seed{seed}")
-    share = float((config.get("data") or {}).get("train_fraction", 1.0))
+    share = recorded_fraction(config)
     if fraction and share < 1:
         name = _without_suffix(name, f"-frac{share:g}")
     return name
+
+
+def recorded_fraction(config: dict) -> float:
+    """A config.json's share of each fold's training patients (1.0 when not recorded: all of them)."""
+    return float((config.get("data") or {}).get("train_fraction", 1.0))
 
 
 def _without_suffix(name: str, suffix: str) -> str:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from islesbench.config import pretrained_tag
+from islesbench.config import pretrained_tag, recorded_fraction
 
 # Fields that name a run or locate its files: they never make two rows different experiments. train_patients
 # follows from the data, folds and fraction (compared), and runs made before it was recorded lack it.
@@ -108,7 +108,7 @@ def claim_pairs(configs: dict) -> list[ClaimPair]:
         arch = model.get("arch")
         if arch in (None, "threshold", "ensemble") or cfg.get("tuning"):
             continue
-        if float((cfg.get("data") or {}).get("train_fraction", 1.0)) < 1:  # tested per fraction (reports/curve.py)
+        if recorded_fraction(cfg) < 1:  # tested per fraction (reports/curve.py)
             continue
         tag = pretrained_tag(model.get("pretrained")) if arch == "pspnet" else None
         keyed.setdefault((arch, tag, loss.get("name")), name)

@@ -12,18 +12,13 @@ from __future__ import annotations
 
 import numpy as np
 
-from islesbench.config import base_name, resnet50_weights
+from islesbench.config import base_name, recorded_fraction, resnet50_weights
 from islesbench.reports import claims, figures, stats, tables
 from islesbench.reports.cells import first_sentence, fmt_seconds
 from islesbench.reports.document import code, heading, image, para, table
 from islesbench.reports.stats import is_finite
 
 SCRATCH, SELFSUP, IMAGENET, CHECKPOINT = "scratch", "self-supervised", "ImageNet", "checkpoint"
-
-
-def fraction_of(config: dict) -> float:
-    """A run's share of each fold's training patients (1.0 when not recorded)."""
-    return float((config.get("data") or {}).get("train_fraction", 1.0))
 
 
 def family(name: str, config: dict) -> str:
@@ -64,13 +59,13 @@ def curve_lines(groups: list) -> dict:
             continue
         key = (model.get("arch"), (g.config.get("loss") or {}).get("name"), initialisation(g.config),
                family(g.name, g.config))
-        lines.setdefault(key, {})[fraction_of(g.config)] = g
+        lines.setdefault(key, {})[recorded_fraction(g.config)] = g
     return lines
 
 
 def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
     """The data-efficiency section, or nothing when no row trained on a fraction of its patients."""
-    if not any(fraction_of(g.config) < 1 for g in groups):
+    if not any(recorded_fraction(g.config) < 1 for g in groups):
         return []
     lines = curve_lines(groups)
     fractions = sorted({f for points in lines.values() for f in points})
@@ -78,7 +73,14 @@ def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
               para("Each learned configuration trained on a seeded share of every fold's training patients (nested: "
                    "the smaller sets are subsets of the larger), validated on the whole fold. Dice is the mean over "
                    "patients with its 95 % patient-level bootstrap interval; the x position is the mean number of "
-                   "training patients per fold.")]
+                   "training patients per fold (labelled patients).")]
+    if any(init == SELFSUP for (_, _, init, _) in lines):
+        blocks.append(para("Semi-supervised, not a matched data budget: fold k's self-supervised encoder is "
+                           "pretrained once, on the images (no masks) of all of fold k's training patients (and the "
+                           "pretraining cohorts), and every fraction fine-tunes from it. So below full data the "
+                           "self-supervised row has seen unlabelled images of more patients than scratch has "
+                           "labelled ones (at 0.25, about four times as many); its gain measures what those unlabelled "
+                           "images add."))
     series, rows = [], []
     for (arch, loss, init, name), points in sorted(lines.items(), key=lambda kv: (kv[0][0], kv[0][1], kv[0][2])):
         line = []

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.config import recorded_fraction
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
@@ -171,13 +172,17 @@ def stats_blocks(groups: list, record: dict | None) -> list:
         cases = {c for g in group for c in g.cases}
         blocks.append(para(f"{len(patients)} patients, {len(cases)} cases; patients from "
                            f"{group[0].patient_source}."))
-        summaries = [stats.ConfigSummary(g.name, g.patient_values("dice")) for g in group]
+        # Rows on a share of the patients are the curve's (reports/curve.py), tested there at their own fraction.
+        summaries = [stats.ConfigSummary(g.name, g.patient_values("dice")) for g in group
+                     if recorded_fraction(g.config) >= 1]
         best, vs_best = stats.versus_best(summaries)
         if best is not None and vs_best:
             holm = stats.holm_adjust([c.p_value for c in vs_best])
             blocks += [para(f"Each configuration against the best by mean patient Dice, **{best}**. The best is picked "
                             "on these same patients, so these p-values describe the ranking; they do not confirm "
-                            "it (the paper's claims below are the tests):"),
+                            "it (the paper's claims below are the tests)"
+                            + ("; rows trained on a share of the patients are the data-efficiency section's"
+                               if len(summaries) < len(group) else "") + ":"),
                        table(_STATS_HEADERS, [_stats_row(c, h) for c, h in zip(vs_best, holm)])]
         blocks += claim_blocks(group, record)
         blocks += ensemble_blocks(group)
