@@ -33,18 +33,45 @@ def unlabelled(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def per_fold(tiny_prepared, unlabelled, tmp_path_factory):
+def pretrain_reads():
+    """fold -> the slice files given to every restoration_dataset that fold's pretraining built."""
+    return {}
+
+
+@pytest.fixture(scope="module")
+def per_fold(tiny_prepared, unlabelled, tmp_path_factory, pretrain_reads):
     """Fold 0's and fold 1's pretraining on the fine-tuning cohort plus the unlabelled one."""
+    from islesbench import data
+
     out = tmp_path_factory.mktemp("pretrain") / "selfsup"
     config = pretrain_config("quick", [TINY])
     sources = resolve_sources([str(tiny_prepared.root), str(unlabelled.root)], out)
+    real = data.restoration_dataset
     for k in (0, 1):
-        pretrain(config, sources, out, exclude_fold=k, folds_of=tiny_prepared, verbose=0)
+        reads = pretrain_reads.setdefault(k, [])
+
+        def recording(files, *args, **kwargs):
+            files = list(files)
+            reads.append(files)
+            return real(files, *args, **kwargs)
+
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(data, "restoration_dataset", recording)
+            pretrain(config, sources, out, exclude_fold=k, folds_of=tiny_prepared, verbose=0)
     return out
 
 
-def test_fold_k_never_reads_fold_k_validation_patients(per_fold, tiny_prepared, unlabelled):
+def test_fold_k_never_reads_fold_k_validation_patients(per_fold, pretrain_reads, tiny_prepared, unlabelled):
+    from pathlib import Path
+
     splits = tiny_prepared.splits()
+    for k in (0, 1):
+        # what the pipelines were given, not what the record says they were given
+        read = {Path(f).resolve() for files in pretrain_reads[k] for f in files}
+        assert pretrain_reads[k] and read
+        assert not read & {Path(f).resolve() for f in tiny_prepared.slice_files(splits[k]["val"])}
+        assert {Path(f).resolve() for f in tiny_prepared.slice_files(splits[1 - k]["val"])} <= read
+        assert {Path(f).resolve() for f in unlabelled.slice_files(unlabelled.case_ids(None))} <= read
     patient_of = tiny_prepared.patients()
     for k in (0, 1):
         record = pretraining.read_record(per_fold / f"fold_{k}.keras")
