@@ -37,8 +37,8 @@ from islesbench.errors import IslesbenchError
 from islesbench.genesis import GenesisConfig
 
 PREVIEW_SLICES = 3
-PREVIEW_SEED = 9_999
-PRIOR_SEED = 9_998
+# Seed of the fixed batch whose targets give the output prior and whose first slices are the preview.
+SAMPLE_SEED = 9_998
 
 
 @dataclass
@@ -287,18 +287,24 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
         return
     files, windows = _files_and_windows(sources, cohorts)
     n_slices = sum(c["n_slices"] for c in cohorts)
+
+    def sample(size: int):
+        # Reading it decodes every slice once (the shuffle buffer holds them all): one such batch per process.
+        batch = next(iter(data.restoration_dataset(files, n_slices, config.input_size, size, SAMPLE_SEED, windows,
+                                                   config.genesis)))
+        return tuple(np.asarray(t) for t in batch)
+
     if latest is not None:
         model = training.load_checkpoint(latest)
         print(f"resuming after epoch {done}", flush=True)
+        preview = sample(PREVIEW_SLICES)  # the same slices as the fresh start's: a batch's first elements
     else:
+        distorted, target = sample(max(config.batch_size, PREVIEW_SLICES))
         # each output starts at its channel's mean target, measured on one seeded batch of the data
-        _, target = next(iter(data.restoration_dataset(files, n_slices, config.input_size, config.batch_size,
-                                                       PRIOR_SEED, windows, config.genesis)))
-        model = build_model(config, len(windows), output_prior=np.asarray(target).mean(axis=(0, 1, 2)))
+        model = build_model(config, len(windows), output_prior=target[:config.batch_size].mean(axis=(0, 1, 2)))
+        preview = distorted[:PREVIEW_SLICES], target[:PREVIEW_SLICES]
     stream = data.restoration_dataset(files, n_slices, config.input_size, config.batch_size, config.seed, windows,
                                       config.genesis, skip_batches=done * config.steps_per_epoch)
-    preview = next(iter(data.restoration_dataset(files, n_slices, config.input_size, PREVIEW_SLICES,
-                                                 PREVIEW_SEED, windows, config.genesis)))
     callbacks = [EpochCommit(state, done, config, preview, windows)]
     if training._tensorboard_available():
         callbacks.append(keras.callbacks.TensorBoard(str(state.tensorboard_dir), write_graph=False))

@@ -88,6 +88,12 @@ def test_fold_k_never_reads_fold_k_validation_patients(per_fold, pretrain_reads,
         assert len(state.history_csv.read_text().splitlines()) == 1 + TINY["epochs"]
 
 
+def test_a_fresh_pretraining_decodes_the_data_twice(per_fold, pretrain_reads):
+    # every pipeline decodes all slices to fill its shuffle buffer: one fixed batch (the output prior and the
+    # preview) and the training stream
+    assert [len(pretrain_reads[k]) for k in (0, 1)] == [2, 2]
+
+
 def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prepared, tmp_path, monkeypatch):
     import keras
 
