@@ -35,6 +35,7 @@ from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_c
                                read_json_file)
 from islesbench.errors import IslesbenchError
 from islesbench.genesis import GenesisConfig
+from islesbench.run import resolve_prepared
 
 PREVIEW_SLICES = 3
 # Seed of the fixed batch whose targets give the output prior and whose first slices are the preview.
@@ -145,17 +146,11 @@ def run_command(args) -> int:
 def resolve_one(data, out: Path, num_folds: int, split_seed: int, layout, sources=()) -> manifest.PreparedData:
     """A --data value as prepared data: a prepared folder as is, a raw cohort prepared under OUT/prepared/."""
     data = Path(data)
-    if not data.exists():
-        raise IslesbenchError(f"--data {data} does not exist")
     for given, prepared in sources:
-        if Path(given).resolve() == data.resolve():
+        if data.exists() and Path(given).resolve() == data.resolve():
             return prepared
-    if manifest.is_prepared_dir(data):
-        return manifest.PreparedData(data)
-    from islesbench.data_prep.prepare import prepare_cohort
-
     target = pretraining.PretrainPaths(out).prepared(len(list(sources)), data.resolve().name)
-    return prepare_cohort(data, target, folds=num_folds, seed=split_seed, layout=layout)
+    return resolve_prepared(data, out, num_folds, seed=split_seed, layout=layout, target=target)
 
 
 def resolve_sources(data_dirs, out, num_folds: int = 5, split_seed: int = 0, layout=None) -> list:

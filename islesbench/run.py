@@ -93,10 +93,10 @@ def _fold_index(text: str) -> int:
         raise IslesbenchError(f"--fold must be a fold number or `all`, not {text!r}") from None
 
 
-def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0, layout: str | None = None
-                     ) -> manifest.PreparedData:
+def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0, layout: str | None = None,
+                     target=None) -> manifest.PreparedData:
     """A prepared directory as is, or a raw cohort (of `layout`, detected when None) prepared (resumably)
-    into RUNS/prepared."""
+    into `target` (default RUNS/prepared)."""
     data_dir = Path(data_dir)
     if not data_dir.exists():
         raise IslesbenchError(f"--data {data_dir} does not exist")
@@ -104,7 +104,8 @@ def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0, layout:
         return manifest.PreparedData(data_dir)
     from islesbench.data_prep.prepare import prepare_cohort
 
-    return prepare_cohort(data_dir, Path(runs_root) / "prepared", folds=num_folds, seed=seed, layout=layout)
+    target = Path(runs_root) / "prepared" if target is None else Path(target)
+    return prepare_cohort(data_dir, target, folds=num_folds, seed=seed, layout=layout)
 
 
 def run_configuration(config: ExperimentConfig, data_dir, runs_root, folds="all", num_folds: int = 5,
