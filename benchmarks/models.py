@@ -118,8 +118,8 @@ def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, di
     """Rows for inference and training of one model in one precision, and its layer breakdown."""
     import keras
 
-    from islesbench import precision as precisions
-    from islesbench.losses import get_loss
+    from islesbench.runtime import precision as precisions
+    from islesbench.models.losses import get_loss
     from islesbench.models import build_from_config
 
     config, shape, batch, slices_per_sample = model_setup(arch, profile, args)
@@ -276,7 +276,7 @@ def main(argv=None) -> int:
                     print(f"  training step by layer type ({name} {profile} {precision}): {top}", flush=True)
                     measured[-1]["breakdown"] = "; ".join(f"{k} {100 * v:.1f}%" for k, v in shares.items() if v >= 0.01)
     if args.csv and rows:
-        from islesbench.provenance import provenance
+        from islesbench.storage.provenance import provenance
 
         commit = provenance()["commit"]
         for row in rows:

@@ -7,7 +7,7 @@ For machines without TensorFlow (a GPU image with JAX): it imports only keras, n
 model, config and loss modules (all written against keras.layers/keras.ops), and stops if importing those
 pulled in tensorflow. Each model is `profile_config("paper", arch)`: PSPNet from scratch at full width, U-Net
 (base 32, depth 4), V-Net (base 16, depth 4, slabs of 8 slices); batches as the profile trains them (16
-slices, V-Net 2 slabs), the profile's focal loss (alpha-balanced, α 0.75, γ 2, via islesbench.losses) and
+slices, V-Net 2 slabs), the profile's focal loss (alpha-balanced, α 0.75, γ 2, via islesbench.models.losses) and
 AdamW at the profile's learning rate and weight decay (a constant rate; training's cosine schedule adds a
 few scalar operations a step). Inputs are random and already on the device, so no host-to-device copy is timed.
 
@@ -118,7 +118,7 @@ def bench(arch: str, size: int, precision: str, macs: int | None, args) -> tuple
     import keras
 
     from benchmarks.models import forward_macs
-    from islesbench.losses import get_loss
+    from islesbench.models.losses import get_loss
 
     keras.mixed_precision.set_global_policy(precision)
     keras.utils.set_random_seed(0)
@@ -199,7 +199,7 @@ def main(argv=None) -> int:
     # it too; that is Keras' optional probe, and absent TensorFlow it is skipped.)
     import benchmarks.models  # noqa: F401
     import islesbench.config  # noqa: F401
-    import islesbench.losses  # noqa: F401
+    import islesbench.models.losses  # noqa: F401
     import islesbench.models.pspnet  # noqa: F401
     import islesbench.models.unet  # noqa: F401
     import islesbench.models.vnet  # noqa: F401

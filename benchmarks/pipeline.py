@@ -3,7 +3,7 @@
     python benchmarks/pipeline.py [--cases 20] [--work /tmp/islesbench-bench] [--input-size 96]
 
 Builds (or reuses) a synthetic cohort and its records, then times
-  * tf.data: `islesbench.data.slice_dataset` as training uses it (interleave, parse, resize, cache,
+  * tf.data: `islesbench.data.pipeline.slice_dataset` as training uses it (interleave, parse, resize, cache,
     lesion oversampling, augmentation, batch, prefetch), after one warm-up pass that fills the cache;
   * NIfTI: what a loader without records does each epoch: read every case's maps, normalise,
     resample to the grid and cut slices.
@@ -28,12 +28,13 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     args = parser.parse_args()
 
-    from islesbench import isles, preprocessing
+    from islesbench import isles
+    from islesbench.imaging import preprocessing
     from islesbench.config import apply_overrides, profile_config
-    from islesbench.data import slice_dataset
+    from islesbench.data.pipeline import slice_dataset
     from islesbench.data_prep.prepare import prepare_cohort
     from islesbench.data_prep.synth import synthesize_cohort
-    from islesbench.manifest import PreparedData, is_prepared_dir
+    from islesbench.storage.manifest import PreparedData, is_prepared_dir
 
     work = Path(args.work)
     raw, prep = work / f"cohort{args.cases}", work / f"prepared{args.cases}"

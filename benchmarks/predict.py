@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from islesbench.precision import PRECISIONS  # light: TensorFlow is imported later
+from islesbench.runtime.precision import PRECISIONS  # light: TensorFlow is imported later
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,11 +32,12 @@ def main() -> None:
 
     import numpy as np
 
-    from islesbench import isles, precision
+    from islesbench import isles
+    from islesbench.runtime import precision
     from islesbench.config import profile_config
     from islesbench.data_prep.synth import make_patient
     from islesbench.models import build_from_config
-    from islesbench.predict import Predictor
+    from islesbench.inference.predictor import Predictor
 
     work = Path(args.work)
     patient = make_patient([7, 7], 256, slabs=1, lesion_kind="core")

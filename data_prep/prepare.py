@@ -5,8 +5,8 @@ listing all faults at once. Each case is written to temporary names and renamed,
 so a re-run skips cases whose records are complete and whose inputs are unchanged, and a killed run
 continues where it stopped. Cases are streamed one at a time, and each case one channel at a time
 (read, normalised, reoriented, resampled, dropped), so a whole-brain cohort fits in a few GiB. See
-islesbench.layouts for the layouts, islesbench.preprocessing for the normalisation and resampling, and
-islesbench.manifest for the layout written.
+islesbench.layouts for the layouts, islesbench.imaging.preprocessing for the normalisation and resampling, and
+islesbench.storage.manifest for the layout written.
 """
 
 from __future__ import annotations
@@ -19,7 +19,9 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import isles, layouts, manifest, preprocessing, records
+from islesbench import isles, layouts
+from islesbench.storage import manifest, records
+from islesbench.imaging import preprocessing
 from islesbench.atomic import remove_stale_temporaries, write_json_atomic
 from islesbench.config import DEFAULT_MODALITIES, read_json_file
 from islesbench.errors import CohortError, IslesbenchError

@@ -15,20 +15,20 @@ import sys
 # TensorFlow's start-up chatter (oneDNN, CUDA probing) is not for users; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from islesbench import console
+from islesbench.runtime import console
 from islesbench.errors import IslesbenchError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS = {
     "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort (ISLES 2018 slabs or whole-brain ISLES'24 BIDS)"),
     "prepare": ("islesbench.data_prep.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
-    "pretrain": ("islesbench.pretrain", "self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps"),
-    "run": ("islesbench.run", "train and validate one configuration over the folds (resumable)"),
-    "predict": ("islesbench.predict", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
-    "ensemble": ("islesbench.ensemble", "average the probability maps of several runs and evaluate"),
-    "evaluate": ("islesbench.evaluate", "ISLES metrics of predicted masks against reference masks"),
+    "pretrain": ("islesbench.selfsup.pretrain", "self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps"),
+    "run": ("islesbench.training.cross_validation", "train and validate one configuration over the folds (resumable)"),
+    "predict": ("islesbench.inference.predictor", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
+    "ensemble": ("islesbench.inference.ensemble", "average the probability maps of several runs and evaluate"),
+    "evaluate": ("islesbench.evaluation.folders", "ISLES metrics of predicted masks against reference masks"),
     "tune": ("islesbench.tuning.tune", "cross-validated KerasTuner search for one model/loss pair"),
-    "benchmark": ("islesbench.reports.benchmark", "run the paper's comparison grid over all folds"),
+    "benchmark": ("islesbench.grid.runner", "run the paper's comparison grid over all folds"),
     "report": ("islesbench.reports.report", "comparison tables, statistics and figures from a runs folder"),
 }
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.precision import PRECISIONS
+from islesbench.runtime.precision import PRECISIONS
 
 ARCHS = ("pspnet", "unet", "vnet", "threshold")
 LOSSES = ("focal", "ce", "dice", "focal+dice")
@@ -68,7 +68,7 @@ class DataConfig:
     augment_strength: float = 1.0  # scales intensity/scale jitter; 0 leaves only flips
     lesion_slice_fraction: float = 0.5  # share of 2D training slices drawn from slices with lesion
     # Data-efficiency curves: train on this share of each fold's training patients (a seeded subset, nested
-    # across fractions: islesbench/fractions.py); validation always uses the whole validation fold.
+    # across fractions: islesbench/data/fractions.py); validation always uses the whole validation fold.
     train_fraction: float = 1.0
     fraction_seed: int = 0
 
@@ -83,7 +83,7 @@ class TrainConfig:
     seed: int = 0
     jit_compile: bool = False
     # float32 | mixed_bfloat16 | mixed_float16 | auto (bfloat16 where the hardware runs it natively:
-    # islesbench/precision.py). A run stores the resolved value, so its config.json says what ran.
+    # islesbench/runtime/precision.py). A run stores the resolved value, so its config.json says what ran.
     precision: str = "auto"
 
 

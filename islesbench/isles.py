@@ -9,5 +9,5 @@ from __future__ import annotations
 from islesbench.layouts import (AFFINE_ATOL, ORIGIN_ATOL, Case, CaseFiles, affines_agree, discover_cohort,  # noqa: F401
                                 load_case, load_pwi, load_volume, natural_key, read_nifti, save_nifti,
                                 validate_case)
-from islesbench.layouts._files import MASK, PWI  # noqa: F401
+from islesbench.layouts.cases import MASK, PWI  # noqa: F401
 from islesbench.layouts.isles2018 import MAP_MODALITIES, MODALITIES, SPLITS  # noqa: F401

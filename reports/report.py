@@ -84,7 +84,8 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         if row["case"] not in seen:
             seen.add(row["case"])
             chosen.append((role, row))
-    from islesbench import layouts, nifti_io, preprocessing
+    from islesbench import layouts
+    from islesbench.imaging import nifti_io, preprocessing
     from islesbench.errors import IslesbenchError
 
     try:

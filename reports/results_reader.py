@@ -1,6 +1,6 @@
 """Reading a runs folder for the report: every run's configuration and per-case metrics, grouped.
 
-Reads only the results layout (`islesbench.results`), each run's config.json, the prepared data's
+Reads only the results layout (`islesbench.storage.run_layout`), each run's config.json, the prepared data's
 patients.json (which cases are one patient) and `benchmark.json`; it never trains or predicts. Repeats of
 one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup.
 """
@@ -11,12 +11,12 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench import results
+from islesbench.storage import run_layout as results
 from islesbench.config import base_name
 from islesbench.errors import IslesbenchError
-from islesbench.metrics import METRIC_NAMES
+from islesbench.evaluation.case_metrics import METRIC_NAMES
 
-from islesbench.reports.grid import benchmark_record_path
+from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.stats import is_finite
 
 # The per-case columns of validation/metrics.csv, in order.
@@ -62,9 +62,9 @@ class RunResults:
 
 def read_case_metrics(path) -> list[dict]:
     """Per-case rows of a validation/metrics.csv with every metric a float (`inf` kept, blanks NaN)."""
-    from islesbench.metrics import read_case_metrics as read_rows
+    from islesbench.evaluation.case_metrics import read_case_metrics as read_rows
 
-    from islesbench.metrics import CONVENTION_KEY, LEGACY_CONVENTION
+    from islesbench.evaluation.case_metrics import CONVENTION_KEY, LEGACY_CONVENTION
 
     return [{"case": str(r["case"]), **{c: _to_float(r.get(c)) for c in METRIC_COLUMNS},
              "convention": r.get(CONVENTION_KEY) or LEGACY_CONVENTION} for r in read_rows(path)]
@@ -185,7 +185,7 @@ class ConfigGroup:
 
     @property
     def convention(self) -> str:
-        """The HD/ASSD convention of the group's rows (`islesbench.metrics.CONVENTIONS`), or `mixed`."""
+        """The HD/ASSD convention of the group's rows (`islesbench.evaluation.case_metrics.CONVENTIONS`), or `mixed`."""
         found = {row.get("convention") for r in self.runs for row in r.rows}
         return found.pop() if len(found) == 1 else "mixed"
 

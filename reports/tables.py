@@ -81,8 +81,8 @@ def anchor_blocks(groups: list) -> list:
 
 
 def convention_note(groups: list) -> str:
-    """Which HD/ASSD definition the table's distances follow (islesbench.metrics.CONVENTION_LABELS)."""
-    from islesbench.metrics import CONVENTION_LABELS
+    """Which HD/ASSD definition the table's distances follow (islesbench.evaluation.case_metrics.CONVENTION_LABELS)."""
+    from islesbench.evaluation.case_metrics import CONVENTION_LABELS
 
     used = sorted({g.convention for g in groups})
     named = "; ".join(f"`{c}`: {CONVENTION_LABELS.get(c, 'rows of more than one convention')}" for c in used)
@@ -256,7 +256,7 @@ def _missing_reason(missing: str, present, pair, record) -> str:
         reason = f"{missing} {cell.get('status', 'not run')}: {first_sentence(cell['reason'])}"
     if cell and present is not None and record.get("profile"):
         from islesbench.errors import IslesbenchError
-        from islesbench.reports.grid import GridCell
+        from islesbench.grid.grid_file import GridCell
 
         try:
             would = GridCell(cell["arch"], cell.get("loss") or "focal", cell.get("pretrained")).config(

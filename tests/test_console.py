@@ -5,7 +5,7 @@ import re
 import subprocess
 import sys
 
-from islesbench.console import is_startup_noise
+from islesbench.runtime.console import is_startup_noise
 
 # What TensorFlow 2.21 writes to fd 2 at start-up on a machine without a GPU (each of the first five twice).
 STARTUP = [

@@ -1,10 +1,10 @@
-"""Augmentation in islesbench.data: one transform per element, masks follow images, seeds reproduce."""
+"""Augmentation in islesbench.data.pipeline: one transform per element, masks follow images, seeds reproduce."""
 
 import numpy as np
 import pytest
 import tensorflow as tf
 
-from islesbench.data import augment
+from islesbench.data.pipeline import augment
 
 SIDE = 32
 

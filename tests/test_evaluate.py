@@ -1,4 +1,4 @@
-"""islesbench.evaluate: matching, geometry checks, files written, ISLES-layout references."""
+"""islesbench.evaluation.folders: matching, geometry checks, files written, ISLES-layout references."""
 
 import argparse
 import math
@@ -9,9 +9,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from islesbench import evaluate
+from islesbench.evaluation import folders as evaluate
 from islesbench.errors import CaseError, CohortError, IslesbenchError
-from islesbench.metrics import METRIC_NAMES, case_metrics, read_case_metrics, read_summary
+from islesbench.evaluation.case_metrics import METRIC_NAMES, case_metrics, read_case_metrics, read_summary
 
 AFFINE = np.diag([0.9, 0.9, 5.0, 1.0])
 SHAPE = (12, 10, 4)

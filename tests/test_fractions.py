@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from islesbench import fractions
+from islesbench.data import fractions
 from islesbench.config import ExperimentConfig, apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
 

@@ -7,8 +7,8 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from islesbench import genesis  # noqa: E402
-from islesbench.genesis import GenesisConfig  # noqa: E402
+from islesbench.data import restoration_pairs as genesis  # noqa: E402
+from islesbench.data.restoration_pairs import GenesisConfig  # noqa: E402
 
 WINDOWS = [(0.0, 5.0), (0.0, 5.0), (0.0, 4.0), (0.0, 4.0), (-1.5, 2.0)]
 

@@ -7,7 +7,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from islesbench import inference  # noqa: E402
+from islesbench.inference import volume as inference  # noqa: E402
 from islesbench.models import build_model  # noqa: E402
 
 

@@ -6,7 +6,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from islesbench.errors import IslesbenchError  # noqa: E402
-from islesbench.losses import LOSS_NAMES, get_loss  # noqa: E402
+from islesbench.models.losses import LOSS_NAMES, get_loss  # noqa: E402
 
 
 def _pair(seed=0, shape=(2, 8, 8, 1)):

@@ -1,4 +1,4 @@
-"""islesbench.metrics: hand-computed cases, both HD/ASSD conventions, empty masks, medpy equality,
+"""islesbench.evaluation.case_metrics: hand-computed cases, both HD/ASSD conventions, empty masks, medpy equality,
 aggregates and files. The ISLES convention's oracle (SimpleITK + VTK) is in test_metrics_isles_oracle.py."""
 
 import math
@@ -9,17 +9,7 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from islesbench.errors import IslesbenchError
-from islesbench.metrics import (
-    CONVENTIONS,
-    DISTANCE_METRICS,
-    METRIC_NAMES,
-    case_metrics,
-    format_summary_table,
-    read_case_metrics,
-    read_summary,
-    summarize,
-    write_case_metrics,
-)
+from islesbench.evaluation.case_metrics import CONVENTIONS, DISTANCE_METRICS, METRIC_NAMES, case_metrics, format_summary_table, read_case_metrics, read_summary, summarize, write_case_metrics
 
 
 def cube(shape, lo, size):

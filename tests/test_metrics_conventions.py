@@ -5,8 +5,9 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from islesbench import cli, evaluate
-from islesbench.metrics import case_metrics, read_case_metrics, read_summary
+from islesbench import cli
+from islesbench.evaluation import folders as evaluate
+from islesbench.evaluation.case_metrics import case_metrics, read_case_metrics, read_summary
 
 AFFINE = np.diag([0.9, 0.9, 6.0, 1.0])
 SHAPE = (14, 12, 4)

@@ -1,4 +1,4 @@
-"""islesbench.surface_isles against an independent rebuild of the ISLES 2015–2018 evaluator.
+"""islesbench.evaluation.surface_isles against an independent rebuild of the ISLES 2015–2018 evaluator.
 
 The oracle follows the evaluator's C++ (Covalic ``HausdorffDistanceImageToImageMetric`` and
 ``AverageDistanceImageToImageMetric``) step by step with the libraries it was built on: SimpleITK for
@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from islesbench.surface_isles import contour_points, isles_hd_assd
+from islesbench.evaluation.surface_isles import contour_points, isles_hd_assd
 
 sitk = pytest.importorskip("SimpleITK")
 vtk = pytest.importorskip("vtk")
@@ -169,7 +169,7 @@ def test_contour_is_one_point_per_voxel_with_a_background_face_neighbour(seed):
 
 
 def test_itk_bspline_is_scipy_order_3_mirror_and_returns_the_samples_at_voxel_centres():
-    # Why no interpolation is left in islesbench.surface_isles: every point the evaluator reads is a
+    # Why no interpolation is left in islesbench.evaluation.surface_isles: every point the evaluator reads is a
     # voxel centre, where ITK's cubic B-spline returns the sample. Off the centres ITK's spline is
     # scipy's map_coordinates(order=3, mode="mirror") (not "reflect": ITK mirrors about the end sample).
     rng = np.random.default_rng(0)

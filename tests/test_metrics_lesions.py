@@ -1,11 +1,11 @@
-"""islesbench.lesion_metrics against the ISLES'22 evaluation code's rules (re-run with cc3d, the
+"""islesbench.evaluation.lesions against the ISLES'22 evaluation code's rules (re-run with cc3d, the
 connected-components library it uses) and against panoptica (the library of the ISLES'24 script)."""
 
 import numpy as np
 import pytest
 from scipy import ndimage
 
-from islesbench.lesion_metrics import lesion_detection
+from islesbench.evaluation.lesions import lesion_detection
 
 cc3d = pytest.importorskip("cc3d")
 panoptica = pytest.importorskip("panoptica")

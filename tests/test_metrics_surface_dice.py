@@ -1,4 +1,4 @@
-"""islesbench.surface_dice: surfels, distances and NSD against DeepMind's ``surface-distance`` package,
+"""islesbench.evaluation.surface_dice: surfels, distances and NSD against DeepMind's ``surface-distance`` package,
 surfel areas against closed forms and the cube's symmetries."""
 
 import itertools
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from scipy import ndimage
 
-from islesbench.surface_dice import neighbour_codes, surface_dice, surfel_area_table, surfel_distances
+from islesbench.evaluation.surface_dice import neighbour_codes, surface_dice, surfel_area_table, surfel_distances
 
 # Our marching-cubes areas triangulate non-planar polygons around their centroid, DeepMind's table
 # differently: NSD differed by at most 0.0018 on the cases below (README, "Metrics").

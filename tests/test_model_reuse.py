@@ -5,10 +5,11 @@ import csv
 import numpy as np
 import pytest
 
-from islesbench import model_reuse, results
+from islesbench.training import model_reuse
+from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
-from islesbench.run import run_configuration
-from islesbench.training import load_checkpoint
+from islesbench.training.cross_validation import run_configuration
+from islesbench.training.fold import load_checkpoint
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
@@ -73,7 +74,7 @@ def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
 def test_kept_model_is_frozen_out_of_garbage_collection_until_forgotten(tiny_prepared, tmp_path, monkeypatch):
     import gc
 
-    from islesbench import training
+    from islesbench.training import fold as training
 
     monkeypatch.setattr(model_reuse, "ENABLED", True)
     frozen = []

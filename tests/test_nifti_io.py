@@ -6,7 +6,8 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from islesbench import isles, nifti_io
+from islesbench import isles
+from islesbench.imaging import nifti_io
 from islesbench.errors import IslesbenchError
 
 AFFINE = np.array([[-0.9, 0, 0, 10.0], [0, 0.9, 0, -5.0], [0, 0, 5.0, 3.0], [0, 0, 0, 1]])

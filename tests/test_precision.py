@@ -6,11 +6,12 @@ import keras
 import numpy as np
 import pytest
 
-from islesbench import losses, precision
+from islesbench.models import losses
+from islesbench.runtime import precision
 from islesbench.config import ModelConfig, apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
 from islesbench.models import build_from_config
-from islesbench.run import run_configuration
+from islesbench.training.cross_validation import run_configuration
 
 CPUINFO_BF16 = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n"
 CPUINFO_PLAIN = "processor\t: 0\nflags\t\t: fpu sse avx2 fma\n"
@@ -79,7 +80,7 @@ def test_bfloat16_models_compute_in_bfloat16_and_answer_in_float32(arch, options
 
 
 def test_mixed_float16_compiles_with_loss_scaling():
-    from islesbench.training import compile_model
+    from islesbench.training.fold import compile_model
 
     config = apply_overrides(profile_config("quick", "unet"), {"model": {"base_width": 4, "depth": 3},
                                                                "train": {"precision": "mixed_float16"}})
@@ -122,7 +123,7 @@ def test_a_run_records_the_resolved_precision(tiny_prepared, tmp_path, monkeypat
     run_dir = run_configuration(config, tiny_prepared.root, tmp_path, folds=[0])
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["precision"] == "mixed_bfloat16"
-    from islesbench.training import load_checkpoint
+    from islesbench.training.fold import load_checkpoint
 
     model = load_checkpoint(run_dir / "fold_0" / "checkpoint_last.keras")
     assert precision.model_precision(model) == "mixed_bfloat16"  # validation and predict use it too

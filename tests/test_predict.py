@@ -6,11 +6,12 @@ import shutil
 import numpy as np
 import pytest
 
-from islesbench import isles, results
+from islesbench import isles
+from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.run import run_configuration
+from islesbench.training.cross_validation import run_configuration
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 2}, "data": {"input_size": 48},
         "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4}}
@@ -19,7 +20,7 @@ TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 2}, "data": {"input_
 @pytest.fixture(scope="module")
 def runs(tiny_prepared, tmp_path_factory):
     """Two finished tiny runs (focal, ce) over both folds, and their ensemble."""
-    from islesbench.ensemble import ensemble_runs
+    from islesbench.inference.ensemble import ensemble_runs
 
     root = tmp_path_factory.mktemp("predict_runs")
     for loss in ("focal", "ce"):
@@ -34,7 +35,7 @@ def _predict(model, cohort, out, *extra):
 
 
 def test_ensemble_folder_averages_its_members_with_the_ensembles_threshold(runs, tiny_cohort, tmp_path):
-    from islesbench.predict import Predictor
+    from islesbench.inference.predictor import Predictor
 
     ensemble = Predictor.load(runs / "ensemble-top2")
     singles = [Predictor.load(runs / name) for name in ("unet-focal", "unet-ce")]
@@ -97,7 +98,7 @@ def _member_copy(runs, tmp_path, name, edit=None):
     ("splits", lambda c: c.update(splits_fingerprint="0123456789abcdef"), "different folds"),
 ])
 def test_ensemble_refuses_members_of_different_data_or_folds(runs, tmp_path, what, edit, words):
-    from islesbench.ensemble import ensemble_runs
+    from islesbench.inference.ensemble import ensemble_runs
 
     other = _member_copy(runs, tmp_path, "unet-ce-" + what, edit)
     with pytest.raises(IslesbenchError, match=words) as err:
@@ -107,7 +108,7 @@ def test_ensemble_refuses_members_of_different_data_or_folds(runs, tmp_path, wha
 
 
 def test_ensemble_refuses_members_whose_cases_sit_in_other_folds(runs, tmp_path):
-    from islesbench.ensemble import ensemble_runs
+    from islesbench.inference.ensemble import ensemble_runs
 
     other = _member_copy(runs, tmp_path, "unet-ce-swapped")
     (other / "fold_0").rename(other / "fold_x")

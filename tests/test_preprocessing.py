@@ -3,7 +3,7 @@
 import numpy as np
 from scipy import ndimage
 
-from islesbench import preprocessing
+from islesbench.imaging import preprocessing
 
 
 def _volumes(shape=(40, 36, 3), seed=0):

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
 
-from islesbench import pretraining, results
+from islesbench.storage import pretrain_records as pretraining, run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.pretrain import pretrain, pretrain_config, resolve_sources
+from islesbench.selfsup.pretrain import pretrain, pretrain_config, resolve_sources
 
 TINY = {"input_size": 48, "epochs": 2, "steps_per_epoch": 2, "batch_size": 4}
 
@@ -41,7 +41,7 @@ def pretrain_reads():
 @pytest.fixture(scope="module")
 def per_fold(tiny_prepared, unlabelled, tmp_path_factory, pretrain_reads):
     """Fold 0's and fold 1's pretraining on the fine-tuning cohort plus the unlabelled one."""
-    from islesbench import data
+    from islesbench.data import pipeline as data
 
     out = tmp_path_factory.mktemp("pretrain") / "selfsup"
     config = pretrain_config("quick", [TINY])
@@ -98,7 +98,7 @@ def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prep
     import keras
 
     from islesbench.models import build_from_config, encoder_layers
-    from islesbench.run import run_configuration
+    from islesbench.training.cross_validation import run_configuration
 
     weights = per_fold / "fold_0.keras"
     source = keras.saving.load_model(weights, compile=False)
@@ -148,7 +148,7 @@ def test_restoration_outputs_start_at_the_channel_prior():
 def test_optimizer_is_built_before_the_first_step():
     import keras
 
-    from islesbench.pretrain import build_model
+    from islesbench.selfsup.pretrain import build_model
 
     config = pretrain_config("quick", [TINY])
     model = build_model(config, 5, output_prior=[0.1] * 5)
@@ -163,7 +163,7 @@ def test_optimizer_is_built_before_the_first_step():
 
 
 def test_a_fold_file_that_saw_its_validation_cases_is_refused(per_fold, tiny_prepared, tmp_path):
-    from islesbench.run import run_configuration
+    from islesbench.training.cross_validation import run_configuration
 
     swapped = tmp_path / "swapped"
     swapped.mkdir()

@@ -5,7 +5,7 @@ import os
 import numpy as np
 import pytest
 
-from islesbench import records
+from islesbench.storage import records
 from islesbench.errors import IslesbenchError
 
 

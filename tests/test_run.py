@@ -5,11 +5,12 @@ import json
 import numpy as np
 import pytest
 
-from islesbench import isles, results
+from islesbench import isles
+from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.run import run_configuration
+from islesbench.training.cross_validation import run_configuration
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
@@ -122,8 +123,8 @@ def test_predict_writes_masks_in_the_input_geometry(unet_run, tiny_cohort, tmp_p
 
 
 def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
-    from islesbench import metrics
-    from islesbench.ensemble import ensemble_runs
+    from islesbench.evaluation import case_metrics as metrics
+    from islesbench.inference.ensemble import ensemble_runs
 
     run_configuration(tiny_config(loss={"name": "ce"}), tiny_prepared.root, unet_run)
     out = unet_run / "ensemble"
@@ -140,7 +141,7 @@ def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
 
 
 def test_provenance_records_commit_command_and_versions():
-    from islesbench.provenance import provenance
+    from islesbench.storage.provenance import provenance
 
     record = provenance()
     assert record["versions"]["numpy"] and record["versions"]["tensorflow"]
@@ -149,8 +150,8 @@ def test_provenance_records_commit_command_and_versions():
 
 
 def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_cohort, tmp_path):
-    from islesbench import precision
-    from islesbench.predict import Predictor
+    from islesbench.runtime import precision
+    from islesbench.inference.predictor import Predictor
 
     run = unet_run / "unet-focal"
     trained = json.loads((run / "config.json").read_text())["train"]["precision"]
@@ -170,7 +171,7 @@ def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_co
 
 
 def test_progress_plot_drawn_after_the_first_and_last_epochs_of_short_epochs(tiny_prepared, tmp_path, monkeypatch):
-    from islesbench import training
+    from islesbench.training import fold as training
 
     drawn = []
     monkeypatch.setattr(training, "plot_progress", lambda rows, path: drawn.append(len(rows)))

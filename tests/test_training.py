@@ -12,7 +12,7 @@ import time
 import pytest
 from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
 
-from islesbench import results
+from islesbench.storage import run_layout as results
 
 TINY = {"model": {"base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"batch_size": 4, "steps_per_epoch": 4}}
@@ -154,7 +154,7 @@ def test_the_trained_model_is_the_configured_one():
     """Every ModelConfig field reaches the model builder (a dropped field once trained a 45M-parameter
     PSPNet where a quarter-width one was configured)."""
     from islesbench.config import apply_overrides, profile_config
-    from islesbench.training import build_compiled_model
+    from islesbench.training.fold import build_compiled_model
 
     narrow = profile_config("quick", "pspnet")
     full = apply_overrides(narrow, {"model": {"encoder_width": 1.0}})

@@ -2,7 +2,7 @@
 
 Search (the Oracle: random, Bayesian or Hyperband, KerasTuner's own, state in JSON) is kept apart from
 execution (`CrossValidatedTuner.run_trial`: train and validate K folds). Each trial's folds live in
-the results layout (islesbench.results) under `OUT/trials/<trial_id>/fold_<k>`, so
+the results layout (islesbench.storage.run_layout) under `OUT/trials/<trial_id>/fold_<k>`, so
 
 * a finished fold (DONE marker) is never retrained; its score is read back from validation/summary.json;
 * an interrupted fold continues from its last completed epoch (training.fit_fold's backup files);
@@ -35,11 +35,12 @@ from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
 
-from islesbench import results, training
+from islesbench.storage import run_layout as results
+from islesbench.training import fold as training
 from islesbench.atomic import write_json_atomic
 from islesbench.config import ExperimentConfig, changed_fields
 from islesbench.errors import IslesbenchError
-from islesbench.manifest import PreparedData
+from islesbench.storage.manifest import PreparedData
 from islesbench.tuning.search_space import trial_config
 
 OBJECTIVE = "mean_val_dice"

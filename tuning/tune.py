@@ -21,7 +21,7 @@ import time
 from pathlib import Path
 
 from islesbench.config import ARCHS, LOSSES, PROFILES, apply_overrides, changed_fields, command_config, load_config_file
-from islesbench import hparams
+from islesbench.training import hparams
 from islesbench.errors import IslesbenchError
 
 TUNERS = ("random", "bayesian", "hyperband")
@@ -89,7 +89,7 @@ def check_settings(out_dir: Path, settings: dict, write: bool) -> None:
 
 
 def run_command(args) -> int:
-    from islesbench.run import resolve_prepared
+    from islesbench.training.cross_validation import resolve_prepared
     from islesbench.tuning import cv_tuner, outputs
     from islesbench.tuning.search_space import build_search_space
 
@@ -101,7 +101,7 @@ def run_command(args) -> int:
         from islesbench.models import pretrained as pretrained_weights
 
         pretrained_weights.check_available(base.model.pretrained)
-    from islesbench import manifest
+    from islesbench.storage import manifest
 
     if role != "single" and not manifest.is_prepared_dir(args.data):
         raise IslesbenchError("distributed tuning needs --data to be a prepared directory "

@@ -9,7 +9,7 @@ A layout is a module with
                                   it), and its files under islesbench's channel names (CT, CT_CBF,
                                   CT_CBV, CT_MTT, CT_Tmax, CTA, CT_4DPWI, OT = the lesion mask)
 
-and every layout shares the rest (islesbench.layouts._files): `validate_case` (all faults, one line
+and every layout shares the rest (islesbench.layouts.cases): `validate_case` (all faults, one line
 each), `load_case` (the channels as float32 arrays with their affine, the mask if any),
 `load_volume` (one channel, for streaming), and `write_prediction` (a mask or probability map back in
 the case's own stored geometry and affine, named `<case>.nii.gz`).
@@ -26,9 +26,7 @@ import numpy as np
 
 from islesbench.errors import IslesbenchError
 from islesbench.layouts import isles24, isles2018
-from islesbench.layouts._files import (AFFINE_ATOL, CHANNELS, MAP_CHANNELS, MASK, NIFTI_SUFFIXES, ORIGIN_ATOL, PWI,
-                                       Case, CaseFiles, affines_agree, load_case, load_pwi, load_volume,
-                                       natural_key, read_nifti, save_nifti, validate_case)
+from islesbench.layouts.cases import AFFINE_ATOL, CHANNELS, MAP_CHANNELS, MASK, NIFTI_SUFFIXES, ORIGIN_ATOL, PWI, Case, CaseFiles, affines_agree, load_case, load_pwi, load_volume, natural_key, read_nifti, save_nifti, validate_case
 
 LAYOUTS = {isles2018.NAME: isles2018, isles24.NAME: isles24}
 # Detection order: the ISLES 2018 markers (TRAINING/, case_N, SMIR names) are the more specific.
@@ -76,7 +74,7 @@ def prediction_name(case_id: str) -> str:
 def write_prediction(path, array, affine, spacing, probabilities: bool = False) -> None:
     """Write a mask (uint8 0/1) or probability map (float32) in the case's own stored geometry.
 
-    `array` must already be in the stored voxel order of the case's files (islesbench.preprocessing maps
+    `array` must already be in the stored voxel order of the case's files (islesbench.imaging.preprocessing maps
     canonical outputs back); `affine` and `spacing` are the case's, so the file overlays the input.
     """
     if probabilities:

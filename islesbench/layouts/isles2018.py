@@ -7,7 +7,7 @@ with <MOD> one of CT, CT_4DPWI, CT_CBF, CT_CBV, CT_MTT, CT_Tmax, OT -- islesbenc
 ISLES 2018's, so no renaming happens here. A NIfTI file lying directly in the case folder
 (``case_N/SMIR.Brain.XX.O.<MOD>.<ID>.nii``) is accepted too. Patients are not recorded in this layout
 (two slabs of one patient are two cases): prepare infers them from the headers.
-Reading, checking and the one-line faults are the same for every layout (islesbench.layouts._files).
+Reading, checking and the one-line faults are the same for every layout (islesbench.layouts.cases).
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts._files import NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
+from islesbench.layouts.cases import NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
 
 NAME = "isles2018"
 MODALITIES = ("CT", "CT_4DPWI", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "OT")

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts._files import MASK, NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
+from islesbench.layouts.cases import MASK, NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
 
 NAME = "isles24"
 SOURCE_DIRS = ("raw_data", "rawdata", "derivatives")

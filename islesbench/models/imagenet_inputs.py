@@ -2,7 +2,7 @@
 
 Keras' ResNet-50 weights were trained on caffe-preprocessed images (`keras.applications.resnet50.
 preprocess_input`): 8-bit BGR pixels, 0–255, minus the ImageNet channel means, so inputs of order 100.
-islesbench's maps are normalised to order 1 (islesbench/preprocessing.py). Fed to those weights directly,
+islesbench's maps are normalised to order 1 (islesbench/imaging/preprocessing.py). Fed to those weights directly,
 conv1's responses are about a hundred times smaller than the ones its BatchNormalization statistics
 expect, and a frozen encoder (inference-mode BN) outputs nearly the same features for every pixel.
 
@@ -26,7 +26,7 @@ LAYER_NAME = "imagenet_inputs"  # not an encoder layer name: nothing is transfer
 
 def channel_windows(modalities, channels: int) -> list:
     """[low, high] of each input channel's normalised window; the default rule's for unnamed channels."""
-    from islesbench.preprocessing import DEFAULT_RULE, normalized_range
+    from islesbench.imaging.preprocessing import DEFAULT_RULE, normalized_range
 
     if modalities and len(modalities) == channels:
         return [list(normalized_range(m)) for m in modalities]

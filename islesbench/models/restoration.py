@@ -1,6 +1,6 @@
 """The self-supervised pretraining network: PSPNet's dilated ResNet-50 encoder and a light restoration decoder.
 
-`islesbench pretrain` trains it to restore distorted slices (islesbench.genesis). Its encoder is built by
+`islesbench pretrain` trains it to restore distorted slices (islesbench.data.restoration_pairs). Its encoder is built by
 the same function as PSPNet's (`resnet50_dilated`), so every encoder layer has PSPNet's name and, at the
 same `encoder_width`, its weight shapes: `--pretrained FILE.keras` copies them by name
 (islesbench.models.pretrained) and leaves the decoder behind. The decoder's layers are named

@@ -7,7 +7,9 @@ import shutil
 import numpy as np
 import pytest
 
-from islesbench import isles, preprocessing, records
+from islesbench import isles
+from islesbench.imaging import preprocessing
+from islesbench.storage import records
 from islesbench.data_prep.prepare import prepare_cohort
 from islesbench.errors import CohortError
 
@@ -162,7 +164,7 @@ def test_changed_patient_mapping_regenerates_a_split_that_would_leak(tiny_cohort
 
 def test_a_split_that_puts_one_patient_on_both_sides_is_refused(tiny_cohort, tiny_prepared, tmp_path):
     from islesbench.errors import IslesbenchError
-    from islesbench.manifest import PreparedData
+    from islesbench.storage.manifest import PreparedData
 
     out = _copy_prepared(tiny_prepared, tmp_path)
     patients = json.loads((out / "patients.json").read_text())["patients"]

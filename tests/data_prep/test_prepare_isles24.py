@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from islesbench import manifest
+from islesbench.storage import manifest
 from islesbench.data_prep.prepare import prepare_cohort
 from islesbench.errors import IslesbenchError
 

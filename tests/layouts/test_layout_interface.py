@@ -89,7 +89,7 @@ def test_compatibility_module_reads_both_layouts(tiny_cohort, tiny_isles24):
 
 
 def test_evaluate_reads_references_from_either_layout(cohort, tmp_path):
-    from islesbench.evaluate import evaluate_folder
+    from islesbench.evaluation.folders import evaluate_folder
 
     name, root = cohort
     preds = tmp_path / "pred"

@@ -8,8 +8,12 @@ import json
 import numpy as np
 import pytest
 
-from islesbench import inference, layouts, metrics, preprocessing, records, threshold
-from islesbench.manifest import PreparedData, case_geometry
+from islesbench.inference import volume as inference, threshold_rule as threshold
+from islesbench import layouts
+from islesbench.evaluation import case_metrics as metrics
+from islesbench.imaging import preprocessing
+from islesbench.storage import records
+from islesbench.storage.manifest import PreparedData, case_geometry
 
 ORIENTATIONS = (("R", "A", "S"), ("L", "P", "S"), ("P", "S", "R"))
 GRID, SLICE_MM = 32, 4.0
@@ -119,7 +123,7 @@ def test_threshold_baseline_uses_anatomical_left_right(stored_three_ways):
 
 
 def test_predict_writes_back_in_each_inputs_geometry(stored_three_ways, tmp_path):
-    from islesbench.predict import probability_in_stored_geometry
+    from islesbench.inference.predictor import probability_in_stored_geometry
 
     class RuleModel:
         """Stands in for a trained model: the rCBF rule on the canonical volumes predict hands it."""

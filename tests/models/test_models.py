@@ -13,7 +13,7 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from islesbench.errors import IslesbenchError  # noqa: E402
-from islesbench.losses import get_loss  # noqa: E402
+from islesbench.models.losses import get_loss  # noqa: E402
 from islesbench.models.initialization import LESION_PRIOR  # noqa: E402
 from islesbench.models import (  # noqa: E402
     MODEL_NAMES,

@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from islesbench import results
+from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
-from islesbench.metrics import write_case_metrics
+from islesbench.evaluation.case_metrics import write_case_metrics
 
 COHORT = "synthetic (seed 0)"
 CASES = [f"case_{i}" for i in range(1, 11)]

@@ -7,12 +7,12 @@ import json
 import pytest
 from conftest import CASES, PATIENTS, write_fake_prepared, write_fake_run
 
-from islesbench import results
+from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.reports import benchmark
-from islesbench.reports.grid import grid_from_dict
-from islesbench.reports.selfsup import selfsup_dir
+from islesbench.grid import runner as benchmark
+from islesbench.grid.grid_file import grid_from_dict
+from islesbench.grid.selfsup_cells import selfsup_dir
 
 GRID = {"cells": [{"arch": "pspnet"}, {"arch": "pspnet", "pretrained": "selfsup"},
                   {"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "threshold"}],

@@ -10,18 +10,10 @@ from conftest import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
 
 from islesbench.config import apply_overrides
 
-from islesbench import results
+from islesbench.storage import run_layout as results
 from islesbench.errors import IslesbenchError
-from islesbench.reports import benchmark
-from islesbench.reports.grid import (
-    EnsembleCell,
-    GridCell,
-    benchmark_record_path,
-    cell_overrides_path,
-    grid_from_dict,
-    load_grid,
-    paper_grid,
-)
+from islesbench.grid import runner as benchmark
+from islesbench.grid.grid_file import EnsembleCell, GridCell, benchmark_record_path, cell_overrides_path, grid_from_dict, load_grid, paper_grid
 
 PAPER_NAMES = ["pspnet-imagenet-focal", "pspnet-imagenet-ce", "pspnet-scratch-focal", "pspnet-scratch-ce",
                "unet-focal", "unet-ce", "vnet-focal", "vnet-ce", "threshold"]
@@ -107,7 +99,7 @@ def test_run_command_reproduces_the_cell():
 
 
 class FakeTraining:
-    """Stands in for islesbench.run.run_configuration: writes finished folds, refuses ImageNet offline."""
+    """Stands in for islesbench.training.cross_validation.run_configuration: writes finished folds, refuses ImageNet offline."""
 
     def __init__(self):
         self.trained = []
@@ -251,10 +243,10 @@ def test_cell_with_overrides_gets_a_config_file_in_its_command(tmp_path):
 
 
 def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, capsys):
-    # The command imports islesbench.run / islesbench.ensemble; stand-ins take their place here.
+    # The command imports islesbench.training.cross_validation / islesbench.inference.ensemble; stand-ins take their place here.
     fake = FakeTraining()
-    monkeypatch.setitem(sys.modules, "islesbench.run", types.SimpleNamespace(run_configuration=fake))
-    monkeypatch.setitem(sys.modules, "islesbench.ensemble", types.SimpleNamespace(ensemble_runs=fake_ensemble))
+    monkeypatch.setitem(sys.modules, "islesbench.training.cross_validation", types.SimpleNamespace(run_configuration=fake))
+    monkeypatch.setitem(sys.modules, "islesbench.inference.ensemble", types.SimpleNamespace(ensemble_runs=fake_ensemble))
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "unet"},
                                                {"arch": "vnet"}, {"arch": "threshold"}],
@@ -357,7 +349,7 @@ def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkey
         seen[config.name] = config.train.precision
         write_fake_run(runs_root, config.name, DICE[config.name], folds=list(range(num_folds)))
 
-    monkeypatch.setitem(sys.modules, "islesbench.run", types.SimpleNamespace(run_configuration=training))
+    monkeypatch.setitem(sys.modules, "islesbench.training.cross_validation", types.SimpleNamespace(run_configuration=training))
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None,
                                      "overrides": {"train": {"epochs": 1}}}))

@@ -15,7 +15,7 @@ from islesbench.config import apply_overrides
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
 from islesbench.reports import figures, report
-from islesbench.reports.grid import benchmark_record_path
+from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.report import build_report
 
 
@@ -266,7 +266,7 @@ def test_report_is_a_cli_command():
     from islesbench.cli import COMMANDS
 
     assert COMMANDS["report"][0] == "islesbench.reports.report"
-    assert COMMANDS["benchmark"][0] == "islesbench.reports.benchmark"
+    assert COMMANDS["benchmark"][0] == "islesbench.grid.runner"
 
 
 def test_unfinished_fold_is_flagged(tmp_path):

@@ -15,7 +15,7 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from islesbench import records
+from islesbench.storage import records
 from islesbench.atomic import write_json_atomic
 from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
@@ -185,7 +185,7 @@ def fingerprint(data) -> str:
 def case_geometry(entry: dict):
     """How to map a case's grid output back: its preprocessing.Sampling, or (version-1 manifests) its shape."""
     if "sampling" in entry:
-        from islesbench.preprocessing import Sampling
+        from islesbench.imaging.preprocessing import Sampling
 
         return Sampling.from_json(entry["sampling"])
     return tuple(entry["shape"])

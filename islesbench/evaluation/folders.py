@@ -11,7 +11,7 @@ shape and affine; spacing comes from the reference header.
 
 Writes OUT/metrics.csv (one row per case) and OUT/summary.json (means, standard deviations, medians and
 counts of infinite values per metric) and prints a short table. hd and assd follow --convention: `isles`
-(default), the ISLES 2015–2018 evaluator's own definitions, or `medpy`; both files record which. See `islesbench.metrics` for the
+(default), the ISLES 2015–2018 evaluator's own definitions, or `medpy`; both files record which. See `islesbench.evaluation.case_metrics` for the
 definitions and the empty-mask conventions.
 """
 
@@ -57,7 +57,7 @@ def configure_parser(parser: argparse.ArgumentParser) -> None:
 
 def run_command(args) -> int:
     """Evaluate --pred against --ref, write the files into --out and print the summary table."""
-    from islesbench.metrics import format_summary_table
+    from islesbench.evaluation.case_metrics import format_summary_table
 
     summary = evaluate_folder(
         args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted,
@@ -85,10 +85,10 @@ def evaluate_folder(
 
     `cases` restricts the evaluation to those case names (each must then have a prediction and a
     reference). `log` receives one progress line per case (pass ``None`` for silence). `convention`
-    names the definition of hd and assd (`islesbench.metrics.CONVENTIONS`); every row and the summary
+    names the definition of hd and assd (`islesbench.evaluation.case_metrics.CONVENTIONS`); every row and the summary
     record it.
     """
-    from islesbench.metrics import check_convention, write_case_metrics
+    from islesbench.evaluation.case_metrics import check_convention, write_case_metrics
 
     check_convention(convention)
 
@@ -115,8 +115,8 @@ def evaluate_pair(pair: CasePair, threshold: float = 0.5, convention: str = "isl
     """`case_metrics` of one matched pair under `convention`, the spacing taken from the reference header."""
     import numpy as np
 
-    from islesbench import nifti_io
-    from islesbench.metrics import case_metrics
+    from islesbench.imaging import nifti_io
+    from islesbench.evaluation.case_metrics import case_metrics
 
     ref = _read_values(pair, pair.ref)
     pred = _read_values(pair, pair.pred)
@@ -128,7 +128,7 @@ def _read_values(pair: CasePair, path: Path):
     """A mask's values (scaled float32), 3-D; CaseError naming the file on any fault."""
     import numpy as np
 
-    from islesbench import nifti_io
+    from islesbench.imaging import nifti_io
 
     try:
         info = nifti_io.read_info(path, ndim=3)
@@ -197,7 +197,7 @@ def check_geometry(pairs: list[CasePair]) -> None:
     """Raise a CaseError (one pair) or CohortError (several) for every shape or affine mismatch."""
     import numpy as np
 
-    from islesbench import nifti_io
+    from islesbench.imaging import nifti_io
 
     faults = []
     for pair in pairs:

@@ -27,12 +27,16 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import distribute, inference, isles, model_reuse, records
+from islesbench.runtime import distribute
+from islesbench.inference import volume as inference
+from islesbench import isles
+from islesbench.training import model_reuse
+from islesbench.storage import records
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import ExperimentConfig, read_json_file
 from islesbench.errors import IslesbenchError
-from islesbench.manifest import PreparedData, case_geometry
-from islesbench.results import FoldPaths
+from islesbench.storage.manifest import PreparedData, case_geometry
+from islesbench.storage.run_layout import FoldPaths
 
 EPOCH_FILE = re.compile(r"^epoch_(\d{4,})\.keras$")
 EPOCH_HISTORY = re.compile(r"^epoch_(\d{4,})\.(history\.csv|rng\.json)$")
@@ -56,7 +60,8 @@ def load_checkpoint(path):
     A missing or damaged file is one IslesbenchError naming it."""
     import keras
 
-    from islesbench import losses, training_metrics  # noqa: F401  (registration side effects)
+    from islesbench.models import losses
+    from islesbench.training import keras_metrics as training_metrics  # noqa: F401  (registration side effects)
     from islesbench.models import pspnet, unet, vnet  # noqa: F401
 
     path = Path(path)
@@ -158,7 +163,8 @@ def _link_atomic(src: Path, dst: Path) -> None:
 
 def build_compiled_model(config: ExperimentConfig, input_channels: int, steps_per_epoch: int):
     """Build and compile the configured model (inside the caller's strategy scope)."""
-    from islesbench import models, precision
+    from islesbench import models
+    from islesbench.runtime import precision
 
     with precision.policy(config.train.precision):
         # the channels' names: ResNet-50 weights get the caffe-style mapping of each map's window
@@ -191,8 +197,8 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
 
 def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None:
     """Compile with the configured loss (and the auxiliary head's weight), AdamW and the Dice metric."""
-    from islesbench import losses
-    from islesbench.training_metrics import DiceScore
+    from islesbench.models import losses
+    from islesbench.training.keras_metrics import DiceScore
 
     loss = losses.get_loss(config.loss.name, alpha=config.loss.alpha, gamma=config.loss.gamma)
     if len(model.outputs) > 1:
@@ -316,7 +322,8 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     when the fold had finished training before."""
     import keras
 
-    from islesbench import data, models
+    from islesbench.data import pipeline as data
+    from islesbench import models
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
@@ -437,7 +444,7 @@ def reference_mask(entry: dict) -> np.ndarray:
 
 def write_validation(paths: FoldPaths, prepared: PreparedData, val_ids, probability_of, threshold: float) -> dict:
     """Write masks, probability maps, per-case metrics and summary for the validation cases."""
-    from islesbench import metrics
+    from islesbench.evaluation import case_metrics as metrics
 
     rows = []
     for i, case_id in enumerate(val_ids, 1):

@@ -1,6 +1,6 @@
 """Run the paper's comparison grid over all folds, then the ensemble, then write the report.
 
-Each cell is an ordinary `islesbench run` (`islesbench.run.run_configuration`): it resumes, and skips the
+Each cell is an ordinary `islesbench run` (`islesbench.training.cross_validation.run_configuration`): it resumes, and skips the
 folds that are already done, so the same command again continues an interrupted benchmark. A cell that
 cannot run (ImageNet weights absent offline, say) is recorded as not run, with the reason and the exact
 `islesbench run ...` command that would run it, and the grid goes on. `--seeds N` repeats every cell
@@ -13,9 +13,9 @@ their mean Dice on the *other* folds' cases, so each fold may have its own membe
 the report to RUNS/report/ (or --report-out).
 
 Data efficiency: `--train-fraction 0.25,0.5,1.0` (or the grid's "train_fractions") runs every learned cell
-on those shares of each fold's training patients (seeded, nested; islesbench/fractions.py), validated on
+on those shares of each fold's training patients (seeded, nested; islesbench/data/fractions.py), validated on
 the whole fold; the ensemble is made of the full-data cells. Cells with "pretrained": "selfsup" first get
-their per-fold self-supervised encoders (reports/selfsup.py).
+their per-fold self-supervised encoders (islesbench/grid/selfsup_cells.py).
 """
 
 from __future__ import annotations
@@ -28,15 +28,15 @@ import time
 import traceback
 from pathlib import Path
 
-from islesbench import provenance, results
+from islesbench.storage import provenance, run_layout as results
 from islesbench.atomic import write_json_atomic
 from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
-from islesbench.fractions import parse_fractions
+from islesbench.data.fractions import parse_fractions
 
-from islesbench.precision import PRECISIONS
-from islesbench.reports.grid import Grid, benchmark_record_path, cell_overrides_path, load_grid, merge_overrides
-from islesbench.reports.selfsup import SELFSUP, run_selfsup_pretraining
+from islesbench.runtime.precision import PRECISIONS
+from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path, load_grid, merge_overrides
+from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 
 DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
 
@@ -46,7 +46,7 @@ def configure_parser(parser) -> None:
     parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or prepared directory")
     parser.add_argument("--profile", choices=PROFILES, default="quick", help="quick (2-core CPU) or paper (GPU)")
     parser.add_argument("--out", default="runs", help="runs folder: one sub-folder per configuration")
-    parser.add_argument("--grid", default=None, help="grid file (JSON) replacing the paper's grid; see reports/grid.py")
+    parser.add_argument("--grid", default=None, help="grid file (JSON) replacing the paper's grid; see islesbench/grid/grid_file.py")
     parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
     parser.add_argument("--fold", default="all", help="fold to run (0-based), or all")
     parser.add_argument("--force", action="store_true", help="re-run folds that are already done")
@@ -107,11 +107,11 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
     writing) the benchmark record.
 
-    `run_configuration` and `ensemble_runs` default to islesbench.run's and islesbench.ensemble's; tests
+    `run_configuration` and `ensemble_runs` default to islesbench.training.cross_validation's and islesbench.inference.ensemble's; tests
     pass stand-ins.
     """
     if run_configuration is None:
-        from islesbench.run import run_configuration
+        from islesbench.training.cross_validation import run_configuration
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -264,7 +264,7 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
         " ".join(["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in v["members"]),
                   "--out", str(out_dir)]) + f"  # fold {k}" for k, v in per_fold.items())
     if ensemble_runs is None:
-        from islesbench.ensemble import ensemble_runs
+        from islesbench.inference.ensemble import ensemble_runs
     t0 = time.monotonic()
     record = {"selection": {**selection, "per_fold": {str(k): v for k, v in per_fold.items()}}}
     try:

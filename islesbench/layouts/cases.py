@@ -23,14 +23,14 @@ CaseError for the first):
 - a wrong number of dimensions (a map that is not 3-D, a PWI series that is not 4-D, after dropping
   trailing singletons), an empty dimension, a non-positive voxel spacing, a non-finite affine or
   scaling factor;
-- an orientation that is too oblique to name an axial slice axis (islesbench.preprocessing);
+- an orientation that is too oblique to name an axial slice axis (islesbench.imaging.preprocessing);
 - a shape or an affine that disagrees with the case's reference map;
 - NaN or Inf voxel values;
 - a mask with negative values or several distinct positive values (labels or interpolated masks:
   which value is lesion is ambiguous).
 
 Volumes are returned in stored voxel order with the header's scaling applied; reorientation to the
-canonical axial orientation happens in islesbench.preprocessing, which maps every output back.
+canonical axial orientation happens in islesbench.imaging.preprocessing, which maps every output back.
 """
 
 from __future__ import annotations
@@ -103,8 +103,8 @@ def natural_key(name: str) -> list:
 
 
 def _open_image(path, ndim=None):
-    """The one place that opens a NIfTI file: islesbench.nifti_io's checked header (nothing allocated)."""
-    from islesbench import nifti_io
+    """The one place that opens a NIfTI file: islesbench.imaging.nifti_io's checked header (nothing allocated)."""
+    from islesbench.imaging import nifti_io
 
     return nifti_io.read_info(path, ndim=ndim)
 
@@ -135,7 +135,7 @@ def _short(exc: Exception, path=None) -> str:
 
 def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
     """Read `path` once, as a 'map' (3-D), 'pwi' (4-D), 'mask' or 'any'; list what is wrong with it."""
-    from islesbench import nifti_io
+    from islesbench.imaging import nifti_io
 
     info = _FileInfo(Path(path), [])
     want = {"pwi": 4, "any": None}.get(kind, 3)
@@ -230,7 +230,7 @@ def _check_case(case: CaseFiles, modalities, mask_mode: str, keep: bool) -> tupl
     if reference is None:
         reference = next(iter(infos.values()), None)
     if reference is not None:
-        from islesbench.preprocessing import orientation_fault
+        from islesbench.imaging.preprocessing import orientation_fault
 
         fault = orientation_fault(reference.affine)
         if fault:

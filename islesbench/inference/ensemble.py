@@ -16,7 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import isles, manifest, results, training
+from islesbench import isles
+from islesbench.storage import manifest, run_layout as results
+from islesbench.training import fold as training
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
 
@@ -99,7 +101,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
     `folds` limits it to those folds (a nested selection has other members per fold); `record` is
     added to every config.json written (how the members were chosen).
     """
-    from islesbench import metrics
+    from islesbench.evaluation import case_metrics as metrics
 
     if len(run_dirs) < 1:
         raise IslesbenchError("an ensemble needs at least one run folder")

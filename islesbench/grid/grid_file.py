@@ -2,7 +2,7 @@
 
 The default is the paper's comparison (Abulnaga & Rubin 2018): PSPNet with an ImageNet-pretrained and a
 from-scratch encoder, U-Net (2D) and V-Net (3D), each with focal loss and cross-entropy, the rCBF threshold
-baseline, and an ensemble of the top-k configurations (chosen per fold on the other folds; reports/benchmark.py).
+baseline, and an ensemble of the top-k configurations (chosen per fold on the other folds; islesbench/grid/runner.py).
 
 A grid file is a JSON object; every key is optional:
 
@@ -20,13 +20,13 @@ A grid file is a JSON object; every key is optional:
       "pretraining": {                           # what a cell with "pretrained": "selfsup" starts from
         "data": ["unlabelled_cohort"],           # unlabelled cohorts (raw or prepared), besides ...
         "include_finetune_cohort": true,         # ... the benchmark's --data (fold k's validation left out)
-        "overrides": {"epochs": 10}              # PretrainConfig fields (islesbench/pretrain.py)
+        "overrides": {"epochs": 10}              # PretrainConfig fields (islesbench/selfsup/pretrain.py)
       }
     }
 
 `overrides` use the nested sections of ExperimentConfig (`islesbench.config.apply_overrides`). A cell whose
 overrides change the numbers should carry its own `name`, so that two cells never share a run folder.
-`hparams` takes what `islesbench run --hparams` takes (islesbench/hparams.py): a folder of nested searches
+`hparams` takes what `islesbench run --hparams` takes (islesbench/training/hparams.py): a folder of nested searches
 `outer_fold_<k>/` gives a `-tuned` row in which each outer fold used its own search; a single
 best_hparams.json gives a `-tuned-nonnested` row, flagged in every table.
 
@@ -46,9 +46,9 @@ from pathlib import Path
 from islesbench.config import (ExperimentConfig, apply_overrides, fraction_name, profile_config, read_json_file,
                                seeded_name)
 from islesbench.errors import IslesbenchError
-from islesbench.fractions import parse_fractions
+from islesbench.data.fractions import parse_fractions
 
-from islesbench.reports.selfsup import SELFSUP, PretrainingBlock, parse_pretraining, selfsup_dir
+from islesbench.grid.selfsup_cells import SELFSUP, PretrainingBlock, parse_pretraining, selfsup_dir
 
 # The record of a benchmark: one file in the runs root, beside the run folders.
 BENCHMARK_RECORD = "benchmark.json"
@@ -82,10 +82,10 @@ class GridCell:
     hparams: str | None = None  # `islesbench tune` result: best_hparams.json or a folder of nested searches
 
     def tuned(self):
-        """The cell's tuned hyperparameters (islesbench.hparams.TunedHparams), or None."""
+        """The cell's tuned hyperparameters (islesbench.training.hparams.TunedHparams), or None."""
         if not self.hparams:
             return None
-        from islesbench.hparams import read_tuned_hparams
+        from islesbench.training.hparams import read_tuned_hparams
 
         return read_tuned_hparams(self.hparams)
 
@@ -114,7 +114,7 @@ class GridCell:
         name = self.name_override
         tuned = self.tuned()
         if tuned is not None:
-            from islesbench.hparams import tuned_name
+            from islesbench.training.hparams import tuned_name
 
             if tuned.shared:
                 cfg = apply_overrides(cfg, tuned.shared)

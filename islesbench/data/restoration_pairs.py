@@ -19,7 +19,7 @@ shuffling and the boxes share positions across channels (a pixel keeps its five 
 maps describe one voxel). The restoration target is the undistorted slice on that [0, 1] scale.
 
 Every random draw is stateless and seeded by a (seed, element index) pair, as the training pipeline's
-augmentation is (islesbench.data), so the same seed gives the same pairs and a resumed run the same stream.
+augmentation is (islesbench.data.pipeline), so the same seed gives the same pairs and a resumed run the same stream.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from islesbench.data import _stateless_flip
+from islesbench.data.pipeline import _stateless_flip
 
 # Samples of the Bézier curve the intensity transform interpolates between.
 BEZIER_SAMPLES = 129

@@ -1,6 +1,6 @@
 """Self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps: `islesbench pretrain`.
 
-Method: Models Genesis image restoration (Zhou et al., MICCAI 2019; MedIA 2021; islesbench/genesis.py):
+Method: Models Genesis image restoration (Zhou et al., MICCAI 2019; MedIA 2021; islesbench/data/restoration_pairs.py):
 the encoder, with a light decoder (islesbench/models/restoration.py), learns to restore slices after
 local pixel shuffling, a non-linear intensity transform and inner or outer cut-outs. It was made for small
 unlabelled medical cohorts, needs no negative pairs or large batches (contrastive methods do), and its
@@ -11,10 +11,10 @@ synthetic cohorts serve as well as labelled ones.
 `--exclude-fold K` leaves out fold K's validation patients (splits.json, patients.json) of every --data
 that is the fine-tuning cohort (`--folds-of`, required with several --data; the same raw source counts as
 the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
-been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/pretraining.py.
+been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/storage/pretrain_records.py.
 
 Resumable like `run`: every epoch commits the model with its optimizer state and the history together
-(islesbench/training.py's scheme), and the same command continues after a kill. TensorBoard logs,
+(islesbench/training/fold.py's scheme), and the same command continues after a kill. TensorBoard logs,
 history.csv and progress.png (loss and restorations of fixed slices) are in the state folder.
 """
 
@@ -28,14 +28,15 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench import manifest, pretraining, provenance, training
-from islesbench import precision as precisions
+from islesbench.storage import manifest, pretrain_records as pretraining, provenance
+from islesbench.training import fold as training
+from islesbench.runtime import precision as precisions
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
 from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_config_file, profile_config,
                                read_json_file)
 from islesbench.errors import IslesbenchError
-from islesbench.genesis import GenesisConfig
-from islesbench.run import resolve_prepared
+from islesbench.data.restoration_pairs import GenesisConfig
+from islesbench.training.cross_validation import resolve_prepared
 
 PREVIEW_SLICES = 3
 # Seed of the fixed batch whose targets give the output prior and whose first slices are the preview.
@@ -56,7 +57,7 @@ class PretrainConfig:
     learning_rate: float = 2e-3  # 1e-3 left the quick restoration far from converged in 400 steps
     weight_decay: float = 1e-4
     seed: int = 0
-    precision: str = "auto"  # as train.precision (islesbench/precision.py); stored resolved in pretrain.json
+    precision: str = "auto"  # as train.precision (islesbench/runtime/precision.py); stored resolved in pretrain.json
     genesis: GenesisConfig = field(default_factory=GenesisConfig)
 
     def validate(self) -> "PretrainConfig":
@@ -245,7 +246,7 @@ def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = No
 
 
 def _files_and_windows(sources, cohorts):
-    from islesbench.preprocessing import normalized_range
+    from islesbench.imaging.preprocessing import normalized_range
 
     files = []
     for (_, prepared), cohort in zip(sources, cohorts):
@@ -273,7 +274,7 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
     import keras
     import numpy as np
 
-    from islesbench import data
+    from islesbench.data import pipeline as data
 
     keras.utils.set_random_seed(config.seed)
     done = training.recover_last_epoch(state)

@@ -51,7 +51,7 @@ def reuse_key(config, input_channels: int, steps_per_epoch: int, strategy) -> st
 
 def reused_model(key: str | None):
     """The kept model reset to its post-compile state if it was built for `key`, else None."""
-    from islesbench.training import restore_seed_generator_states
+    from islesbench.training.fold import restore_seed_generator_states
 
     if _kept is not None and _kept.key != key:
         forget()  # another configuration's model and compiled kernels go before this one is built
@@ -70,7 +70,7 @@ def reused_model(key: str | None):
 
 def keep(key: str | None, model) -> None:
     """Remember a freshly compiled model (optimizer built) and its initial state for the next fold."""
-    from islesbench.training import seed_generator_states
+    from islesbench.training.fold import seed_generator_states
 
     global _kept
     if key is None:

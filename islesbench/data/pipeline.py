@@ -11,9 +11,9 @@ import math
 
 import tensorflow as tf
 
-from islesbench import records
+from islesbench.storage import records
 from islesbench.config import ExperimentConfig
-from islesbench.manifest import PreparedData
+from islesbench.storage.manifest import PreparedData
 
 AUTOTUNE = tf.data.AUTOTUNE
 # Batches ready ahead of the model. A fixed, small buffer: with AUTOTUNE the infinite training stream
@@ -220,11 +220,11 @@ def restoration_dataset(files, num_slices: int, input_size: int, batch_size: int
     """Infinite batches of (distorted slice, [0, 1] target) for self-supervised restoration pretraining.
 
     Reads the slice records of `files` (any prepared cohorts with the same channels; masks are never
-    used), resized to input_size, and turns each into a Models Genesis pair (islesbench.genesis), seeded
+    used), resized to input_size, and turns each into a Models Genesis pair (islesbench.data.restoration_pairs), seeded
     by (seed, element index). `windows` is one (low, high) per channel. `skip_batches` continues the
     stream after that many batches (a resumed run): the skipped elements are not transformed.
     """
-    from islesbench import genesis
+    from islesbench.data import restoration_pairs as genesis
 
     files = list(files)
     records.check_record_files(files)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from islesbench import preprocessing
+from islesbench.imaging import preprocessing
 
 
 def model_input_size(model) -> int | None:

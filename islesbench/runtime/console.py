@@ -100,7 +100,7 @@ def device_line() -> str:
     """'device CPU (2 cores; no GPU visible), precision mixed_bfloat16 (auto: …) …' or the GPUs' names."""
     import tensorflow as tf
 
-    from islesbench import precision
+    from islesbench.runtime import precision
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

@@ -3,10 +3,10 @@
 As RAPID applies it, on the CBF map alone:
 
 * tissue: brain parenchyma (positive CBF, the maps' brain support, and CT 15–60 HU, which leaves out CSF
-  and bone; see islesbench.preprocessing.brain_mask);
+  and bone; see islesbench.imaging.preprocessing.brain_mask);
 * midline: the tissue's centre of mass along anatomical left–right, taken per axial slice so a tilted
   head is followed. Left–right and the axial slices come from the case's affine: the volumes are
-  reoriented to the canonical orientation (islesbench.preprocessing, axis 0 = left–right, axis 2 =
+  reoriented to the canonical orientation (islesbench.imaging.preprocessing, axis 0 = left–right, axis 2 =
   slices) and the core is mapped back to the stored voxel order. Without an affine the stored order is
   taken as canonical;
 * normal reference: the mean CBF of the tissue in the hemisphere whose mean CBF is higher (the lesion
@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from islesbench import preprocessing
+from islesbench.imaging import preprocessing
 
 RCBF_THRESHOLD = 0.30
 

@@ -22,7 +22,7 @@ PRETRAINING_DIR = "pretraining"
 
 
 def selfsup_dir(runs_root) -> Path:
-    """Where the benchmark pretrains the per-fold encoders of "selfsup" cells (islesbench/pretraining.py's layout)."""
+    """Where the benchmark pretrains the per-fold encoders of "selfsup" cells (islesbench/storage/pretrain_records.py's layout)."""
     return Path(runs_root) / PRETRAINING_DIR / SELFSUP
 
 
@@ -54,7 +54,7 @@ def parse_pretraining(raw) -> tuple[PretrainingBlock | None, list[str]]:
         problems.append("pretraining.overrides must be an object")
         overrides = {}
     else:
-        from islesbench.pretrain import pretrain_config
+        from islesbench.selfsup.pretrain import pretrain_config
 
         try:
             pretrain_config("quick", [overrides])
@@ -84,8 +84,8 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
                             num_folds: int = 5, layout=None, force: bool = False, config_file=None) -> dict:
     """Pretrain the encoder of every requested fold (resuming, skipping finished ones); the benchmark's
     record of it: status, per-fold wall and training seconds, what it read, the command."""
-    from islesbench import pretrain as pt
-    from islesbench.run import resolve_prepared
+    from islesbench.selfsup import pretrain as pt
+    from islesbench.training.cross_validation import resolve_prepared
 
     entry = {"name": str(Path(PRETRAINING_DIR) / SELFSUP), "kind": "pretraining", "folds": {}, "status": "done"}
     t0 = time.monotonic()
@@ -109,7 +109,7 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
             entry["folds"][str(k)] = {"status": "not run", "reason": str(exc)}
             entry.update(status="not run", reason=f"fold {k}: {exc}")
             break
-        from islesbench.pretraining import read_record
+        from islesbench.storage.pretrain_records import read_record
 
         record = read_record(output) or {}
         entry["folds"][str(k)] = {"status": "done", "seconds": round(time.monotonic() - t_fold, 1),

@@ -9,16 +9,16 @@ Per case, whole volume, millimetres from the voxel spacing:
 - ``hd`` and ``assd`` follow the **convention** the caller names, recorded in the row's ``convention``:
 
   * ``isles`` (default): the ISLES 2015–2018 evaluator's own HD and ASSD, the numbers the challenge
-    ranked with (`islesbench.surface_isles`: ball-boundary voxels against the 26-connected contour
+    ranked with (`islesbench.evaluation.surface_isles`: ball-boundary voxels against the 26-connected contour
     for HD; VTK contour points against the ball boundary, mean of the two directed means, for ASSD).
-  * ``medpy``: medpy 0.5.2 with ``connectivity=3`` (`islesbench.surface_medpy`): surfaces by a full
+  * ``medpy``: medpy 0.5.2 with ``connectivity=3`` (`islesbench.evaluation.surface_medpy`): surfaces by a full
     3×3×3 erosion, ``hd`` the maximum and ``assd`` the mean of the two directed mean distances.
 
 - ``hd95`` and ``assd_pooled`` are medpy's in both conventions (ISLES scored neither): the 95th
   percentile of both directions pooled, and medpy ≥ 0.5's pooled ``assd``.
-- ``nsd_1mm``, ``nsd_2mm``: normalised surface Dice at 1 and 2 mm (`islesbench.surface_dice`).
+- ``nsd_1mm``, ``nsd_2mm``: normalised surface Dice at 1 and 2 mm (`islesbench.evaluation.surface_dice`).
 - ``avd_ml`` = |V_P − V_R| in mL (ISLES'22/'24 AVD); ``avd_rel`` = |V_P − V_R| / V_R.
-- Lesion-wise (`islesbench.lesion_metrics`, 26-connected components): ``lesion_tp``, ``lesion_fp``,
+- Lesion-wise (`islesbench.evaluation.lesions`, 26-connected components): ``lesion_tp``, ``lesion_fp``,
   ``lesion_fn``, ``lesion_f1`` and ``lesion_count_diff`` as ISLES'22 computes them; ``lesion_f1_iou50``
   as the ISLES'24 script computes it through panoptica (one-to-one matches at IoU ≥ 0.5).
 
@@ -45,15 +45,10 @@ import numpy as np
 
 from islesbench.atomic import write_json_atomic, write_text_atomic
 from islesbench.errors import IslesbenchError
-from islesbench.lesion_metrics import lesion_detection  # noqa: F401  (part of this module's API)
-from islesbench.surface_dice import NSD_TOLERANCES_MM, surface_dice
-from islesbench.surface_isles import isles_hd_assd
-from islesbench.surface_medpy import (  # noqa: F401  (surface, surface_distances: part of this module's API)
-    medpy_distance_metrics,
-    surface,
-    surface_distance_maps,
-    surface_distances,
-)
+from islesbench.evaluation.lesions import lesion_detection  # noqa: F401  (part of this module's API)
+from islesbench.evaluation.surface_dice import NSD_TOLERANCES_MM, surface_dice
+from islesbench.evaluation.surface_isles import isles_hd_assd
+from islesbench.evaluation.surface_medpy import medpy_distance_metrics, surface, surface_distance_maps, surface_distances
 
 # The HD/ASSD conventions: the ISLES 2015–2018 evaluator's, and medpy 0.5.2's (connectivity 3).
 CONVENTIONS = ("isles", "medpy")

@@ -1,6 +1,6 @@
 """Self-supervised pretraining outputs on disk, and how a run takes them (`run --pretrained FILE|DIR`).
 
-`islesbench pretrain --out DIR` writes (this module owns the layout; islesbench/pretrain.py trains):
+`islesbench pretrain --out DIR` writes (this module owns the layout; islesbench/selfsup/pretrain.py trains):
 
     DIR/fold_<k>.keras        with --exclude-fold k: pretrained without fold k's validation patients
     DIR/<DIR name>.keras      without --exclude-fold: pretrained on every case given
@@ -13,7 +13,7 @@ A `.keras` file is an encoder–decoder model (islesbench/models/restoration.py)
 PSPNet's names: `--pretrained FILE` copies them (islesbench/models/pretrained.py). `--pretrained DIR`
 is the per-fold form: fold k fine-tunes from DIR/fold_<k>.keras, which never saw fold k's validation
 patients; a fold without its file, or whose file saw them, is refused. (The same idea as `--hparams DIR`
-with nested searches, islesbench/hparams.py.) A single file that saw a run's validation cases (images
+with nested searches, islesbench/training/hparams.py.) A single file that saw a run's validation cases (images
 only) is allowed but recorded in the run's config.json, and the report flags the row.
 """
 
@@ -25,7 +25,7 @@ from pathlib import Path
 
 from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
-from islesbench.results import FoldPaths
+from islesbench.storage.run_layout import FoldPaths
 
 RECORD = "pretrain.json"
 METHOD = "models-genesis"

@@ -1,7 +1,7 @@
 """Train and validate one configuration over the cross-validation folds: `islesbench run`.
 
 `--data` takes a raw ISLES-layout cohort (prepared on the fly into OUT/prepared and reused next time)
-or a prepared directory. Each fold is written in the results layout (islesbench.results); a finished
+or a prepared directory. Each fold is written in the results layout (islesbench.storage.run_layout); a finished
 fold is skipped unless --force, and an interrupted one continues from its last completed epoch.
 `--arch threshold` evaluates the clinical rCBF < 30 % rule on the same folds, in the same layout.
 """
@@ -13,12 +13,15 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench import (distribute, fractions, hparams, layouts, manifest, model_reuse, precision, pretraining, provenance, results,
-                        training)
+from islesbench.runtime import distribute, precision
+from islesbench.data import fractions
+from islesbench.training import hparams, model_reuse, fold as training
+from islesbench import layouts
+from islesbench.storage import manifest, pretrain_records as pretraining, provenance, run_layout as results
 from islesbench.config import (ARCHS, LOSSES, PROFILES, ExperimentConfig, apply_overrides, changed_fields,
                                command_config, load_config_file)
 from islesbench.errors import IslesbenchError
-from islesbench.precision import PRECISIONS
+from islesbench.runtime.precision import PRECISIONS
 
 # Fields whose change does not change a run's numbers (a resumed run may differ in them). train_patients follows
 # from the data, folds and fraction, which are compared; full-data runs made before it was recorded lack it.
@@ -205,7 +208,7 @@ def training_sets(config: ExperimentConfig, patient_of: dict, splits: list) -> d
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:
     """The rCBF rule on the fold's validation cases, written like a trained fold."""
-    from islesbench import threshold
+    from islesbench.inference import threshold_rule as threshold
 
     training.prepare_fold_dir(paths)
 

@@ -5,7 +5,7 @@ Two record kinds, one shard file each per case (so a fold is a list of files):
 * slice records (`<case>.slices.tfrecord`), one `tf.train.Example` per axial slice, for 2-D models;
 * a volume record (`<case>.volume.tfrecord`), one Example holding the whole slab, for 3-D models.
 
-Images are the normalised input channels on the prepared in-plane grid (see islesbench.preprocessing),
+Images are the normalised input channels on the prepared in-plane grid (see islesbench.imaging.preprocessing),
 stored as raw little-endian float32 bytes in (H, W, C) / (D, H, W, C) order; masks as uint8 0/1.
 """
 

@@ -15,8 +15,12 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import inference, isles, layouts, precision, preprocessing, results
-from islesbench.training import load_checkpoint
+from islesbench.inference import volume as inference
+from islesbench import isles, layouts
+from islesbench.runtime import precision
+from islesbench.imaging import preprocessing
+from islesbench.storage import run_layout as results
+from islesbench.training.fold import load_checkpoint
 from islesbench.errors import IslesbenchError
 
 
@@ -88,7 +92,7 @@ class Member:
     def probability(self, volumes: dict) -> np.ndarray:
         """Mean probability (X, Y, Z) of this member's models on one case's raw volumes."""
         if self.arch == "threshold":
-            from islesbench import threshold
+            from islesbench.inference import threshold_rule as threshold
 
             return threshold.core_mask(volumes).astype(np.float32)
         from islesbench.models import is_3d

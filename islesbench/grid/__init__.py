@@ -1,0 +1,1 @@
+"""islesbench.grid."""
