@@ -35,6 +35,8 @@ import sys
 import time
 from pathlib import Path
 
+from islesbench.runtime.child_env import child_env
+
 TINY = {"model": {"base_width": 4, "depth": 2}, "data": {"input_size": 32},
         "train": {"batch_size": 4, "steps_per_epoch": 2, "epochs": 4}}
 GRID = {"cells": [{"arch": "unet", "loss": "focal"}, {"arch": "unet", "loss": "ce"}, {"arch": "threshold"}],
@@ -43,13 +45,6 @@ COMMANDS = ("prepare", "run", "tune", "benchmark")
 EXACT = ("metrics.csv", "summary.json", "threshold.json", "manifest.json", "splits.json", "patients.json",
          "results.csv")
 VOLATILE = ("seconds", "time", "worker", "rss_mb", "memory_mb", "started", "finished", "elapsed")
-
-
-def _env() -> dict:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    for key in ("TF_CONFIG", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT"):
-        env.pop(key, None)
-    return env
 
 
 def command_args(command: str, root: Path, shared: Path) -> list:
@@ -78,7 +73,7 @@ def attempt(args: list, log: Path, kill_after: float | None = None) -> tuple:
     with open(log, "a") as out:
         out.write(f"\n$ islesbench {' '.join(map(str, args))}  (kill after {kill_after})\n")
         out.flush()
-        proc = subprocess.Popen([sys.executable, "-m", "islesbench", *map(str, args)], env=_env(), stdout=out,
+        proc = subprocess.Popen([sys.executable, "-m", "islesbench", *map(str, args)], env=child_env(), stdout=out,
                                 stderr=subprocess.STDOUT, start_new_session=True)
         try:
             rc = proc.wait(timeout=kill_after)

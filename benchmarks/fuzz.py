@@ -47,6 +47,8 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.runtime.child_env import child_env
+
 TIMEOUT_S = 180
 GOOD = ("accepted", "warned", "named")
 TINY_RUN = {"model": {"base_width": 4, "depth": 2}, "data": {"input_size": 32},
@@ -62,9 +64,7 @@ class Worker:
         self.log_path, self.proc = Path(log_path), None
 
     def _start(self):
-        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-        env.pop("TF_CONFIG", None)
-        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], env=env,
+        self.proc = subprocess.Popen([sys.executable, str(Path(__file__).resolve()), "--worker"], env=child_env(),
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE,
                                      stderr=open(self.log_path, "ab"), text=True, bufsize=1)
 
@@ -123,10 +123,8 @@ def worker_loop() -> int:
 
 def cli(*args, cwd=None, timeout=TIMEOUT_S) -> subprocess.CompletedProcess:
     """`python -m islesbench ARGS` with TensorFlow quiet and no GPU; never raises on a timeout."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    env.pop("TF_CONFIG", None)
     try:
-        return subprocess.run([sys.executable, "-m", "islesbench", *map(str, args)], cwd=cwd, env=env,
+        return subprocess.run([sys.executable, "-m", "islesbench", *map(str, args)], cwd=cwd, env=child_env(),
                               capture_output=True, text=True, timeout=timeout)
     except subprocess.TimeoutExpired as exc:
         out = exc.stdout.decode(errors="replace") if isinstance(exc.stdout, bytes) else (exc.stdout or "")

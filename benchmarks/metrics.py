@@ -1,4 +1,4 @@
-"""Time `islesbench.evaluation.case_metrics.case_metrics` (the full metric set) under each HD/ASSD convention against
+"""Time `islesbench.evaluation.metrics.case_metrics` (the full metric set) under each HD/ASSD convention against
 medpy's hd, hd95 and assd.
 
 medpy 0.5.2 is called the way a user would call it, once per metric, with the same full 3×3×3
@@ -29,7 +29,8 @@ import time
 import numpy as np
 from scipy import ndimage
 
-from islesbench.evaluation.case_metrics import CONVENTIONS, case_metrics
+from islesbench.evaluation.metrics import case_metrics
+from islesbench.evaluation.names import CONVENTIONS
 
 SPEED_UP_GOAL = 10.0
 

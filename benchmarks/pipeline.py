@@ -28,7 +28,7 @@ def main() -> None:
     parser.add_argument("--batches", type=int, default=200)
     args = parser.parse_args()
 
-    from islesbench import isles
+    from islesbench import layouts
     from islesbench.imaging import preprocessing
     from islesbench.config import apply_overrides, profile_config
     from islesbench.data.pipeline import slice_dataset
@@ -55,12 +55,12 @@ def main() -> None:
         next(it)
     tfdata_rate = args.batches * batch / (time.perf_counter() - t0)
 
-    cases = [c for c in isles.discover_cohort(raw / "TRAINING")]
+    cases = [c for c in layouts.discover_cohort(raw / "TRAINING")]
     modalities = prepared.modalities
     t0 = time.perf_counter()
     count = 0
     for cf in cases:
-        case = isles.load_case(cf, modalities=modalities)
+        case = layouts.load_case(cf, modalities=modalities)
         params = preprocessing.normalization_params(case.volumes, modalities)
         image, mask = preprocessing.case_to_records_arrays(case.volumes, case.mask, modalities, params, prepared.grid)
         count += image.shape[0]

@@ -17,7 +17,7 @@ import os
 import time
 from pathlib import Path
 
-from islesbench.runtime.precision import PRECISIONS  # light: TensorFlow is imported later
+from islesbench.config import PRECISIONS
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
@@ -32,7 +32,7 @@ def main() -> None:
 
     import numpy as np
 
-    from islesbench import isles
+    from islesbench import layouts
     from islesbench.runtime import precision
     from islesbench.config import profile_config
     from islesbench.data_prep.synth import make_patient
@@ -44,12 +44,12 @@ def main() -> None:
     case_dir = work / "case_1"
     depth = patient.maps["CT_CBF"].shape[2]
     slices = np.arange(16) % depth  # 16 slices, as the benchmark asks (the timing depends on shape only)
-    for mod in isles.MAP_MODALITIES:
+    for mod in layouts.isles2018.MAP_MODALITIES:
         data = patient.maps[mod][:, :, slices]
-        isles.save_nifti(case_dir / f"SMIR.Brain.XX.O.{mod}.{100 + len(mod)}" / f"SMIR.Brain.XX.O.{mod}.{100 + len(mod)}.nii",
+        layouts.save_nifti(case_dir / f"SMIR.Brain.XX.O.{mod}.{100 + len(mod)}" / f"SMIR.Brain.XX.O.{mod}.{100 + len(mod)}.nii",
                          data, patient.slab_affine(0))
-    case = isles.discover_cohort(case_dir)[0]
-    print(f"case: {isles.load_case(case, with_mask=False).shape} at 256x256")
+    case = layouts.discover_cohort(case_dir)[0]
+    print(f"case: {layouts.load_case(case, with_mask=False).shape} at 256x256")
     resolved = precision.resolve(args.precision)
     for arch in args.archs:
         config = profile_config(args.profile, arch)
@@ -60,14 +60,14 @@ def main() -> None:
         model.save(fold / "checkpoint_best.keras")
         config.save(fold / "config.json", fold=0, grid=256)
         predictor = Predictor.load(fold / "checkpoint_best.keras")
-        loaded = isles.load_case(case, modalities=predictor.modalities, with_mask=False)
+        loaded = layouts.load_case(case, modalities=predictor.modalities, with_mask=False)
         predictor.probability(loaded.volumes)  # warm-up: traces the predict function
         seconds = float("inf")
         for _ in range(3):
             t0 = time.perf_counter()
-            c = isles.load_case(case, modalities=predictor.modalities, with_mask=False)
+            c = layouts.load_case(case, modalities=predictor.modalities, with_mask=False)
             prob = predictor.probability(c.volumes)
-            isles.save_nifti(work / f"{arch}_pred.nii.gz", (prob >= 0.5).astype(np.uint8), c.affine, c.spacing,
+            layouts.save_nifti(work / f"{arch}_pred.nii.gz", (prob >= 0.5).astype(np.uint8), c.affine, c.spacing,
                              dtype=np.uint8)
             seconds = min(seconds, time.perf_counter() - t0)
         print(f"{arch:<7} ({args.profile}, input {config.data.input_size}, {resolved}): {seconds:.2f} s per "

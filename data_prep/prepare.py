@@ -1,6 +1,8 @@
-"""Validate a cohort (ISLES 2018 or ISLES'24 BIDS layout) and write slice/volume TFRecords, the manifest and patient-grouped folds.
+"""Validate a cohort (ISLES 2018 or ISLES'24 BIDS layout) and write slice/volume TFRecords, the manifest and
+patient-grouped folds (`prepare_cohort`; the `islesbench prepare` command is islesbench.commands.prepare), and
+resolve a --data value of the later commands to prepared data (`resolve_prepared`).
 
-Every case is validated first; without --skip-bad any fault stops the run before anything is written,
+Every case is validated first; without skip_bad any fault stops the run before anything is written,
 listing all faults at once. Each case is written to temporary names and renamed, its manifest entry last,
 so a re-run skips cases whose records are complete and whose inputs are unchanged, and a killed run
 continues where it stopped. Cases are streamed one at a time, and each case one channel at a time
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import isles, layouts
+from islesbench import layouts
 from islesbench.storage import manifest, records
 from islesbench.imaging import preprocessing
 from islesbench.atomic import remove_stale_temporaries, write_json_atomic
@@ -30,28 +32,17 @@ from islesbench.data_prep import patients as patients_mod
 SYNTHETIC_MARKER = "synthetic_cohort.json"
 
 
-def configure_parser(parser) -> None:
-    parser.add_argument("--data", required=True, help="raw cohort: ISLES 2018 (TRAINING/, TESTING/) or ISLES'24 BIDS")
-    layouts.add_layout_argument(parser)
-    parser.add_argument("--slice-mm", type=float, default=None,
-                        help="slice spacing (mm) to resample to; default: the layout's (ISLES 2018: keep every "
-                             "slice; ISLES'24: 4 mm)")
-    parser.add_argument("--out", required=True, help="prepared directory to write")
-    parser.add_argument("--folds", type=int, default=5, help="number of patient-grouped cross-validation folds")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the fold assignment")
-    parser.add_argument("--skip-bad", action="store_true", help="skip malformed cases (named) instead of stopping")
-    parser.add_argument("--jobs", type=int, default=1, help="cases prepared in parallel")
-    parser.add_argument("--grid", type=int, default=256, help="in-plane grid side the slices are resampled to")
-    parser.add_argument("--patients", default=None, help="CSV `case,patient`; default: inferred from the headers")
-    parser.add_argument("--modalities", default=",".join(DEFAULT_MODALITIES), help="input channels, comma separated")
-
-
-def run_command(args) -> int:
-    prepare_cohort(args.data, args.out, folds=args.folds, seed=args.seed, skip_bad=args.skip_bad,
-                   layout=args.layout, slice_mm=args.slice_mm,
-                   jobs=args.jobs, grid=args.grid, patients_csv=args.patients,
-                   modalities=tuple(m.strip() for m in args.modalities.split(",") if m.strip()))
-    return 0
+def resolve_prepared(data_dir, runs_root, num_folds: int, seed: int = 0, layout: str | None = None,
+                     target=None) -> manifest.PreparedData:
+    """A prepared directory as is, or a raw cohort (of `layout`, detected when None) prepared (resumably)
+    into `target` (default RUNS/prepared): what the --data of `run`, `tune`, `benchmark` and `pretrain` names."""
+    data_dir = Path(data_dir)
+    if not data_dir.exists():
+        raise IslesbenchError(f"--data {data_dir} does not exist")
+    if manifest.is_prepared_dir(data_dir):
+        return manifest.PreparedData(data_dir)
+    target = Path(runs_root) / "prepared" if target is None else Path(target)
+    return prepare_cohort(data_dir, target, folds=num_folds, seed=seed, layout=layout)
 
 
 def cohort_label(raw) -> str:
@@ -68,7 +59,7 @@ def cohort_label(raw) -> str:
     return raw.resolve().name
 
 
-def input_fingerprint(case: isles.CaseFiles, modalities, grid: int, slice_mm: float | None = None) -> str:
+def input_fingerprint(case: layouts.CaseFiles, modalities, grid: int, slice_mm: float | None = None) -> str:
     """Changes when any input file or preparation setting changes."""
     h = hashlib.sha256()
     h.update(json.dumps([records.SCHEMA_VERSION, list(modalities), grid, preprocessing.describe_rules()]).encode())
@@ -79,8 +70,8 @@ def input_fingerprint(case: isles.CaseFiles, modalities, grid: int, slice_mm: fl
     return h.hexdigest()
 
 
-def _geometry(case: isles.CaseFiles, modalities):
-    import nibabel as nib
+def _geometry(case: layouts.CaseFiles, modalities):
+    import nibabel as nib  # imported here only, as islesbench.imaging.nifti_io does, to keep start-up fast
 
     img = nib.load(str(case.files[modalities[0]]))
     return img.shape[:3], img.affine, tuple(float(z) for z in img.header.get_zooms()[:3])
@@ -97,7 +88,7 @@ def _case_is_current(paths: manifest.PreparedPaths, case_id: str, fingerprint: s
     return isinstance(entry, dict) and entry.get("input_fingerprint") == fingerprint
 
 
-def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerprint: str,
+def prepare_case(case: layouts.CaseFiles, out: str, modalities, grid: int, fingerprint: str,
                  slice_mm: float | None = None) -> dict:
     """Write one case's slice and volume records, then its manifest entry; return the entry.
 
@@ -131,8 +122,8 @@ def prepare_case(case: isles.CaseFiles, out: str, modalities, grid: int, fingerp
     image = preprocessing.stack_channels(channels)
     del channels
     mask_raw = None
-    if case.split != "TESTING" and isles.MASK in case.files:
-        mask_raw = layouts.load_volume(case, isles.MASK)[0]
+    if case.split != "TESTING" and layouts.MASK in case.files:
+        mask_raw = layouts.load_volume(case, layouts.MASK)[0]
     mask = preprocessing.mask_to_target(mask_raw, sampling)
     spacing = sampling.grid_spacing
     depth = image.shape[0]
@@ -172,7 +163,7 @@ def validate_cohort(cases, modalities, skip_bad: bool):
     """Validate every case; return the good ones (raise CohortError listing all faults unless skip_bad)."""
     faults, good = [], []
     for i, case in enumerate(cases, 1):
-        problems = isles.validate_case(case, modalities=modalities)
+        problems = layouts.validate_case(case, modalities=modalities)
         print(f"[validate {i}/{len(cases)}] {case.case_id}: {'ok' if not problems else f'{len(problems)} fault(s)'}",
               flush=True)
         if problems:

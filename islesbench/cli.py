@@ -1,8 +1,9 @@
 """The `islesbench` command line: one sub-command per pipeline stage.
 
-This is the one place that joins the stages (data_prep → islesbench → tuning/reports); the library
-modules never import upward. Each command module exposes `configure_parser(parser)` and
-`run_command(args) -> int`, and keeps TensorFlow imports inside functions so `--help` stays fast.
+The command modules (islesbench.commands, one per command) are the one place that joins the stages
+(data_prep → islesbench → tuning/reports); the library modules never import upward, nor the commands. Each
+command module exposes `configure_parser(parser)` and `run_command(args) -> int`, its docstring is the
+command's --help description, and it keeps TensorFlow imports inside functions so `--help` stays fast.
 """
 
 from __future__ import annotations
@@ -20,16 +21,16 @@ from islesbench.errors import IslesbenchError
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS = {
-    "synth": ("islesbench.data_prep.synth", "write a synthetic CTP cohort (ISLES 2018 slabs or whole-brain ISLES'24 BIDS)"),
-    "prepare": ("islesbench.data_prep.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
-    "pretrain": ("islesbench.selfsup.pretrain", "self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps"),
-    "run": ("islesbench.training.cross_validation", "train and validate one configuration over the folds (resumable)"),
-    "predict": ("islesbench.inference.predictor", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
-    "ensemble": ("islesbench.inference.ensemble", "average the probability maps of several runs and evaluate"),
-    "evaluate": ("islesbench.evaluation.folders", "ISLES metrics of predicted masks against reference masks"),
-    "tune": ("islesbench.tuning.tune", "cross-validated KerasTuner search for one model/loss pair"),
-    "benchmark": ("islesbench.grid.runner", "run the paper's comparison grid over all folds"),
-    "report": ("islesbench.reports.report", "comparison tables, statistics and figures from a runs folder"),
+    "synth": ("islesbench.commands.synth", "write a synthetic CTP cohort (ISLES 2018 slabs or whole-brain ISLES'24 BIDS)"),
+    "prepare": ("islesbench.commands.prepare", "validate a cohort and write slice/volume TFRecords and folds"),
+    "pretrain": ("islesbench.commands.pretrain", "self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps"),
+    "run": ("islesbench.commands.run", "train and validate one configuration over the folds (resumable)"),
+    "predict": ("islesbench.commands.predict", "segment ISLES 2018 or ISLES'24 cases with a trained model"),
+    "ensemble": ("islesbench.commands.ensemble", "average the probability maps of several runs and evaluate"),
+    "evaluate": ("islesbench.commands.evaluate", "ISLES metrics of predicted masks against reference masks"),
+    "tune": ("islesbench.commands.tune", "cross-validated KerasTuner search for one model/loss pair"),
+    "benchmark": ("islesbench.commands.benchmark", "run the paper's comparison grid over all folds"),
+    "report": ("islesbench.commands.report", "comparison tables, statistics and figures from a runs folder"),
 }
 
 

@@ -12,12 +12,14 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
-from islesbench.runtime.precision import PRECISIONS
 
 ARCHS = ("pspnet", "unet", "vnet", "threshold")
 LOSSES = ("focal", "ce", "dice", "focal+dice")
 PROFILES = ("quick", "paper")
+# train.precision: `auto` resolves per machine (islesbench/runtime/precision.py); the others are Keras policies.
+PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # The input channels, in order, that every model sees (CTP maps and the CT baseline).
 DEFAULT_MODALITIES = ("CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "CT")
 
@@ -126,8 +128,6 @@ class ExperimentConfig:
 
     def save(self, path, **extra) -> None:
         """Write the resolved configuration (plus e.g. the fold) as JSON, atomically."""
-        from islesbench.atomic import write_json_atomic
-
         write_json_atomic(path, {**self.to_dict(), **extra})
 
     @classmethod
@@ -335,3 +335,20 @@ def load_config_file(path) -> dict:
         raise IslesbenchError(f"config file {path} must hold a JSON object")
     data.pop("name", None)
     return data
+
+
+def parse_fold(text, num_folds: int | None = None, option: str = "--fold"):
+    """`all`, or the fold number `text` names (one of 0..num_folds-1 when `num_folds` is given).
+
+    The one parser of a "fold number or all" option (`run --fold`, `benchmark --fold`, `pretrain
+    --exclude-fold`); an IslesbenchError naming `option` otherwise.
+    """
+    if str(text) == "all":
+        return "all"
+    try:
+        k = int(text)
+    except ValueError:
+        raise IslesbenchError(f"{option} must be a fold number or `all`, not {text!r}") from None
+    if num_folds is not None and not 0 <= k < num_folds:
+        raise IslesbenchError(f"{option} {k} is outside 0..{num_folds - 1}")
+    return k

@@ -33,7 +33,7 @@ class Anchor:
     """One published number: what it is, on which data and split, from where."""
 
     key: str  # stable identifier
-    metric: str  # islesbench.evaluation.case_metrics column it compares with
+    metric: str  # islesbench.evaluation.names.METRIC_NAMES column it compares with
     text: str  # the number as published ("0.54 ± 0.09", "≈ 7 points below pretrained")
     value: float | None  # the number itself where there is one
     what: str  # whose number: a configuration, a team, a baseline

@@ -7,13 +7,13 @@ Each function takes plain data (lists and arrays, already read from the results 
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
 import numpy as np
 
 from islesbench.reports.stats import is_finite
+from islesbench.storage import history
 
 DPI = 110
 REFERENCE_COLOUR = "#00e000"  # green: the reference (OT) outline
@@ -79,22 +79,11 @@ def dice_box_strip(groups: list, path) -> Path:
 
 
 def read_history(path) -> dict:
-    """A Keras CSVLogger file as {column: list of floats} (non-numeric entries become NaN)."""
+    """A history.csv (islesbench.storage.history) as {column: list of floats} (non-numeric entries are NaN)."""
     try:
-        with open(path, newline="") as fh:
-            rows = list(csv.DictReader(fh))
-    except (OSError, UnicodeDecodeError, csv.Error) as exc:
-        raise FigureSkipped(f"unreadable history {path} ({type(exc).__name__}: {exc})") from None
-    if not rows:
-        return {}
-    return {key: [_to_float(r.get(key)) for r in rows] for key in rows[0]}
-
-
-def _dice_column(history: dict, prefix: str) -> str | None:
-    candidates = [k for k in history if k.startswith(prefix) and "dice" in k.lower()]
-    if prefix == "":
-        candidates = [k for k in candidates if not k.startswith("val_")]
-    return sorted(candidates, key=len)[0] if candidates else None
+        return history.read_columns(path)
+    except history.UnreadableHistory as exc:
+        raise FigureSkipped(f"unreadable history {path} ({exc.cause})") from None
 
 
 def learning_curves(curves: list, path) -> Path:
@@ -128,8 +117,8 @@ def learning_curves(curves: list, path) -> Path:
             ax_loss.plot(epochs, h["loss"], color=colour, marker="o", markersize=3, label=f"fold {fold}")
             if h.get("val_loss"):
                 ax_loss.plot(epochs, h["val_loss"], color=colour, linestyle="--", marker="s", markersize=3)
-            for prefix, style, marker in (("", "-", "o"), ("val_", "--", "s")):
-                col = _dice_column(h, prefix)
+            for validation, style, marker in ((False, "-", "o"), (True, "--", "s")):
+                col = history.dice_column(h, validation)
                 if col:
                     ax_dice.plot(epochs, h[col], color=colour, linestyle=style, marker=marker, markersize=3)
             last_epoch = max(last_epoch, max(epochs))
@@ -291,10 +280,3 @@ def _window(volume: np.ndarray) -> tuple[float, float]:
     lo, hi = np.percentile(v, [1, 99])
     return float(lo), float(hi if hi > lo else lo + 1)
 
-
-
-def _to_float(x) -> float:
-    try:
-        return float(x)
-    except (TypeError, ValueError):
-        return float("nan")

@@ -1,4 +1,5 @@
-"""Write the comparison report of a runs folder: report.md, report.html (self-contained) and results.csv.
+"""Write the comparison report of a runs folder: report.md, report.html (self-contained) and results.csv
+(`build_report`; the `islesbench report` command is islesbench.commands.report, and `benchmark` calls it too).
 
 Reads only the results layout (reports/results_reader.py) and `benchmark.json`; it never trains or
 predicts. The tables (reports/tables.py) put the patient first: per-configuration means over patients
@@ -14,7 +15,10 @@ import math
 import sys
 from pathlib import Path
 
+from islesbench import layouts
+from islesbench.atomic import atomic_path, write_text_atomic
 from islesbench.errors import IslesbenchError
+from islesbench.imaging import nifti_io, preprocessing
 
 from islesbench.reports import cells, curve, figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
@@ -84,10 +88,6 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
         if row["case"] not in seen:
             seen.add(row["case"])
             chosen.append((role, row))
-    from islesbench import layouts
-    from islesbench.imaging import nifti_io, preprocessing
-    from islesbench.errors import IslesbenchError
-
     try:
         cases = {c.case_id: c for c in layouts.discover_cohort(raw)}
     except IslesbenchError as exc:
@@ -122,8 +122,6 @@ def example_cases(run: RunResults, raw: str | None) -> list[dict]:
 
 def write_results_csv(groups: list, path) -> Path:
     """One row per configuration × seed × fold × case with the patient and every per-case metric."""
-    from islesbench.atomic import atomic_path
-
     header = ["configuration", "run", "seed", "cohort", "fold", "case", "patient", *METRIC_COLUMNS]
     with atomic_path(path) as tmp:
         with open(tmp, "w", newline="") as fh:
@@ -212,8 +210,6 @@ def build_report(runs_dir, out_dir) -> dict:
         blocks += [heading(2, "Run folders without results")] + [para(n) for n in notes]
     blocks.append(para(f"Per-case numbers of every configuration, seed and fold: [{RESULTS_CSV}]({RESULTS_CSV})."))
 
-    from islesbench.atomic import write_text_atomic
-
     paths = {"results_csv": write_results_csv(groups, out_dir / RESULTS_CSV)}
     paths["report_md"] = out_dir / REPORT_MD
     write_text_atomic(paths["report_md"], render_markdown(blocks, out_dir))
@@ -221,22 +217,6 @@ def build_report(runs_dir, out_dir) -> dict:
     write_text_atomic(paths["report_html"], render_html(blocks, title))
     paths["figures"] = sorted(b[1] for b in blocks if b[0] == "img")
     return paths
-
-
-def configure_parser(parser) -> None:
-    """Arguments of `islesbench report`."""
-    parser.add_argument("runs_dir", metavar="RUNS_DIR", help="runs folder written by `islesbench run`/`benchmark`")
-    parser.add_argument("--out", default=None, help="output folder (default: RUNS_DIR/report)")
-
-
-def run_command(args) -> int:
-    """Build the report and print where it went."""
-    out = Path(args.out) if args.out else Path(args.runs_dir) / "report"
-    paths = build_report(args.runs_dir, out)
-    print(f"wrote {paths['report_md']}, {paths['report_html']}, {paths['results_csv']} "
-          f"and {len(paths['figures'])} figure(s)")
-    return 0
-
 
 
 def _nan_to(x: float, default: float) -> float:

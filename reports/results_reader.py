@@ -14,7 +14,8 @@ from pathlib import Path
 from islesbench.storage import run_layout as results
 from islesbench.config import base_name
 from islesbench.errors import IslesbenchError
-from islesbench.evaluation.case_metrics import METRIC_NAMES
+from islesbench.evaluation.files import read_case_metrics as read_rows
+from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
 
 from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.stats import is_finite
@@ -62,10 +63,6 @@ class RunResults:
 
 def read_case_metrics(path) -> list[dict]:
     """Per-case rows of a validation/metrics.csv with every metric a float (`inf` kept, blanks NaN)."""
-    from islesbench.evaluation.case_metrics import read_case_metrics as read_rows
-
-    from islesbench.evaluation.case_metrics import CONVENTION_KEY, LEGACY_CONVENTION
-
     return [{"case": str(r["case"]), **{c: _to_float(r.get(c)) for c in METRIC_COLUMNS},
              "convention": r.get(CONVENTION_KEY) or LEGACY_CONVENTION} for r in read_rows(path)]
 
@@ -185,7 +182,7 @@ class ConfigGroup:
 
     @property
     def convention(self) -> str:
-        """The HD/ASSD convention of the group's rows (`islesbench.evaluation.case_metrics.CONVENTIONS`), or `mixed`."""
+        """The HD/ASSD convention of the group's rows (`islesbench.evaluation.names.CONVENTIONS`), or `mixed`."""
         found = {row.get("convention") for r in self.runs for row in r.rows}
         return found.pop() if len(found) == 1 else "mixed"
 

@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.config import recorded_fraction
+from islesbench.evaluation.names import CONVENTION_LABELS
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
@@ -81,9 +82,7 @@ def anchor_blocks(groups: list) -> list:
 
 
 def convention_note(groups: list) -> str:
-    """Which HD/ASSD definition the table's distances follow (islesbench.evaluation.case_metrics.CONVENTION_LABELS)."""
-    from islesbench.evaluation.case_metrics import CONVENTION_LABELS
-
+    """Which HD/ASSD definition the table's distances follow (islesbench.evaluation.names.CONVENTION_LABELS)."""
     used = sorted({g.convention for g in groups})
     named = "; ".join(f"`{c}`: {CONVENTION_LABELS.get(c, 'rows of more than one convention')}" for c in used)
     return f"HD and ASSD follow the convention in each row's Convention column ({named})."

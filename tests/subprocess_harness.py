@@ -1,14 +1,5 @@
-"""What the kill-and-resume tests share: the child environment and a child that dies at a chosen commit."""
-
-import os
-
-
-def child_env(**extra) -> dict:
-    """The environment of an islesbench child process: quiet TensorFlow, unbuffered, CPU, no TF_CONFIG."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", PYTHONUNBUFFERED="1", CUDA_VISIBLE_DEVICES="")
-    env.pop("TF_CONFIG", None)
-    env.update(extra)
-    return env
+"""What the kill-and-resume tests share: a child that dies at a chosen commit (its environment:
+islesbench.runtime.child_env)."""
 
 
 # Dies by SIGKILL exactly when history.csv is about to be replaced for the 3rd time, i.e. after the

@@ -1,15 +1,9 @@
 """SIGKILL at seeded random moments, re-run to the end, compare with an uninterrupted run (benchmarks/chaos.py)."""
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load
 
-_SPEC = importlib.util.spec_from_file_location("chaos", Path(__file__).resolve().parents[1] / "benchmarks" / "chaos.py")
-chaos = importlib.util.module_from_spec(_SPEC)
-sys.modules["chaos"] = chaos  # its dataclasses look their module up while being defined
-_SPEC.loader.exec_module(chaos)
+chaos = load("chaos")
 
 
 def test_compare_finds_a_lost_history_row_and_a_leftover_temporary(tmp_path):

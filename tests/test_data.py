@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from islesbench.data.pipeline import augment
+from islesbench.data.augment import augment
 
 SIDE = 32
 

@@ -2,16 +2,18 @@
 
 import argparse
 import math
-import sys
 import types
 
 import nibabel as nib
 import numpy as np
 import pytest
 
+from islesbench.commands import evaluate as evaluate_command
 from islesbench.evaluation import folders as evaluate
 from islesbench.errors import CaseError, CohortError, IslesbenchError
-from islesbench.evaluation.case_metrics import METRIC_NAMES, case_metrics, read_case_metrics, read_summary
+from islesbench.evaluation.files import read_case_metrics, read_summary
+from islesbench.evaluation.metrics import case_metrics
+from islesbench.evaluation.names import METRIC_NAMES
 
 AFFINE = np.diag([0.9, 0.9, 5.0, 1.0])
 SHAPE = (12, 10, 4)
@@ -123,15 +125,15 @@ def test_case_subset(folders):
 def test_run_command_prints_table(folders, capsys):
     pred_dir, ref_dir, out = folders
     parser = argparse.ArgumentParser()
-    evaluate.configure_parser(parser)
+    evaluate_command.configure_parser(parser)
     args = parser.parse_args(["--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)])
-    assert evaluate.run_command(args) == 0
+    assert evaluate_command.run_command(args) == 0
     printed = capsys.readouterr().out
     assert "dice" in printed and "assd_pooled" in printed and "metrics.csv" in printed
 
 
 def test_isles_layout_references(tmp_path, monkeypatch):
-    """The ISLES branch uses islesbench.isles.discover_cohort; a stand-in keeps this test independent."""
+    """The ISLES branch uses islesbench.layouts.discover_cohort; a stand-in keeps this test independent."""
     pred, ref = masks()
     root = tmp_path / "TRAINING"
     cases = []
@@ -141,9 +143,7 @@ def test_isles_layout_references(tmp_path, monkeypatch):
         cbf = save(case_dir / f"SMIR.Brain.XX.O.CT_CBF.{200 + n}" / f"SMIR.Brain.XX.O.CT_CBF.{200 + n}.nii", ref)
         files = {"CT_CBF": cbf, **({"OT": ot} if with_ot else {})}
         cases.append(types.SimpleNamespace(case_id=f"case_{n}", files=files))
-    fake = types.ModuleType("islesbench.isles")
-    fake.discover_cohort = lambda r: list(cases)
-    monkeypatch.setitem(sys.modules, "islesbench.isles", fake)
+    monkeypatch.setattr(evaluate, "discover_cohort", lambda r: list(cases))
 
     pred_dir = tmp_path / "pred"
     save(pred_dir / "case_1.nii.gz", pred)

@@ -4,16 +4,10 @@ The default run takes one input of each kind (command × file format) plus the t
 once ended `evaluate` in an EOFError traceback; the whole seeded corpus (>= 200 inputs) is the slow test.
 """
 
-import importlib.util
-import sys
-from pathlib import Path
-
 import pytest
+from benchmark_scripts import load
 
-_SPEC = importlib.util.spec_from_file_location("fuzz", Path(__file__).resolve().parents[1] / "benchmarks" / "fuzz.py")
-fuzz = importlib.util.module_from_spec(_SPEC)
-sys.modules["fuzz"] = fuzz  # its dataclasses look their module up while being defined
-_SPEC.loader.exec_module(fuzz)
+fuzz = load("fuzz")
 
 
 @pytest.fixture(scope="module")

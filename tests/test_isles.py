@@ -10,15 +10,8 @@ import numpy as np
 import pytest
 
 from islesbench.errors import CaseError, IslesbenchError
-from islesbench.isles import (
-    MAP_MODALITIES,
-    discover_cohort,
-    load_case,
-    load_pwi,
-    read_nifti,
-    save_nifti,
-    validate_case,
-)
+from islesbench.layouts import discover_cohort, load_case, load_pwi, read_nifti, save_nifti, validate_case
+from islesbench.layouts.isles2018 import MAP_MODALITIES
 
 SHAPE = (12, 10, 3)
 

@@ -33,7 +33,9 @@ def test_focal_matches_hand_computed_value():
     p = np.array([[0.9], [0.2]], "float32")
     expected = (0.25 * 0.01 * 0.1053605 + 0.75 * 0.04 * 0.2231436) / 2  # = 3.4788e-3
     assert _value(get_loss("focal", alpha=0.25, gamma=2.0), y, p) == pytest.approx(expected, rel=1e-4)
-    assert expected == pytest.approx(3.4788e-3, rel=1e-3)
+    # alpha weights the lesion voxel and 1 - alpha the background one (not the other way round, not dropped)
+    swapped = (0.75 * 0.01 * 0.1053605 + 0.25 * 0.04 * 0.2231436) / 2
+    assert _value(get_loss("focal", alpha=0.75, gamma=2.0), y, p) == pytest.approx(swapped, rel=1e-4)
 
 
 def test_focal_down_weights_easy_examples():

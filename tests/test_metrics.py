@@ -1,4 +1,4 @@
-"""islesbench.evaluation.case_metrics: hand-computed cases, both HD/ASSD conventions, empty masks, medpy equality,
+"""islesbench.evaluation (metrics, aggregate, files): hand-computed cases, both HD/ASSD conventions, empty masks, medpy equality,
 aggregates and files. The ISLES convention's oracle (SimpleITK + VTK) is in test_metrics_isles_oracle.py."""
 
 import math
@@ -9,7 +9,10 @@ from scipy import ndimage
 from scipy.spatial.distance import cdist
 
 from islesbench.errors import IslesbenchError
-from islesbench.evaluation.case_metrics import CONVENTIONS, DISTANCE_METRICS, METRIC_NAMES, case_metrics, format_summary_table, read_case_metrics, read_summary, summarize, write_case_metrics
+from islesbench.evaluation.aggregate import format_summary_table, summarize
+from islesbench.evaluation.files import read_case_metrics, read_summary, write_case_metrics
+from islesbench.evaluation.metrics import case_metrics
+from islesbench.evaluation.names import CONVENTIONS, DISTANCE_METRICS, METRIC_NAMES
 
 
 def cube(shape, lo, size):

@@ -7,7 +7,8 @@ import pytest
 
 from islesbench import cli
 from islesbench.evaluation import folders as evaluate
-from islesbench.evaluation.case_metrics import case_metrics, read_case_metrics, read_summary
+from islesbench.evaluation.files import read_case_metrics, read_summary
+from islesbench.evaluation.metrics import case_metrics
 
 AFFINE = np.diag([0.9, 0.9, 6.0, 1.0])
 SHAPE = (14, 12, 4)

@@ -5,11 +5,11 @@ import csv
 import numpy as np
 import pytest
 
-from islesbench.training import model_reuse
+from islesbench.training import fold, model_reuse
 from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
 from islesbench.training.cross_validation import run_configuration
-from islesbench.training.fold import load_checkpoint
+from islesbench.training.checkpoints import load_checkpoint
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
@@ -22,19 +22,33 @@ def _learned_columns(path):
 
 @pytest.fixture
 def two_ways(tiny_prepared, tmp_path, monkeypatch):
+    """Both folds trained with every model built afresh and with reuse; per way, the model each fold trained."""
     config = apply_overrides(profile_config("quick", "unet"), TINY)
-    out = {}
+    out, trained = {}, {}
+    fit = fold.fit_fold
+
+    def recording_fit(*args, **kwargs):
+        model = fit(*args, **kwargs)
+        trained[enabled].append(model)
+        return model
+
+    monkeypatch.setattr(fold, "fit_fold", recording_fit)
     for enabled in (False, True):
         monkeypatch.setattr(model_reuse, "ENABLED", enabled)
         model_reuse.forget()
         out[enabled] = tmp_path / f"reuse_{enabled}"
-        run_configuration(config, tiny_prepared.root, out[enabled])
+        trained[enabled] = []
+        run_configuration(config, tiny_prepared, out[enabled])
     model_reuse.forget()
-    return config, out
+    return config, out, trained
 
 
 def test_reused_folds_equal_fresh_ones(two_ways):
-    config, out = two_ways
+    config, out, trained = two_ways
+    fresh_models, reused_models = trained[False], trained[True]
+    assert len(fresh_models) == len(reused_models) == 2
+    assert fresh_models[1] is not fresh_models[0]  # reuse off: fold 1 built its own model
+    assert reused_models[1] is reused_models[0]  # reuse on: fold 1 trained fold 0's model, reset
     for k in (0, 1):
         fresh, reused = (results.fold_paths(out[e], config.name, k) for e in (False, True))
         assert _learned_columns(reused.history_csv) == _learned_columns(fresh.history_csv)
@@ -81,6 +95,6 @@ def test_kept_model_is_frozen_out_of_garbage_collection_until_forgotten(tiny_pre
     finish = training.finish_fold
     monkeypatch.setattr(training, "finish_fold", lambda paths: frozen.append(gc.get_freeze_count()) or finish(paths))
     model_reuse.forget()
-    run_configuration(apply_overrides(profile_config("quick", "unet"), TINY), tiny_prepared.root, tmp_path)
+    run_configuration(apply_overrides(profile_config("quick", "unet"), TINY), tiny_prepared, tmp_path)
     assert len(frozen) == 2 and all(n > 0 for n in frozen)  # after each fold's release_memory
     assert gc.get_freeze_count() == 0  # thawed when the run let go of the model

@@ -6,7 +6,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
-from islesbench import isles
+from islesbench import layouts
 from islesbench.imaging import nifti_io
 from islesbench.errors import IslesbenchError
 
@@ -15,7 +15,7 @@ AFFINE = np.array([[-0.9, 0, 0, 10.0], [0, 0.9, 0, -5.0], [0, 0, 5.0, 3.0], [0, 
 
 def _write(path, data=None, dtype=np.float32):
     data = np.arange(5 * 6 * 7, dtype=np.float32).reshape(5, 6, 7) if data is None else data
-    isles.save_nifti(path, data, AFFINE, dtype=dtype)
+    layouts.save_nifti(path, data, AFFINE, dtype=dtype)
     return path
 
 
@@ -89,7 +89,7 @@ def test_scl_slope_zero_or_nan_means_unscaled(tmp_path, slope):
 
 
 def test_4d_where_3d_expected(tmp_path):
-    isles.save_nifti(tmp_path / "pwi.nii.gz", np.zeros((4, 4, 3, 5), np.float32), AFFINE)
+    layouts.save_nifti(tmp_path / "pwi.nii.gz", np.zeros((4, 4, 3, 5), np.float32), AFFINE)
     with pytest.raises(nifti_io.NiftiFileError, match=r"shape \(4, 4, 3, 5\), expected 3-D"):
         nifti_io.read_image(tmp_path / "pwi.nii.gz", ndim=3)
 
@@ -111,5 +111,5 @@ def test_missing_file(tmp_path):
 
 
 def test_one_slice_slab_stays_3d(tmp_path):
-    isles.save_nifti(tmp_path / "one.nii.gz", np.ones((4, 5, 1), np.float32), AFFINE)
+    layouts.save_nifti(tmp_path / "one.nii.gz", np.ones((4, 5, 1), np.float32), AFFINE)
     assert nifti_io.read_image(tmp_path / "one.nii.gz")[0].shape == (4, 5, 1)

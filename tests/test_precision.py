@@ -80,7 +80,7 @@ def test_bfloat16_models_compute_in_bfloat16_and_answer_in_float32(arch, options
 
 
 def test_mixed_float16_compiles_with_loss_scaling():
-    from islesbench.training.fold import compile_model
+    from islesbench.training.compile import compile_model
 
     config = apply_overrides(profile_config("quick", "unet"), {"model": {"base_width": 4, "depth": 3},
                                                                "train": {"precision": "mixed_float16"}})
@@ -120,10 +120,10 @@ def test_a_run_records_the_resolved_precision(tiny_prepared, tmp_path, monkeypat
         "model": {"base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"epochs": 1, "steps_per_epoch": 2, "batch_size": 4}})
     assert config.train.precision == "auto"
-    run_dir = run_configuration(config, tiny_prepared.root, tmp_path, folds=[0])
+    run_dir = run_configuration(config, tiny_prepared, tmp_path, folds=[0])
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["precision"] == "mixed_bfloat16"
-    from islesbench.training.fold import load_checkpoint
+    from islesbench.training.checkpoints import load_checkpoint
 
     model = load_checkpoint(run_dir / "fold_0" / "checkpoint_last.keras")
     assert precision.model_precision(model) == "mixed_bfloat16"  # validation and predict use it too

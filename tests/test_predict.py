@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from islesbench import isles
+from islesbench import layouts
 from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
@@ -25,7 +25,7 @@ def runs(tiny_prepared, tmp_path_factory):
     root = tmp_path_factory.mktemp("predict_runs")
     for loss in ("focal", "ce"):
         config = apply_overrides(apply_overrides(profile_config("quick", "unet"), TINY), {"loss": {"name": loss}})
-        run_configuration(config, tiny_prepared.root, root)
+        run_configuration(config, tiny_prepared, root)
     ensemble_runs([root / "unet-focal", root / "unet-ce"], root / "ensemble-top2")
     return root
 
@@ -42,7 +42,7 @@ def test_ensemble_folder_averages_its_members_with_the_ensembles_threshold(runs,
     assert len(ensemble.members) == 2 and sum(len(m.models) for m in ensemble.members) == 4
     stored = [results.read_threshold(p.threshold_json) for _, p in results.list_folds(runs / "ensemble-top2")]
     assert ensemble.threshold == pytest.approx(np.mean(stored))
-    case = isles.load_case(isles.discover_cohort(tiny_cohort / "TESTING")[0], with_mask=False)
+    case = layouts.load_case(layouts.discover_cohort(tiny_cohort / "TESTING")[0], with_mask=False)
     np.testing.assert_allclose(ensemble.probability(case.volumes),
                                np.mean([s.probability(case.volumes) for s in singles], axis=0), atol=1e-6)
     assert _predict(runs / "ensemble-top2", tiny_cohort, tmp_path / "out", "--probabilities") == 0

@@ -10,11 +10,14 @@ import sys
 
 import numpy as np
 import pytest
-from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
+from subprocess_harness import KILL_AT_HISTORY_WRITE
+
+from islesbench.runtime.child_env import child_env
 
 from islesbench.storage import pretrain_records as pretraining, run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
+from islesbench.data_prep.prepare import resolve_prepared
 from islesbench.errors import IslesbenchError
 from islesbench.selfsup.pretrain import pretrain, pretrain_config, resolve_sources
 
@@ -45,7 +48,7 @@ def per_fold(tiny_prepared, unlabelled, tmp_path_factory, pretrain_reads):
 
     out = tmp_path_factory.mktemp("pretrain") / "selfsup"
     config = pretrain_config("quick", [TINY])
-    sources = resolve_sources([str(tiny_prepared.root), str(unlabelled.root)], out)
+    sources = resolve_sources([str(tiny_prepared.root), str(unlabelled.root)], out, prepare=resolve_prepared)
     real = data.restoration_dataset
     for k in (0, 1):
         reads = pretrain_reads.setdefault(k, [])
@@ -121,7 +124,7 @@ def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prep
     monkeypatch.setattr(pretrained_mod, "load_encoder_weights",
                         lambda model, source: loaded.append(source) or real(model, source))
     runs = tmp_path / "runs"
-    run_configuration(config, tiny_prepared.root, runs, folds=[0, 1])
+    run_configuration(config, tiny_prepared, runs, folds=[0, 1])
     assert loaded == [str(weights), str(per_fold / "fold_1.keras")]
     root = json.loads((runs / config.name / "config.json").read_text())
     fold = json.loads(results.fold_paths(runs, config.name, 0).config.read_text())
@@ -148,10 +151,10 @@ def test_restoration_outputs_start_at_the_channel_prior():
 def test_optimizer_is_built_before_the_first_step():
     import keras
 
-    from islesbench.selfsup.pretrain import build_model
+    from islesbench.selfsup.pretrain import build_compiled_restoration_model
 
     config = pretrain_config("quick", [TINY])
-    model = build_model(config, 5, output_prior=[0.1] * 5)
+    model = build_compiled_restoration_model(config, 5, output_prior=[0.1] * 5)
     # built: the first train step does not create variables (a tf.function that does is traced twice)
     assert model.optimizer.built
     optimizer = model.optimizer.get_config()
@@ -171,9 +174,9 @@ def test_a_fold_file_that_saw_its_validation_cases_is_refused(per_fold, tiny_pre
     shutil.copytree(per_fold / "fold_0", swapped / "fold_1")
     config = apply_overrides(profile_config("quick", "pspnet", str(swapped)), {"data": {"input_size": 48}})
     with pytest.raises(IslesbenchError, match="read .* of fold 1's validation cases"):
-        run_configuration(config, tiny_prepared.root, tmp_path / "runs", folds=[1])
+        run_configuration(config, tiny_prepared, tmp_path / "runs", folds=[1])
     with pytest.raises(IslesbenchError, match=r"no fold_<k>.keras for fold\(s\) \[0\]"):
-        run_configuration(config, tiny_prepared.root, tmp_path / "runs", folds=[0])
+        run_configuration(config, tiny_prepared, tmp_path / "runs", folds=[0])
 
 
 def _history(path):

@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from islesbench import isles
+from islesbench import layouts
 from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
@@ -24,7 +24,7 @@ def tiny_config(**overrides):
 @pytest.fixture(scope="module")
 def unet_run(tiny_prepared, tmp_path_factory):
     runs = tmp_path_factory.mktemp("runs")
-    run_configuration(tiny_config(), tiny_prepared.root, runs)
+    run_configuration(tiny_config(), tiny_prepared, runs)
     return runs
 
 
@@ -42,10 +42,10 @@ def test_results_layout_is_complete(unet_run, tiny_prepared):
         assert lines[0].startswith("epoch,") and len(lines) == 3
         for case_id in fold["val"]:
             entry = tiny_prepared.cases[case_id]
-            data, affine, _ = isles.read_nifti(p.mask_path(case_id))
+            data, affine, _ = layouts.read_nifti(p.mask_path(case_id))
             assert data.shape == tuple(entry["shape"]) and np.allclose(affine, entry["affine"], atol=1e-4)
             assert set(np.unique(data)) <= {0.0, 1.0}
-            prob, _, _ = isles.read_nifti(p.probability_path(case_id))
+            prob, _, _ = layouts.read_nifti(p.probability_path(case_id))
             assert prob.min() >= 0 and prob.max() <= 1
         assert not list(p.root.rglob(".*.tmp-*"))
 
@@ -53,14 +53,14 @@ def test_results_layout_is_complete(unet_run, tiny_prepared):
 def test_finished_folds_are_skipped_and_force_reruns(unet_run, tiny_prepared, capsys):
     p = results.fold_paths(unet_run, "unet-focal", 0)
     stamp = p.checkpoint_last.stat().st_mtime_ns
-    run_configuration(tiny_config(), tiny_prepared.root, unet_run, folds=[0])
+    run_configuration(tiny_config(), tiny_prepared, unet_run, folds=[0])
     assert "finished earlier, skipped" in capsys.readouterr().out
     assert p.checkpoint_last.stat().st_mtime_ns == stamp
 
 
 def test_a_different_config_in_the_same_folder_is_refused(unet_run, tiny_prepared):
     with pytest.raises(IslesbenchError, match="different configuration.*train"):
-        run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared.root, unet_run, folds=[0])
+        run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared, unet_run, folds=[0])
 
 
 def test_every_run_records_its_training_patients_and_older_runs_without_them_resume(unet_run, tiny_prepared):
@@ -71,13 +71,13 @@ def test_every_run_records_its_training_patients_and_older_runs_without_them_res
                                           for k, fold in enumerate(tiny_prepared.splits())}
     del recorded["train_patients"]  # a full-data run made before the field was recorded
     config_file.write_text(json.dumps(recorded))
-    run_configuration(tiny_config(), tiny_prepared.root, unet_run, folds=[0])  # no "different configuration"
+    run_configuration(tiny_config(), tiny_prepared, unet_run, folds=[0])  # no "different configuration"
     assert "train_patients" in json.loads(config_file.read_text())
 
 
 def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared, tmp_path):
     config = tiny_config(data={"train_fraction": 0.5})
-    run_configuration(config, tiny_prepared.root, tmp_path, folds=[0])
+    run_configuration(config, tiny_prepared, tmp_path, folds=[0])
     patient_of = tiny_prepared.patient_of()
     fold_train = tiny_prepared.splits()[0]["train"]
     used = json.loads(results.fold_paths(tmp_path, "unet-focal-frac0.5", 0).config.read_text())["train_cases"]
@@ -90,7 +90,7 @@ def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared,
 
 
 def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):
-    run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared.root, tmp_path)
+    run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared, tmp_path)
     rows = []
     for k, _ in enumerate(tiny_prepared.splits()):
         p = results.fold_paths(tmp_path, "threshold", k)
@@ -111,33 +111,33 @@ def test_predict_writes_masks_in_the_input_geometry(unet_run, tiny_cohort, tmp_p
     out = tmp_path / "pred"
     assert main(["predict", "--model", str(unet_run / "unet-focal"), "--input", str(tiny_cohort / "TESTING"),
                  "--out", str(out), "--probabilities"]) == 0
-    case = isles.discover_cohort(tiny_cohort / "TESTING")[0]
-    loaded = isles.load_case(case, with_mask=False)
-    mask, affine, _ = isles.read_nifti(out / f"{case.case_id}.nii.gz")
+    case = layouts.discover_cohort(tiny_cohort / "TESTING")[0]
+    loaded = layouts.load_case(case, with_mask=False)
+    mask, affine, _ = layouts.read_nifti(out / f"{case.case_id}.nii.gz")
     assert mask.shape == loaded.shape and np.allclose(affine, loaded.affine, atol=1e-5)
     assert (out / f"{case.case_id}_prob.nii.gz").is_file()
     single = tmp_path / "one.nii.gz"
     ckpt = results.fold_paths(unet_run, "unet-focal", 0).checkpoint_best
     assert main(["predict", "--model", str(ckpt), "--input", str(case.directory), "--out", str(single)]) == 0
-    assert isles.read_nifti(single)[0].shape == loaded.shape
+    assert layouts.read_nifti(single)[0].shape == loaded.shape
 
 
 def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
-    from islesbench.evaluation import case_metrics as metrics
+    from islesbench.evaluation.files import read_case_metrics
     from islesbench.inference.ensemble import ensemble_runs
 
-    run_configuration(tiny_config(loss={"name": "ce"}), tiny_prepared.root, unet_run)
+    run_configuration(tiny_config(loss={"name": "ce"}), tiny_prepared, unet_run)
     out = unet_run / "ensemble"
     summary = ensemble_runs([unet_run / "unet-focal", unet_run / "unet-ce"], out)
     folds = results.list_folds(out)
     assert len(folds) == 2 and all(p.is_done() for _, p in folds)
     case = tiny_prepared.splits()[0]["val"][0]
-    a = isles.read_nifti(results.fold_paths(unet_run, "unet-focal", 0).probability_path(case))[0]
-    b = isles.read_nifti(results.fold_paths(unet_run, "unet-ce", 0).probability_path(case))[0]
-    mean = isles.read_nifti(folds[0][1].probability_path(case))[0]
+    a = layouts.read_nifti(results.fold_paths(unet_run, "unet-focal", 0).probability_path(case))[0]
+    b = layouts.read_nifti(results.fold_paths(unet_run, "unet-ce", 0).probability_path(case))[0]
+    mean = layouts.read_nifti(folds[0][1].probability_path(case))[0]
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
     assert summary["metrics"]["dice"]["n"] == len(tiny_prepared.case_ids("TRAINING"))
-    assert metrics.read_case_metrics(folds[0][1].metrics_csv)
+    assert read_case_metrics(folds[0][1].metrics_csv)
 
 
 def test_provenance_records_commit_command_and_versions():
@@ -164,20 +164,20 @@ def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_co
     outs = {}
     for name in (trained, other):
         out = tmp_path / name / "case.nii.gz"
-        assert main(["predict", "--model", str(run), "--input", str(isles.discover_cohort(tiny_cohort / "TESTING")[0]
+        assert main(["predict", "--model", str(run), "--input", str(layouts.discover_cohort(tiny_cohort / "TESTING")[0]
                      .directory), "--out", str(out), "--probabilities", "--precision", name]) == 0
-        outs[name] = isles.read_nifti(out.with_name("case_prob.nii.gz"))[0]
+        outs[name] = layouts.read_nifti(out.with_name("case_prob.nii.gz"))[0]
     assert np.max(np.abs(outs[trained] - outs[other])) < 0.05  # the same model, rounded differently
 
 
 def test_progress_plot_drawn_after_the_first_and_last_epochs_of_short_epochs(tiny_prepared, tmp_path, monkeypatch):
-    from islesbench.training import fold as training
+    from islesbench.training import callbacks
 
     drawn = []
-    monkeypatch.setattr(training, "plot_progress", lambda rows, path: drawn.append(len(rows)))
-    run_configuration(tiny_config(train={"epochs": 4}), tiny_prepared.root, tmp_path, folds=[0])
+    monkeypatch.setattr(callbacks, "plot_progress", lambda rows, path: drawn.append(len(rows)))
+    run_configuration(tiny_config(train={"epochs": 4}), tiny_prepared, tmp_path, folds=[0])
     assert drawn == [1, 4]  # epochs far shorter than PLOT_INTERVAL_S: the first and the last only
-    monkeypatch.setattr(training, "PLOT_INTERVAL_S", 0.0)
+    monkeypatch.setattr(callbacks, "PLOT_INTERVAL_S", 0.0)
     drawn.clear()
-    run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared.root, tmp_path / "again", folds=[0])
+    run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared, tmp_path / "again", folds=[0])
     assert drawn == [1, 2, 3]

@@ -10,7 +10,9 @@ import sys
 import time
 
 import pytest
-from subprocess_harness import KILL_AT_HISTORY_WRITE, child_env
+from subprocess_harness import KILL_AT_HISTORY_WRITE
+
+from islesbench.runtime.child_env import child_env
 
 from islesbench.storage import run_layout as results
 
@@ -154,7 +156,7 @@ def test_the_trained_model_is_the_configured_one():
     """Every ModelConfig field reaches the model builder (a dropped field once trained a 45M-parameter
     PSPNet where a quarter-width one was configured)."""
     from islesbench.config import apply_overrides, profile_config
-    from islesbench.training.fold import build_compiled_model
+    from islesbench.training.compile import build_compiled_model
 
     narrow = profile_config("quick", "pspnet")
     full = apply_overrides(narrow, {"model": {"encoder_width": 1.0}})

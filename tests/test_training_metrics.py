@@ -1,6 +1,5 @@
 """islesbench.training.keras_metrics.DiceScore: values, empty samples, serialization, tf.distribute."""
 
-import os
 import subprocess
 import sys
 import textwrap
@@ -10,6 +9,7 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from islesbench.runtime.child_env import child_env  # noqa: E402
 from islesbench.training.keras_metrics import DiceScore  # noqa: E402
 
 
@@ -104,8 +104,8 @@ DISTRIBUTED = textwrap.dedent(
 
 
 def test_under_tf_distribute_mirrored_two_replicas():
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", CUDA_VISIBLE_DEVICES="")
-    proc = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, env=env, timeout=300)
+    proc = subprocess.run([sys.executable, "-c", DISTRIBUTED], capture_output=True, text=True, env=child_env(),
+                          timeout=300)
     assert proc.returncode == 0, proc.stderr[-3000:]
     value = float(next(line for line in proc.stdout.splitlines() if line.startswith("DICE")).split()[1])
     rng = np.random.default_rng(3)

@@ -1,72 +1,30 @@
-"""Cross-validated hyperparameter search for one model/loss pair with KerasTuner: `islesbench tune`.
+"""The pieces of a cross-validated KerasTuner search for one model/loss pair that `islesbench tune`
+(islesbench.commands.tune) puts together: the search's settings record, the distributed role, nested
+tuning's inner folds and the closing summary. The tuner itself is islesbench.tuning.cv_tuner, the
+search space islesbench.tuning.search_space, the outputs islesbench.tuning.outputs.
 
 The objective is the mean validation Dice over the first K patient-grouped folds of the prepared
 splits. Re-running the same command continues the search (KerasTuner state in OUT/keras_tuner; a
 larger --max-trials adds trials; an interrupted trial resumes its unfinished fold from its last
 epoch). OUT gets best_hparams.json (feed it to `islesbench run --hparams`), trials.csv and trials.png.
-
-Distributed (KerasTuner's own mode): start the same command once with KERASTUNER_TUNER_ID=chief and
-once per worker with KERASTUNER_TUNER_ID=tuner0, tuner1, ..., all with KERASTUNER_ORACLE_IP and
-KERASTUNER_ORACLE_PORT naming the chief. The chief only serves the search and writes the outputs;
-workers train (each on the GPUs its CUDA_VISIBLE_DEVICES shows). --data must then be a prepared
-directory. A worker silent for --worker-timeout seconds has its trial handed to another worker; a
-chief that hears from no worker for that long stops with a message (re-run to resume).
 """
 
 from __future__ import annotations
 
 import json
 import os
-import time
 from pathlib import Path
 
-from islesbench.config import ARCHS, LOSSES, PROFILES, apply_overrides, changed_fields, command_config, load_config_file
-from islesbench.training import hparams
+from islesbench.atomic import write_json_atomic
+from islesbench.config import changed_fields
+from islesbench.data_prep.patients import patient_grouped_folds
 from islesbench.errors import IslesbenchError
 
 TUNERS = ("random", "bayesian", "hyperband")
 SETTINGS_FILE = "tune.json"  # what the search in OUT is: a re-run must match it (max_trials aside)
 
 
-def configure_parser(parser) -> None:
-    parser.add_argument("--arch", choices=[a for a in ARCHS if a != "threshold"], required=True, help="network")
-    parser.add_argument("--loss", choices=LOSSES, default="focal", help="training loss")
-    parser.add_argument("--pretrained", nargs="?", const="imagenet", default=None, metavar="imagenet|PATH",
-                        help="PSPNet encoder weights (as for `islesbench run`)")
-    parser.add_argument("--tuner", choices=TUNERS, default="random", help="KerasTuner oracle")
-    parser.add_argument("--max-trials", type=int, default=10, help="trials in total (a re-run with more adds trials)")
-    parser.add_argument("--folds", type=int, default=None, metavar="K",
-                        help="use the first K folds of the prepared splits (default: all); with --outer-fold, "
-                             "the number of inner folds (default 3)")
-    parser.add_argument("--outer-fold", type=int, default=None, metavar="K",
-                        help="nested tuning: search on inner folds made of outer fold K's training patients only, "
-                             "into OUT/outer_fold_K (give `islesbench run --hparams OUT` every outer fold's search)")
-    parser.add_argument("--cv-folds", type=int, default=5, help="folds to split a raw cohort into when preparing it")
-    parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or a prepared directory")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="base configuration and search ranges")
-    parser.add_argument("--out", required=True, help="search folder (state, trials, outputs)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the oracle, the folds and the training")
-    parser.add_argument("--epochs", type=int, default=None,
-                        help="epochs per fold (Hyperband: the largest epoch budget)")
-    parser.add_argument("--config", default=None, help="JSON file of base configuration overrides")
-    parser.add_argument("--space", default=None,
-                        help="JSON file narrowing the search space: {name: value | [choices] | {min, max, step, log}}")
-    parser.add_argument("--in-process", action="store_true",
-                        help="train folds in the search process instead of one child process per fold "
-                             "(faster start, but Keras keeps ~45 MiB per fold: memory grows over trials)")
-    parser.add_argument("--worker-timeout", type=float, default=300.0,
-                        help="distributed: seconds a worker may stay silent before its trial is handed on, and "
-                             "the chief may go without hearing from any worker before it stops")
-
-
-def base_config_from_args(args):
-    """Profile defaults, then --config and the flags, validated (before the trial's values)."""
-    return command_config(profile=args.profile, arch=args.arch, loss=args.loss, pretrained=args.pretrained,
-                          seed=args.seed, epochs=args.epochs,
-                          overrides=[load_config_file(args.config)] if args.config else [])
-
-
-def _distributed_role() -> str:
+def distributed_role() -> str:
     """'chief', 'worker' or 'single', from KerasTuner's environment variables."""
     if "KERASTUNER_ORACLE_IP" not in os.environ:
         return "single"
@@ -83,86 +41,19 @@ def check_settings(out_dir: Path, settings: dict, write: bool) -> None:
                 f"{out_dir} holds a search with other settings (differs in: {', '.join(changed)}); "
                 f"use another --out, or the same settings to continue it (only --max-trials may change)")
     elif write:
-        from islesbench.atomic import write_json_atomic
-
         write_json_atomic(path, settings)
-
-
-def run_command(args) -> int:
-    from islesbench.training.cross_validation import resolve_prepared
-    from islesbench.tuning import cv_tuner, outputs
-    from islesbench.tuning.search_space import build_search_space
-
-    role = _distributed_role()
-    out_dir = Path(args.out) if args.outer_fold is None else hparams.outer_fold_dir(args.out, args.outer_fold)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    base = base_config_from_args(args)
-    if base.model.pretrained:
-        from islesbench.models import pretrained as pretrained_weights
-
-        pretrained_weights.check_available(base.model.pretrained)
-    from islesbench.storage import manifest
-
-    if role != "single" and not manifest.is_prepared_dir(args.data):
-        raise IslesbenchError("distributed tuning needs --data to be a prepared directory "
-                              "(run `islesbench prepare` once first)")
-    prepared = resolve_prepared(args.data, out_dir, args.cv_folds, args.seed)
-    base = apply_overrides(base, {"data": {"modalities": list(prepared.modalities)}}).validate()
-    splits = prepared.splits()
-    outer_val = None
-    if args.outer_fold is not None:
-        if not 0 <= args.outer_fold < len(splits):
-            raise IslesbenchError(f"--outer-fold {args.outer_fold}: {prepared.paths.splits} has {len(splits)} folds")
-        outer_val = sorted(splits[args.outer_fold]["val"])
-        splits = inner_folds(prepared, splits[args.outer_fold]["train"], args.folds or 3, args.seed)
-    k = args.folds or len(splits)
-    if not 1 <= k <= len(splits):
-        raise IslesbenchError(f"--folds {k}: {prepared.paths.splits} has {len(splits)} folds")
-    folds = list(range(k))
-    space_overrides = load_config_file(args.space) if args.space else None
-    space = build_search_space(args.arch, args.loss, args.profile, base=base, max_input_size=prepared.grid,
-                               space_overrides=space_overrides)
-    settings = {"arch": args.arch, "loss": args.loss, "pretrained": base.model.pretrained, "tuner": args.tuner,
-                "profile": args.profile, "folds": folds, "seed": args.seed, "epochs": base.train.epochs,
-                "prepared": str(prepared.root.resolve()), "cohort": prepared.cohort_label,
-                "base_config": base.to_dict(), "search_space": space.get_config(),
-                "outer_fold": args.outer_fold, "outer_val": outer_val}
-    oracle = cv_tuner.make_oracle(args.tuner, space, args.max_trials, args.seed, base.train.epochs)
-    check_settings(out_dir, settings, write=role != "worker")
-    tuner = cv_tuner.CrossValidatedTuner(oracle, prepared=prepared, base_config=base, folds=folds,
-                                         out_dir=out_dir, worker_timeout=args.worker_timeout,
-                                         isolate_folds=not args.in_process,
-                                         splits=splits if args.outer_fold is not None else None)
-    where = f"inner folds {folds} of outer fold {args.outer_fold}" if args.outer_fold is not None else f"folds {folds}"
-    print(f"tune {base.name} ({args.tuner}, {args.max_trials} trials, {where}, {role}) -> {out_dir}", flush=True)
-    t0 = time.time()
-    try:
-        tuner.search()
-    finally:
-        if role != "worker":
-            title = (f"{base.name}: {args.tuner} search, mean validation Dice over {k} fold(s)\n"
-                     f"{prepared.cohort_label} cohort, {args.profile} profile, {base.train.epochs} epoch(s)")
-            best, rows = outputs.write_outputs(tuner.oracle, out_dir, folds, tuner.project_dir,
-                                               {**{k_: settings[k_] for k_ in ("arch", "loss", "pretrained",
-                                                                               "tuner", "profile", "seed",
-                                                                               "epochs", "cohort", "outer_fold",
-                                                                               "outer_val")},
-                                                "config_name": base.name}, title)
-            _print_summary(best, rows, out_dir, time.time() - t0)
-    return 0
 
 
 def inner_folds(prepared, train_ids, k: int, seed: int) -> list:
     """K patient-grouped, volume-stratified folds of one outer fold's training cases (nested tuning)."""
-    from islesbench.data_prep.patients import patient_grouped_folds
-
     patients = prepared.patients()
     patient_of = {c: patients.get(c, c) for c in train_ids}
     lesion = {c: prepared.cases[c]["lesion_volume_ml"] or 0.0 for c in train_ids}
     return patient_grouped_folds(patient_of, lesion, k, seed)
 
 
-def _print_summary(best, rows, out_dir: Path, seconds: float) -> None:
+def print_summary(best, rows, out_dir: Path, seconds: float) -> None:
+    """The closing lines of a search: trials completed, the best trial and where its files are."""
     done = [r for r in rows if r["status"] == "COMPLETED"]
     print(f"{len(done)}/{len(rows)} trial(s) completed ({seconds:.0f} s this session) -> "
           f"{out_dir / 'trials.csv'}", flush=True)

@@ -1,8 +1,8 @@
 """The tf.data input pipelines used by training: files of a fold → interleave → parse → augment → batch.
 
 2-D models read slice records, oversampling slices that contain lesion (DataConfig.lesion_slice_fraction);
-3-D models read volume records and crop or pad a slab of DataConfig.slab_depth slices. Augmentation is
-stateless and seeded by (seed, element index), so the same seed gives the same batches.
+3-D models read volume records and crop or pad a slab of DataConfig.slab_depth slices. Augmentation
+(islesbench.data.augment) is stateless and seeded by (seed, element index), so the same seed gives the same batches.
 """
 
 from __future__ import annotations
@@ -11,8 +11,10 @@ import math
 
 import tensorflow as tf
 
-from islesbench.storage import records
 from islesbench.config import ExperimentConfig
+from islesbench.data import restoration_pairs as genesis
+from islesbench.data.augment import augment
+from islesbench.storage import records
 from islesbench.storage.manifest import PreparedData
 
 AUTOTUNE = tf.data.AUTOTUNE
@@ -49,38 +51,6 @@ def _records(files, shuffle: bool, seed: int):
         files_ds = files_ds.shuffle(len(files), seed=seed, reshuffle_each_iteration=True)
     return files_ds.interleave(tf.data.TFRecordDataset, cycle_length=min(8, len(files)),
                                num_parallel_calls=AUTOTUNE, deterministic=True)
-
-
-def augment(image, mask, seed, strength: float = 1.0):
-    """Flips, scale jitter (±10 %·strength, crop/pad back) and per-channel intensity jitter, seeded.
-
-    Works on (H, W, C) slices and on (D, H, W, C) slabs (the same transform for every slice).
-    """
-    seeds = tf.random.experimental.stateless_split(seed, num=5)
-    both = tf.concat([image, mask], axis=-1)
-    # One draw per element, applied to the whole tensor: tf.image's random flips treat the leading axis
-    # of a rank-4 tensor as a batch and would flip each slice of a slab on its own.
-    both = _stateless_flip(both, seeds[0], axis=-2)  # left-right (width)
-    both = _stateless_flip(both, seeds[1], axis=-3)  # up-down (height)
-    if strength > 0:
-        size = tf.shape(both)[-2]
-        scale = tf.random.stateless_uniform([], seeds[2], 1 - 0.1 * strength, 1 + 0.1 * strength)
-        new = tf.cast(tf.round(tf.cast(size, tf.float32) * scale), tf.int32)
-        both = tf.image.resize(both, tf.stack([new, new]), method="bilinear")
-        both = tf.image.resize_with_crop_or_pad(both, size, size)
-    channels = tf.shape(image)[-1]
-    image, mask = both[..., :channels], tf.cast(both[..., channels:] > 0.5, tf.float32)
-    if strength > 0:
-        gain = tf.random.stateless_uniform([channels], seeds[3], 1 - 0.1 * strength, 1 + 0.1 * strength)
-        shift = tf.random.stateless_uniform([channels], seeds[4], -0.05 * strength, 0.05 * strength)
-        image = image * gain + shift
-    return image, mask
-
-
-def _stateless_flip(x, seed, axis: int, prob: float = 0.5):
-    """`x` reversed along `axis` with probability `prob` (one seeded draw for the whole tensor)."""
-    flip = tf.random.stateless_uniform([], seed) < prob
-    return tf.cond(flip, lambda: tf.reverse(x, axis=[axis]), lambda: x)
 
 
 def _with_seeds(ds, seed: int):
@@ -224,8 +194,6 @@ def restoration_dataset(files, num_slices: int, input_size: int, batch_size: int
     by (seed, element index). `windows` is one (low, high) per channel. `skip_batches` continues the
     stream after that many batches (a resumed run): the skipped elements are not transformed.
     """
-    from islesbench.data import restoration_pairs as genesis
-
     files = list(files)
     records.check_record_files(files)
     lows, highs = [float(w[0]) for w in windows], [float(w[1]) for w in windows]

@@ -19,7 +19,7 @@ shuffling and the boxes share positions across channels (a pixel keeps its five 
 maps describe one voxel). The restoration target is the undistorted slice on that [0, 1] scale.
 
 Every random draw is stateless and seeded by a (seed, element index) pair, as the training pipeline's
-augmentation is (islesbench.data.pipeline), so the same seed gives the same pairs and a resumed run the same stream.
+augmentation is (islesbench.data.augment), so the same seed gives the same pairs and a resumed run the same stream.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from dataclasses import dataclass
 
 import tensorflow as tf
 
-from islesbench.data.pipeline import _stateless_flip
+from islesbench.data.augment import stateless_flip
 
 # Samples of the Bézier curve the intensity transform interpolates between.
 BEZIER_SAMPLES = 129
@@ -195,6 +195,6 @@ def restoration_pair(image, seed, lows, highs, config: GenesisConfig):
     seeds = tf.random.experimental.stateless_split(seed, num=3)
     y = to_unit(image, lows, highs)
     for axis, s in ((1, seeds[0]), (0, seeds[1])):
-        y = _stateless_flip(y, s, axis, config.flip_prob)
+        y = stateless_flip(y, s, axis, config.flip_prob)
     x = distort(y, seeds[2], config)
     return from_unit(x, lows, highs), y

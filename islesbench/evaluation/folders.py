@@ -1,76 +1,50 @@
-"""ISLES metrics of predicted masks against reference masks, per case and aggregated.
+"""ISLES metrics of predicted masks against reference masks, per case and aggregated (`evaluate_folder`; the
+`islesbench evaluate` command is islesbench.commands.evaluate).
 
 Predictions: a folder of `<case>.nii.gz` or `<case>.nii` masks (probability maps `<case>_prob.nii*` are
-ignored; a prediction that is itself a probability map is thresholded: lesion where value >= --threshold,
+ignored; a prediction that is itself a probability map is thresholded: lesion where value >= threshold,
 as `islesbench run` writes its masks). References:
 either a flat folder of `<case>.nii[.gz]` masks or a cohort: an ISLES 2018 layout (the dataset root or its
 TRAINING folder), whose OT files are the masks, or an ISLES'24 BIDS layout, whose ses-02 lesion masks
-are (islesbench.layouts; --layout names it, else it is detected). Cases are matched by name; every prediction must have
-a reference and, unless --only-predicted, every reference a prediction. Each pair must have the same
+are (islesbench.layouts; `layout` names it, else it is detected). Cases are matched by name; every prediction must have
+a reference and, unless only_predicted, every reference a prediction. Each pair must have the same
 shape and affine; spacing comes from the reference header.
 
 Writes OUT/metrics.csv (one row per case) and OUT/summary.json (means, standard deviations, medians and
-counts of infinite values per metric) and prints a short table. hd and assd follow --convention: `isles`
-(default), the ISLES 2015–2018 evaluator's own definitions, or `medpy`; both files record which. See `islesbench.evaluation.case_metrics` for the
+counts of infinite values per metric). hd and assd follow `convention`: `isles`
+(default), the ISLES 2015–2018 evaluator's own definitions, or `medpy`; both files record which. See `islesbench.evaluation.metrics` for the
 definitions and the empty-mask conventions.
 """
 
 from __future__ import annotations
 
-import argparse
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import numpy as np
+
 from islesbench.errors import CaseError, CohortError, IslesbenchError
+from islesbench.evaluation.files import write_case_metrics
+from islesbench.evaluation.names import check_convention
+from islesbench.imaging import nifti_io
+from islesbench.layouts import discover_cohort
+
+# islesbench.evaluation.metrics (SciPy) is imported inside evaluate_pair, to keep `islesbench --help` fast.
 
 METRICS_CSV = "metrics.csv"
 SUMMARY_JSON = "summary.json"
-NIFTI_SUFFIXES = (".nii.gz", ".nii")
-AFFINE_ATOL_MM = 1e-3
-
-
-def configure_parser(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `islesbench evaluate`."""
-    parser.add_argument("--pred", required=True, type=Path, metavar="DIR", help="folder of predicted <case>.nii[.gz] masks")
-    parser.add_argument(
-        "--ref", required=True, type=Path, metavar="DIR",
-        help="folder of reference <case>.nii[.gz] masks, or a cohort: ISLES 2018 (root or TRAINING/) or ISLES'24 BIDS",
-    )
-    parser.add_argument("--layout", choices=("isles2018", "isles24"), default=None,
-                        help="layout of a --ref cohort; default: detected from the folder")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="where metrics.csv and summary.json go")
-    parser.add_argument(
-        "--threshold", type=float, default=0.5,
-        help="a prediction voxel is lesion when its value is at or above this (binary masks and probability maps alike)",
-    )
-    parser.add_argument(
-        "--convention", choices=("isles", "medpy"), default="isles",
-        help="definition of hd and assd: isles = the ISLES 2015-2018 evaluator's (the challenge's numbers; "
-        "default), medpy = medpy 0.5.2 with connectivity 3; recorded in metrics.csv and summary.json",
-    )
-    parser.add_argument(
-        "--only-predicted", action="store_true",
-        help="evaluate only the references that have a prediction (e.g. one fold's validation cases) "
-        "instead of failing on references without one",
-    )
-
-
-def run_command(args) -> int:
-    """Evaluate --pred against --ref, write the files into --out and print the summary table."""
-    from islesbench.evaluation.case_metrics import format_summary_table
-
-    summary = evaluate_folder(
-        args.pred, args.ref, args.out, threshold=args.threshold, only_predicted=args.only_predicted,
-        layout=getattr(args, "layout", None), convention=getattr(args, "convention", "isles"),
-    )
-    print(format_summary_table(summary))
-    print(f"wrote {Path(args.out) / METRICS_CSV} and {Path(args.out) / SUMMARY_JSON}")
-    return 0
 
 
 @dataclass(frozen=True)
 class CasePair:
-    """A prediction file and its reference mask file."""
+    """A prediction file and its reference mask file.
+
+    Attributes:
+        case_id: the case name both files are matched by.
+        pred: the predicted (X, Y, Z) mask or probability map, .nii or .nii.gz.
+        ref: the reference (X, Y, Z) mask, .nii or .nii.gz.
+    """
 
     case_id: str
     pred: Path
@@ -81,15 +55,24 @@ def evaluate_folder(
     pred_dir, ref_dir, out_dir, *, threshold: float = 0.5, only_predicted: bool = False, cases=None, log=print,
     layout: str | None = None, convention: str = "isles",
 ) -> dict:
-    """Metrics of every prediction in `pred_dir` against `ref_dir`, written to `out_dir`; returns the summary.
+    """Metrics of every prediction in a folder against its reference, written as metrics.csv and summary.json.
 
-    `cases` restricts the evaluation to those case names (each must then have a prediction and a
-    reference). `log` receives one progress line per case (pass ``None`` for silence). `convention`
-    names the definition of hd and assd (`islesbench.evaluation.case_metrics.CONVENTIONS`); every row and the summary
-    record it.
+    Args:
+        pred_dir: folder of predicted `<case>.nii[.gz]` masks or probability maps.
+        ref_dir: folder of reference `<case>.nii[.gz]` masks, or a cohort (`reference_masks`).
+        out_dir: where metrics.csv and summary.json are written.
+        threshold: a prediction voxel is lesion where its value is >= this (unitless, as stored).
+        only_predicted: evaluate only the references that have a prediction instead of failing.
+        cases: restrict the evaluation to these case names (each must have a prediction and a reference).
+        log: receives one progress line per case; None for silence.
+        layout: the cohort layout of `ref_dir` ("isles2018", "isles24"); None detects it.
+        convention: the definition of hd and assd (`islesbench.evaluation.names.CONVENTIONS`), recorded in
+            every row and the summary.
+
+    Returns:
+        The summary (`islesbench.evaluation.files.write_case_metrics`): per metric statistics over the
+        cases in the metric's unit (mm, mL, ratios, counts), plus pred_dir, ref_dir and threshold.
     """
-    from islesbench.evaluation.case_metrics import check_convention, write_case_metrics
-
     check_convention(convention)
 
     pairs = match_cases(pred_dir, ref_dir, only_predicted=only_predicted, cases=cases, layout=layout)
@@ -112,11 +95,17 @@ def evaluate_folder(
 
 
 def evaluate_pair(pair: CasePair, threshold: float = 0.5, convention: str = "isles") -> dict:
-    """`case_metrics` of one matched pair under `convention`, the spacing taken from the reference header."""
-    import numpy as np
+    """The metrics of one matched pair, the spacing taken from the reference header.
 
-    from islesbench.imaging import nifti_io
-    from islesbench.evaluation.case_metrics import case_metrics
+    Args:
+        pair: the prediction and reference files, both (X, Y, Z) with the same geometry.
+        threshold: a prediction voxel is lesion where its value is >= this.
+        convention: the definition of hd and assd (`islesbench.evaluation.names.CONVENTIONS`).
+
+    Returns:
+        `islesbench.evaluation.metrics.case_metrics` of the pair: distances in mm, volumes in mL.
+    """
+    from islesbench.evaluation.metrics import case_metrics
 
     ref = _read_values(pair, pair.ref)
     pred = _read_values(pair, pair.pred)
@@ -126,10 +115,6 @@ def evaluate_pair(pair: CasePair, threshold: float = 0.5, convention: str = "isl
 
 def _read_values(pair: CasePair, path: Path):
     """A mask's values (scaled float32), 3-D; CaseError naming the file on any fault."""
-    import numpy as np
-
-    from islesbench.imaging import nifti_io
-
     try:
         info = nifti_io.read_info(path, ndim=3)
         values = nifti_io.scaled(info, nifti_io.read_raw(info))
@@ -141,7 +126,18 @@ def _read_values(pair: CasePair, path: Path):
 
 
 def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None, layout: str | None = None) -> list[CasePair]:
-    """Prediction/reference pairs sorted by case; an IslesbenchError listing every unmatched case."""
+    """The prediction/reference pairs of two folders, matched by case name.
+
+    Args:
+        pred_dir: folder of predicted `<case>.nii[.gz]` files (`<case>_prob` maps are ignored).
+        ref_dir: folder of reference masks or a cohort (`reference_masks`).
+        only_predicted: skip references without a prediction instead of failing.
+        cases: only these case names, each of which must have both files.
+        layout: the cohort layout of `ref_dir`; None detects it.
+
+    Returns:
+        The pairs in natural case order; an IslesbenchError listing every unmatched case.
+    """
     pred_dir, ref_dir = Path(pred_dir), Path(ref_dir)
     if not pred_dir.is_dir():
         raise IslesbenchError(f"prediction folder {pred_dir} does not exist")
@@ -170,13 +166,20 @@ def match_cases(pred_dir, ref_dir, *, only_predicted: bool = False, cases=None, 
 
 
 def reference_masks(ref_dir, layout: str | None = None) -> dict[str, Path]:
-    """case id -> reference mask path, from a flat folder of masks or a cohort layout (islesbench.layouts)."""
+    """The reference masks of a folder.
+
+    Args:
+        ref_dir: a flat folder of `<case>.nii[.gz]` masks, or a cohort in a layout of islesbench.layouts
+            (its OT files are the masks; an ISLES'24 subject without one is a test subject and skipped).
+        layout: the cohort's layout name; None detects it.
+
+    Returns:
+        {case id: mask path}; an IslesbenchError when a case lacks its mask or there are none.
+    """
     ref_dir = Path(ref_dir)
     flat = _nifti_files_by_case(ref_dir)
     if flat:
         return flat
-    from islesbench.isles import discover_cohort  # only needed for a cohort layout
-
     refs, faults = {}, []
     for case in (discover_cohort(ref_dir, layout) if layout else discover_cohort(ref_dir)):
         mask = case.files.get("OT")
@@ -194,11 +197,16 @@ def reference_masks(ref_dir, layout: str | None = None) -> dict[str, Path]:
 
 
 def check_geometry(pairs: list[CasePair]) -> None:
-    """Raise a CaseError (one pair) or CohortError (several) for every shape or affine mismatch."""
-    import numpy as np
+    """Check that each prediction overlays its reference, reading headers only.
 
-    from islesbench.imaging import nifti_io
+    Args:
+        pairs: the matched files; each must be a readable 3-D NIfTI (trailing singleton axes dropped).
 
+    Returns:
+        None when every pair has the same (X, Y, Z) shape and affines that agree within
+        `islesbench.imaging.nifti_io.affines_agree`'s tolerances (mm); else raises a CaseError (one
+        faulty pair) or a CohortError listing every fault.
+    """
     faults = []
     for pair in pairs:
         try:  # headers only: every bad file of the cohort is listed before any volume is read
@@ -210,7 +218,7 @@ def check_geometry(pairs: list[CasePair]) -> None:
         pred_shape, ref_shape = _spatial_shape(pred_img.shape), _spatial_shape(ref_img.shape)
         if pred_shape != ref_shape:
             faults.append(CaseError(pair.case_id, str(pair.pred), f"shape {pred_shape} differs from the reference's {ref_shape} ({pair.ref})"))
-        elif not np.allclose(pred_img.affine, ref_img.affine, rtol=0.0, atol=AFFINE_ATOL_MM):
+        elif not nifti_io.affines_agree(pred_img.affine, ref_img.affine):
             diff = float(np.abs(pred_img.affine - ref_img.affine).max())
             faults.append(CaseError(pair.case_id, str(pair.pred), f"affine differs from the reference's by up to {diff:.4g} ({pair.ref})"))
     if len(faults) == 1:
@@ -235,7 +243,7 @@ def _nifti_files_by_case(folder: Path) -> dict[str, Path]:
 
 
 def _case_id(filename: str) -> str | None:
-    for suffix in NIFTI_SUFFIXES:
+    for suffix in nifti_io.NIFTI_SUFFIXES:
         if filename.endswith(suffix) and len(filename) > len(suffix):
             return filename[: -len(suffix)]
     return None
@@ -255,8 +263,6 @@ def _spatial(data):
 
 def _case_sort_key(case_id: str):
     """Natural order: case_2 before case_10."""
-    import re
-
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", case_id)]
 
 

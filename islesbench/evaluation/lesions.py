@@ -33,7 +33,15 @@ IOU_MATCH_THRESHOLD = 0.5
 
 
 def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
-    """(labels, count) of the 26-connected components of `mask`."""
+    """The lesions of a mask: its 26-connected components (8-connected in 2-D).
+
+    Args:
+        mask: (X, Y, Z) bool mask (any number of axes).
+
+    Returns:
+        (labels, count): an int32 array of `mask`'s shape, 0 for background and 1..count per lesion,
+        and the number of lesions.
+    """
     return ndimage.label(mask, structure=np.ones((3,) * mask.ndim, dtype=bool))
 
 
@@ -42,7 +50,16 @@ def _f1(tp: int, fp: int, fn: int) -> float:
 
 
 def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
-    """ISLES'22 lesion-wise TP/FP/FN, F1 and absolute lesion count difference (see the module docstring)."""
+    """Lesion-wise detection of one case, as ISLES'22 and ISLES'24 count it (see the module docstring).
+
+    Args:
+        pred: (X, Y, Z) bool mask, the prediction.
+        ref: (X, Y, Z) bool mask of the same shape, the reference.
+
+    Returns:
+        {"lesion_tp", "lesion_fp", "lesion_fn", "lesion_count_diff"} as int counts of lesions, and
+        {"lesion_f1" (ISLES'22), "lesion_f1_iou50" (ISLES'24, matches at IoU >= 0.5)} as floats in [0, 1].
+    """
     ref_labels, n_ref = label_lesions(ref)
     pred_labels, n_pred = label_lesions(pred)
     tp = int(np.count_nonzero(np.unique(ref_labels[pred])))  # label 0 is background

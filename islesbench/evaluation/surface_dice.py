@@ -98,7 +98,14 @@ _TRIANGLES = _surfel_triangles()
 
 
 def surfel_area_table(spacing) -> np.ndarray:
-    """Area in mm² of the surface inside a cube, per neighbour code (256 values), at `spacing`."""
+    """The surface area inside a 2×2×2 cube, per neighbour code.
+
+    Args:
+        spacing: (3,) voxel size in mm.
+
+    Returns:
+        (256,) float64 areas in mm², indexed by neighbour code.
+    """
     codes, first, second = _TRIANGLES
     scale = np.asarray(spacing, dtype=np.float64)
     areas = 0.5 * np.linalg.norm(np.cross(first * scale, second * scale), axis=1)
@@ -106,7 +113,14 @@ def surfel_area_table(spacing) -> np.ndarray:
 
 
 def neighbour_codes(mask: np.ndarray) -> np.ndarray:
-    """The code of every 2×2×2 cube on the corner grid of `mask` (one more cube than voxels per axis)."""
+    """The neighbour code of every 2×2×2 cube on the corner grid of a mask.
+
+    Args:
+        mask: (X, Y, Z) bool mask; zero outside the volume.
+
+    Returns:
+        (X+1, Y+1, Z+1) uint8 codes, one more cube than voxels per axis.
+    """
     padded = np.pad(mask.astype(np.uint8), 1)
     n = tuple(s - 1 for s in padded.shape)
     codes = np.zeros(n, dtype=np.uint8)
@@ -116,9 +130,16 @@ def neighbour_codes(mask: np.ndarray) -> np.ndarray:
 
 
 def surfel_distances(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
-    """Per surfel cube of each non-empty 3-D mask: its area (mm²) and its distance (mm) to the other surface.
+    """Per surfel cube of each of two non-empty 3-D masks: its area and its distance to the other surface.
 
-    Keys ``pred_to_ref``, ``pred_areas``, ``ref_to_pred``, ``ref_areas``; cubes in C order.
+    Args:
+        pred: (X, Y, Z) bool mask, the prediction (non-empty).
+        ref: (X, Y, Z) bool mask, the reference (non-empty).
+        spacing: (3,) voxel size in mm.
+
+    Returns:
+        {"pred_to_ref", "ref_to_pred"}: (N,) float64 distances in mm of each surfel cube of one mask to
+        the other's surface; {"pred_areas", "ref_areas"}: (N,) float64 areas in mm²; cubes in C order.
     """
     table = surfel_area_table(spacing)
     codes_pred, codes_ref = neighbour_codes(pred), neighbour_codes(ref)
@@ -133,7 +154,18 @@ def surfel_distances(pred: np.ndarray, ref: np.ndarray, spacing) -> dict:
 
 
 def surface_dice(pred: np.ndarray, ref: np.ndarray, spacing, tolerances_mm=NSD_TOLERANCES_MM) -> list[float]:
-    """NSD of two 3-D boolean masks at each tolerance (mm), in the order given."""
+    """Normalised surface Dice of two 3-D masks at each tolerance.
+
+    Args:
+        pred: (X, Y, Z) bool mask, the prediction.
+        ref: (X, Y, Z) bool mask, the reference.
+        spacing: (3,) voxel size in mm.
+        tolerances_mm: the tolerances τ in mm.
+
+    Returns:
+        One NSD per tolerance, in the order given, as floats in [0, 1] (1 when both masks are empty,
+        0 when exactly one is); a ValueError for masks that are not 3-D.
+    """
     if pred.ndim != 3:
         raise ValueError(f"surface Dice needs 3-D masks, got {pred.ndim}-D")
     has_pred, has_ref = bool(pred.any()), bool(ref.any())

@@ -67,7 +67,14 @@ CONVENTION = "isles"
 
 
 def ball_radius_one(ndim: int) -> np.ndarray:
-    """ITK's binary ball of radius 1: offsets within 1.5 voxels (19 voxels in 3-D, all 9 in 2-D)."""
+    """ITK's binary ball of radius 1: offsets within 1.5 voxels (19 voxels in 3-D, all 9 in 2-D).
+
+    Args:
+        ndim: number of axes.
+
+    Returns:
+        (3,) * ndim bool structuring element.
+    """
     return ndimage.generate_binary_structure(ndim, min(2, ndim))
 
 
@@ -77,17 +84,38 @@ def _inner_boundary(mask: np.ndarray, structure: np.ndarray) -> np.ndarray:
 
 
 def ball_boundary(mask: np.ndarray) -> np.ndarray:
-    """Where the radius-1-ball morphological gradient of `mask` is non-zero, restricted to `mask`."""
+    """Where the radius-1-ball morphological gradient of `mask` is non-zero, restricted to `mask`.
+
+    Args:
+        mask: (X, Y, Z) bool mask; voxels outside the image do not count as background.
+
+    Returns:
+        (X, Y, Z) bool mask of the ball-boundary voxels (the voxels ISLES' HD measures from).
+    """
     return _inner_boundary(mask, ball_radius_one(mask.ndim))
 
 
 def maurer_contour(mask: np.ndarray) -> np.ndarray:
-    """The voxels at which ITK's signed Maurer distance map of `mask` is 0 (26-connected contour)."""
+    """The voxels at which ITK's signed Maurer distance map of `mask` is 0 (26-connected contour).
+
+    Args:
+        mask: (X, Y, Z) bool mask.
+
+    Returns:
+        (X, Y, Z) bool mask of the contour voxels (the voxels ISLES' HD measures to).
+    """
     return _inner_boundary(mask, np.ones((3,) * mask.ndim, dtype=bool))
 
 
 def contour_points(mask: np.ndarray) -> np.ndarray:
-    """The voxels VTK's contour at iso-value 1.0 puts one point on: a background face neighbour."""
+    """The voxels VTK's contour at iso-value 1.0 puts one point on: a background face neighbour.
+
+    Args:
+        mask: (X, Y, Z) bool mask.
+
+    Returns:
+        (X, Y, Z) bool mask of the contour points (the points ISLES' ASSD measures from).
+    """
     return _inner_boundary(mask, ndimage.generate_binary_structure(mask.ndim, 1))
 
 
@@ -105,12 +133,19 @@ def _distance_to(target: np.ndarray, spacing, known) -> np.ndarray | None:
 
 
 def isles_hd_assd(pred: np.ndarray, ref: np.ndarray, spacing, known_distance_maps=()) -> dict:
-    """{"hd", "assd"} of the ISLES 2015–2018 evaluator (see the module docstring), in mm.
+    """HD and ASSD as the ISLES 2015–2018 evaluator computes them (see the module docstring).
 
-    `pred` and `ref` are boolean masks of the same shape (cropping them to their union plus a one-voxel
-    margin, clipped to the volume, leaves the values unchanged), `spacing` the voxel size per axis.
-    `known_distance_maps` are (voxel set, distance map to it) pairs the caller already has, e.g. to
-    medpy's surfaces, which equal the 26-connected contours wherever a mask stays off the volume border.
+    Args:
+        pred: (X, Y, Z) bool mask, the prediction (cropping both masks to their union plus a one-voxel
+            margin, clipped to the volume, leaves the values unchanged).
+        ref: (X, Y, Z) bool mask of the same shape, the reference.
+        spacing: (3,) voxel size in mm.
+        known_distance_maps: (voxel set, distance map to it in mm) pairs the caller already has, e.g. to
+            medpy's surfaces, which equal the 26-connected contours wherever a mask stays off the border.
+
+    Returns:
+        {"hd", "assd"} in mm: 0 when both masks are empty, ``inf`` when exactly one is, NaN when a mask
+        fills the whole volume.
     """
     spacing = tuple(float(s) for s in spacing)
     n_pred, n_ref = bool(pred.any()), bool(ref.any())

@@ -1,26 +1,29 @@
-"""Run the paper's comparison grid over all folds, then the ensemble, then write the report.
+"""Run the paper's comparison grid over all folds, then the ensemble (`run_benchmark`; the `islesbench
+benchmark` command is islesbench.commands.benchmark, which also writes the report).
 
-Each cell is an ordinary `islesbench run` (`islesbench.training.cross_validation.run_configuration`): it resumes, and skips the
-folds that are already done, so the same command again continues an interrupted benchmark. A cell that
-cannot run (ImageNet weights absent offline, say) is recorded as not run, with the reason and the exact
-`islesbench run ...` command that would run it, and the grid goes on. `--seeds N` repeats every cell
-with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
+Each cell is an ordinary `islesbench run` (`islesbench.training.cross_validation.run_configuration`): it
+resumes, and skips the folds that are already done, so the same call again continues an interrupted
+benchmark. A cell that cannot run (ImageNet weights absent offline, say) is recorded as not run, with the
+reason and the exact `islesbench run ...` command that would run it, and the grid goes on. `seeds` repeats
+every cell with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
 
 The ensemble averages validation probability maps, and its members are never chosen on the cases it is
 scored on: by default (nested) the cases of fold k are averaged over the top-k configurations ranked by
 their mean Dice on the *other* folds' cases, so each fold may have its own members (recorded per fold);
-`--members a,b,c` takes a list fixed before anything ran. Status and timings go to RUNS/benchmark.json;
-the report to RUNS/report/ (or --report-out).
+`fixed_members` is a list fixed before anything ran. Status and timings go to RUNS/benchmark.json.
 
-Data efficiency: `--train-fraction 0.25,0.5,1.0` (or the grid's "train_fractions") runs every learned cell
-on those shares of each fold's training patients (seeded, nested; islesbench/data/fractions.py), validated on
-the whole fold; the ensemble is made of the full-data cells. Cells with "pretrained": "selfsup" first get
-their per-fold self-supervised encoders (islesbench/grid/selfsup_cells.py).
+Data efficiency: the grid's "train_fractions" run every learned cell on those shares of each fold's
+training patients (seeded, nested; islesbench/data/fractions.py), validated on the whole fold; the ensemble
+is made of the full-data cells. Cells with "pretrained": "selfsup" first get their per-fold
+self-supervised encoders (islesbench/grid/selfsup_cells.py).
+
+The stages above this package reach it as callables the command passes: `prepare` (the --data folder to
+prepared data: islesbench.data_prep.prepare.resolve_prepared) and `read_run` (a finished cell's per-case
+results: islesbench.reports.results_reader.read_run).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import datetime as _dt
 import math
 import sys
@@ -30,88 +33,29 @@ from pathlib import Path
 
 from islesbench.storage import provenance, run_layout as results
 from islesbench.atomic import write_json_atomic
-from islesbench.config import PROFILES
 from islesbench.errors import IslesbenchError
-from islesbench.data.fractions import parse_fractions
+from islesbench.inference import ensemble
+from islesbench.training import cross_validation
 
-from islesbench.runtime.precision import PRECISIONS
-from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path, load_grid, merge_overrides
+from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path
 from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 
 DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
 
 
-def configure_parser(parser) -> None:
-    """Arguments of `islesbench benchmark`."""
-    parser.add_argument("--data", required=True, help="raw ISLES-layout cohort or prepared directory")
-    parser.add_argument("--profile", choices=PROFILES, default="quick", help="quick (2-core CPU) or paper (GPU)")
-    parser.add_argument("--out", default="runs", help="runs folder: one sub-folder per configuration")
-    parser.add_argument("--grid", default=None, help="grid file (JSON) replacing the paper's grid; see islesbench/grid/grid_file.py")
-    parser.add_argument("--folds", type=int, default=5, help="number of cross-validation folds")
-    parser.add_argument("--fold", default="all", help="fold to run (0-based), or all")
-    parser.add_argument("--force", action="store_true", help="re-run folds that are already done")
-    parser.add_argument("--seeds", type=int, default=1,
-                        help="repeat every configuration with training seeds 0..N-1 on the same folds")
-    parser.add_argument("--members", default=None,
-                        help="comma-separated configuration names: an ensemble fixed before anything ran "
-                             "(default: nested top-k selection per fold)")
-    parser.add_argument("--train-fraction", default=None, metavar="F1,F2,...",
-                        help="train every learned cell on these shares of each fold's training patients "
-                             "(e.g. 0.25,0.5,1.0; replaces the grid's train_fractions)")
-    parser.add_argument("--precision", choices=PRECISIONS, default=None,
-                        help="train.precision of every cell (default auto: bfloat16 where the hardware runs it "
-                             "natively); runs of another precision need their own --out")
-    parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
-    parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
-    from islesbench import layouts
-
-    layouts.add_layout_argument(parser)
-
-
-def run_command(args) -> int:
-    """Run the grid, the ensemble and the report; print a status line per cell."""
-    grid = load_grid(args.grid)
-    if args.train_fraction:
-        try:
-            fractions = tuple(parse_fractions(args.train_fraction))
-        except ValueError as exc:
-            raise IslesbenchError(f"--train-fraction {args.train_fraction}: {exc}") from None
-        grid = dataclasses.replace(grid, train_fractions=fractions)
-    if getattr(args, "precision", None):
-        grid = dataclasses.replace(grid, overrides=merge_overrides(grid.overrides, {"train": {"precision": args.precision}}))
-    fold = _parse_fold(args.fold, args.folds)
-    if args.seeds < 1:
-        raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")
-    members = [m.strip() for m in args.members.split(",") if m.strip()] if args.members else None
-    record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold, force=args.force,
-                           seeds=args.seeds, fixed_members=members, layout=args.layout)
-    for cell in record["cells"]:
-        line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
-        if cell["status"] != DONE:
-            line += f"  {cell.get('reason', '')}"
-        print(line)
-    print(f"benchmark wall time {_seconds(record['wall_seconds'])}; record: {benchmark_record_path(args.out)}")
-    if not args.no_report:
-        from islesbench.reports.report import build_report
-
-        out = Path(args.report_out) if args.report_out else Path(args.out) / "report"
-        paths = build_report(args.out, out)
-        print(f"report: {paths['report_html']}")
-    # Cells that could not run (weights absent offline) are reported, not failures; crashed cells are.
-    return 1 if any(c["status"] == FAILED for c in record["cells"]) else 0
-
-
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
                   force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,
-                  fixed_members: list | None = None, layout: str | None = None) -> dict:
+                  fixed_members: list | None = None, layout: str | None = None, *, prepare, read_run) -> dict:
     """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
     writing) the benchmark record.
 
-    `run_configuration` and `ensemble_runs` default to islesbench.training.cross_validation's and islesbench.inference.ensemble's; tests
-    pass stand-ins.
+    `prepare(data, runs_root, num_folds, seed, layout)` -> PreparedData has the signature of
+    islesbench.data_prep.prepare.resolve_prepared (a raw cohort is prepared once into RUNS/prepared and
+    reused); `read_run(run folder)` is islesbench.reports.results_reader.read_run. `run_configuration` and
+    `ensemble_runs` default to islesbench.training.cross_validation's and islesbench.inference.ensemble's;
+    tests pass stand-ins.
     """
-    if run_configuration is None:
-        from islesbench.training.cross_validation import run_configuration
+    train = run_configuration or cross_validation.run_configuration
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     started = time.monotonic()
@@ -141,7 +85,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
             config_file = cell_overrides_path(runs_root, "pretraining")
             write_json_atomic(config_file, grid.pretraining.overrides)
         pretraining = run_selfsup_pretraining(grid.pretraining, data, runs_root, profile, requested, num_folds,
-                                              layout=layout, force=force, config_file=config_file)
+                                              layout=layout, force=force, config_file=config_file, prepare=prepare)
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
@@ -171,10 +115,10 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
                 raise IslesbenchError(f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
                                       f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
             extra = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
-            if layout:
-                extra["layout"] = layout
-            run_configuration(config, data, runs_root, folds="all" if fold == "all" else [fold],
-                              num_folds=num_folds, force=force, **extra)
+            if run_configuration is None:  # the configuration's own faults before any data work, as `run` has them
+                cross_validation.check_configuration(config)
+            prepared = prepare(data, runs_root, num_folds, 0, layout)
+            train(config, prepared, runs_root, folds="all" if fold == "all" else [fold], force=force, **extra)
         except IslesbenchError as exc:
             entry.update(status=NOT_RUN, reason=str(exc))
         except Exception as exc:  # one broken cell must not lose the rest of a long grid
@@ -194,16 +138,15 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         _write_record(record_path, record, started)
 
     if grid.ensemble is not None:
-        record["cells"].append(_run_ensemble(grid, record["cells"], runs_root, ensemble_runs, fixed_members))
+        record["cells"].append(_run_ensemble(grid, record["cells"], runs_root, ensemble_runs, fixed_members,
+                                             read_run))
     record["finished"] = _now()
     _write_record(record_path, record, started)
     return record
 
 
-def _learned_runs(cells: list[dict], runs_root) -> dict:
-    """name -> {case: (fold, Dice)} of the finished learned seed-0 configurations."""
-    from islesbench.reports.results_reader import read_run
-
+def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:
+    """name -> {case: (fold, Dice)} of the finished learned seed-0 configurations (`read_run`: as run_benchmark's)."""
     out = {}
     for cell in cells:
         if cell["status"] != DONE or cell.get("arch") == "threshold" or cell.get("seed", 0):
@@ -239,10 +182,10 @@ def nested_ensemble_members(per_config: dict, top_k: int) -> tuple[dict, str | N
     return chosen, None
 
 
-def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs, fixed_members=None) -> dict:
+def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs, fixed_members, read_run) -> dict:
     ens = grid.ensemble
     out_dir = results.run_dir(runs_root, ens.run_name)
-    per_config = _learned_runs(cells, runs_root)
+    per_config = _learned_runs(cells, runs_root, read_run)
     if fixed_members:
         unknown = [m for m in fixed_members if m not in per_config]
         reason = (f"--members names configurations that did not finish: {', '.join(unknown)}" if unknown else None)
@@ -264,7 +207,7 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
         " ".join(["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in v["members"]),
                   "--out", str(out_dir)]) + f"  # fold {k}" for k, v in per_fold.items())
     if ensemble_runs is None:
-        from islesbench.inference.ensemble import ensemble_runs
+        ensemble_runs = ensemble.ensemble_runs
     t0 = time.monotonic()
     record = {"selection": {**selection, "per_fold": {str(k): v for k, v in per_fold.items()}}}
     try:
@@ -298,23 +241,6 @@ def _write_record(path, record: dict, started: float) -> None:
     write_json_atomic(path, record)
 
 
-def _parse_fold(text, num_folds: int):
-    if str(text) == "all":
-        return "all"
-    try:
-        k = int(text)
-    except ValueError:
-        raise IslesbenchError(f"--fold must be a fold number or 'all', not {text!r}") from None
-    if not 0 <= k < num_folds:
-        raise IslesbenchError(f"--fold {k} is outside 0..{num_folds - 1}")
-    return k
-
-
 def _now() -> str:
     return _dt.datetime.now().isoformat(timespec="seconds")
 
-
-def _seconds(s) -> str:
-    if s is None:
-        return ""
-    return f"{s:.0f} s" if s < 120 else f"{s / 60:.1f} min"

@@ -9,11 +9,16 @@ its wall time per fold goes to benchmark.json and the report.
 
 from __future__ import annotations
 
+import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
+from islesbench.storage.pretrain_records import read_record
+
+# islesbench.selfsup.pretrain imports TensorFlow at its top: it is imported inside the functions that use it,
+# to keep `islesbench --help` fast.
 
 PRETRAINING_KEYS = {"data", "include_finetune_cohort", "overrides"}
 # A cell's "pretrained" value for self-supervised pretraining made per fold by the benchmark.
@@ -68,8 +73,6 @@ def parse_pretraining(raw) -> tuple[PretrainingBlock | None, list[str]]:
 def pretraining_command(block: PretrainingBlock, data_dirs: list, folds_of, runs_root, profile: str, num_folds: int,
                         config_file=None) -> str:
     """The `islesbench pretrain ...` command line that makes the benchmark's per-fold encoders."""
-    import shlex
-
     parts = ["islesbench", "pretrain"]
     for d in data_dirs:
         parts += ["--data", str(d)]
@@ -81,23 +84,27 @@ def pretraining_command(block: PretrainingBlock, data_dirs: list, folds_of, runs
 
 
 def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: str, fold_ids: list,
-                            num_folds: int = 5, layout=None, force: bool = False, config_file=None) -> dict:
+                            num_folds: int = 5, layout=None, force: bool = False, config_file=None, *,
+                            prepare) -> dict:
     """Pretrain the encoder of every requested fold (resuming, skipping finished ones); the benchmark's
-    record of it: status, per-fold wall and training seconds, what it read, the command."""
+    record of it: status, per-fold wall and training seconds, what it read, the command.
+
+    `prepare` (data folder, runs root, num_folds, seed, layout, target=) -> PreparedData is
+    islesbench.data_prep.prepare.resolve_prepared, passed down from the `benchmark` command.
+    """
     from islesbench.selfsup import pretrain as pt
-    from islesbench.training.cross_validation import resolve_prepared
 
     entry = {"name": str(Path(PRETRAINING_DIR) / SELFSUP), "kind": "pretraining", "folds": {}, "status": "done"}
     t0 = time.monotonic()
     try:
-        prepared = resolve_prepared(data, runs_root, num_folds, 0, layout)  # the cohort the cells fine-tune on
+        prepared = prepare(data, runs_root, num_folds, 0, layout)  # the cohort the cells fine-tune on
         data_dirs = list(block.data) + ([str(prepared.root)] if block.include_finetune_cohort else [])
         entry["command"] = pretraining_command(block, data_dirs, prepared.root, runs_root, profile, num_folds,
                                                config_file)
         config = pt.pretrain_config(profile, [block.overrides])
         entry.update(method=config.method, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                      data=data_dirs)
-        sources = pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout)
+        sources = pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout, prepare=prepare)
     except IslesbenchError as exc:
         entry.update(status="not run", reason=str(exc), seconds=round(time.monotonic() - t0, 1))
         return entry
@@ -109,8 +116,6 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
             entry["folds"][str(k)] = {"status": "not run", "reason": str(exc)}
             entry.update(status="not run", reason=f"fold {k}: {exc}")
             break
-        from islesbench.storage.pretrain_records import read_record
-
         record = read_record(output) or {}
         entry["folds"][str(k)] = {"status": "done", "seconds": round(time.monotonic() - t_fold, 1),
                                   "training_seconds": record.get("seconds"), "file": str(output),

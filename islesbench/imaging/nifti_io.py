@@ -1,4 +1,4 @@
-"""The one safe NIfTI reader: every command reads .nii / .nii.gz files through this module.
+"""The one safe NIfTI reader and the one writer: every command reads and writes .nii / .nii.gz files here.
 
 A file is judged on its header before a single voxel is allocated: the header bytes are parsed here
 (NIfTI-1 and NIfTI-2, either byte order) and checked, then nibabel's header class turns the checked
@@ -16,6 +16,9 @@ fields into an affine and zooms. Refused, with one line naming the file and the 
 - scl_slope infinite, or a valid scl_slope with a non-finite scl_inter;
 - more dimensions than the caller expects (`ndim`), after dropping trailing singleton axes.
 
+`read_nifti` reads a whole 3-D/4-D file (faults as CaseErrors), `save_nifti` writes one deterministically;
+`affines_agree` is the one affine check of every module that compares two images' geometry.
+
 Kept, as the NIfTI-1 standard says: scl_slope 0 or NaN means the values are stored unscaled (nibabel
 writes NaN by default). Trailing singleton dimensions beyond the expected number (default 3) are
 dropped: (X, Y, Z, 1) reads as (X, Y, Z), and a one-slice (X, Y, 1) stays 3-D.
@@ -24,20 +27,25 @@ dropped: (X, Y, Z, 1) reads as (X, Y, Z), and a one-slice (X, Y, 1) stays 3-D.
 from __future__ import annotations
 
 import gzip
+import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from islesbench.errors import IslesbenchError
+from islesbench.atomic import atomic_path
+from islesbench.errors import CaseError, IslesbenchError
+
+# nibabel is imported inside the functions that use it, to keep `islesbench --help` fast.
 
 # Largest image (bytes of stored data) read; far above an ISLES 4-D PWI series (~150 MB) and far
 # below what a corrupt header can claim.
 MAX_BYTES = 4 * 1024**3
-AFFINE_ATOL = 1e-3  # direction/zoom part of an affine, mm per voxel
+AFFINE_ATOL = 1e-3  # direction/zoom part of an affine, mm per voxel (`affines_agree`)
 ORIGIN_ATOL = 1e-2  # translation, mm
 NIFTI_SUFFIXES = (".nii", ".nii.gz")
+_CASE_FOLDER = re.compile(r"^(case_\d+|sub-[A-Za-z0-9]+)$")  # an ISLES 2018 case or a BIDS subject
 
 # Real-valued datatype codes (NIfTI-1 nifti1.h) -> numpy type; complex, RGB and bit types are refused.
 DATATYPES = {
@@ -160,7 +168,115 @@ def affines_agree(a, b) -> bool:
                 and np.allclose(a[:3, 3], b[:3, 3], rtol=0, atol=ORIGIN_ATOL))
 
 
+def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple]:
+    """A whole 3-D or 4-D NIfTI file, values scaled.
+
+    Args:
+        path: a .nii or .nii.gz file.
+
+    Returns:
+        (data, affine, spacing): float32 (X, Y, Z) or (X, Y, Z, T) values with the header's scaling
+        applied, the (4, 4) voxel-to-world affine in mm, and the (3,) voxel size in mm. A CaseError
+        naming the enclosing case folder, the file and the fault on any fault (NaN/Inf values included).
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CaseError(_case_of(path), str(path), "file does not exist")
+    try:
+        info = read_info(path)
+        want = 4 if len(info.shape) >= 4 else 3
+        if len(info.shape) != want:
+            raise NiftiFileError(path, f"wrong number of dimensions: shape {info.shape}, expected {want}-D")
+        raw = read_raw(info)
+    except NiftiFileError as exc:
+        raise CaseError(_case_of(path), str(path), exc.fault) from None
+    if raw.dtype.kind in "fc" and not np.all(np.isfinite(raw)):
+        bad = int(np.count_nonzero(~np.isfinite(raw)))
+        raise CaseError(_case_of(path), str(path), f"{bad} NaN/Inf voxel value(s)")
+    return scaled(info, raw), info.affine, tuple(info.spacing)
+
+
+def save_nifti(path, array, affine, spacing=None, dtype=np.float32, scaling: tuple | None = None) -> None:
+    """Write an array as NIfTI-1 (.nii or .nii.gz by suffix) atomically, `affine` as sform and qform.
+
+    Deterministic header, .nii.gz gzipped without a timestamp: equal inputs give byte-identical files. The
+    affine is kept exactly when it is float32-representable (NIfTI stores float32).
+
+    Args:
+        path: the file to write; its name must end in .nii or .nii.gz.
+        array: (X, Y, Z) or (X, Y, Z, T) values.
+        affine: (4, 4) voxel-to-world affine in mm.
+        spacing: the header zooms, (3,) mm (4-D: append the frame interval in s); None: from the affine.
+        dtype: the on-disk type.
+        scaling: (slope, inter) stores (array - inter) / slope, rounded for integer types; None stores
+            the values unscaled (an integer dtype: rounded, after a range check).
+    """
+    import nibabel as nib
+
+    path = Path(path)
+    if not path.name.endswith(NIFTI_SUFFIXES):
+        raise IslesbenchError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
+    array = np.asarray(array)
+    dtype = np.dtype(dtype)
+    affine = np.asarray(affine, dtype=np.float64)
+    if scaling is not None:
+        slope, inter = float(scaling[0]), float(scaling[1])
+        stored = (array.astype(np.float64) - inter) / slope
+    else:
+        slope, inter = float("nan"), float("nan")  # NIfTI: no scaling
+        stored = array
+    if dtype.kind in "iu":
+        values = stored if stored.dtype.kind in "biu" else np.rint(stored)
+        info = np.iinfo(dtype)
+        if values.size and (values.min() < info.min or values.max() > info.max):
+            raise IslesbenchError(f"{path}: values {values.min():g}..{values.max():g} do not fit {dtype}")
+        stored = values.astype(dtype)
+    else:
+        stored = stored.astype(dtype)
+    # The header and data are serialised by hand: nibabel recomputes scl_slope/scl_inter from an
+    # in-memory array on save, which would drop an explicit `scaling`.
+    header = nib.Nifti1Header()
+    header.set_data_dtype(dtype)
+    header.set_data_shape(stored.shape)
+    header.set_sform(affine, code=1)
+    header.set_qform(affine, code=1)
+    if spacing is not None:
+        zooms = tuple(float(s) for s in spacing)
+    else:
+        zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
+    header.set_zooms((zooms + (1.0,) * stored.ndim)[: stored.ndim])
+    header.set_xyzt_units("mm", "sec")
+    header["scl_slope"] = slope
+    header["scl_inter"] = inter
+    header["descrip"] = b"islesbench"
+    header["vox_offset"] = 352
+    # Fortran (NIfTI) voxel order, native byte order as the header says.
+    body = np.ascontiguousarray(stored.T)
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as raw:
+            if path.name.endswith(".gz"):
+                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out:
+                    _write_nifti_body(out, header, body)
+            else:
+                _write_nifti_body(raw, header, body)
+
+
 # --------------------------------------------------------------------------------------------------
+
+
+def _case_of(path: Path) -> str:
+    """The case folder (case_N, sub-X) a file lies in, for fault lines; else its parent folder's name."""
+    for part in reversed(Path(path).parts[:-1]):
+        if _CASE_FOLDER.match(part):
+            return part
+    return Path(path).parent.name or "."
+
+
+def _write_nifti_body(stream, header, body: np.ndarray) -> None:
+    stream.write(header.binaryblock)
+    stream.write(b"\x00" * 4)  # no header extensions
+    stream.write(memoryview(body).cast("B"))
+
 
 
 def _describe(exc: BaseException) -> str:

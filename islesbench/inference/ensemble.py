@@ -1,4 +1,5 @@
-"""Average the validation probability maps of several runs: `islesbench ensemble`.
+"""Average the validation probability maps of several runs (`ensemble_runs`; the `islesbench ensemble`
+command is islesbench.commands.ensemble, and the benchmark's ensemble calls it too).
 
 The paper's final submission was an ensemble. Under cross-validation the leak-free ensemble averages,
 case by case, the probability maps that the member runs' own validation folds produced (every member
@@ -16,23 +17,14 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench import isles
+from islesbench import layouts
 from islesbench.storage import manifest, run_layout as results
 from islesbench.training import fold as training
+from islesbench.training.validation import write_validation
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
-
-
-def configure_parser(parser) -> None:
-    parser.add_argument("runs", nargs="+", help="run folders (RUNS/<config-name>) to average")
-    parser.add_argument("--out", required=True, help="output run folder, e.g. runs/ensemble")
-    parser.add_argument("--force", action="store_true", help="recompute folds already finished")
-
-
-def run_command(args) -> int:
-    summary = ensemble_runs([Path(r) for r in args.runs], Path(args.out), force=args.force)
-    print(f"ensemble of {len(args.runs)} run(s): mean Dice {summary['metrics']['dice']['mean']:.3f} -> {args.out}")
-    return 0
+from islesbench.evaluation.aggregate import summarize
+from islesbench.evaluation.files import read_case_metrics
 
 
 def _validated_cases(run_root: Path) -> dict:
@@ -68,7 +60,7 @@ def check_compatible_members(members: list) -> None:
             raise IslesbenchError(f"ensemble members were trained on different folds: {pair} "
                                   f"(splits fingerprint {fp_a} vs {fp_b})")
         moved = sorted((c for c in set(first_cases) & set(cases) if first_cases[c][0] != cases[c][0]),
-                       key=isles.natural_key)
+                       key=layouts.natural_key)
         if moved:
             c = moved[0]
             raise IslesbenchError(f"ensemble members were trained on different folds: {pair} ({len(moved)} "
@@ -78,7 +70,7 @@ def check_compatible_members(members: list) -> None:
             a = {c for c, v in first_cases.items() if v[0] == k}
             b = {c for c, v in cases.items() if v[0] == k}
             if a != b:
-                c = sorted(a ^ b, key=isles.natural_key)[0]
+                c = sorted(a ^ b, key=layouts.natural_key)[0]
                 raise IslesbenchError(f"ensemble members were trained on different folds: {pair} (fold {k} "
                                       f"validates {c} in only one of them)")
 
@@ -101,8 +93,6 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
     `folds` limits it to those folds (a nested selection has other members per fold); `record` is
     added to every config.json written (how the members were chosen).
     """
-    from islesbench.evaluation import case_metrics as metrics
-
     if len(run_dirs) < 1:
         raise IslesbenchError("an ensemble needs at least one run folder")
     members = []
@@ -114,7 +104,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
             raise IslesbenchError(f"{run}: no finished fold with validation probability maps")
         members.append((Path(run), results.read_run_config(run), cases))
     check_compatible_members(members)
-    common = sorted(set.intersection(*(set(c) for _, _, c in members)), key=isles.natural_key)
+    common = sorted(set.intersection(*(set(c) for _, _, c in members)), key=layouts.natural_key)
     if not common:
         raise IslesbenchError("the runs share no validated case (were they run on the same cohort?)")
     prepared = manifest.PreparedData(members[0][1]["prepared"])
@@ -134,7 +124,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
             continue
         paths = results.FoldPaths(out_dir / f"fold_{k}")
         if paths.is_done() and not force:
-            all_rows += metrics.read_case_metrics(paths.metrics_csv)
+            all_rows += read_case_metrics(paths.metrics_csv)
             continue
         training.prepare_fold_dir(paths)
         write_json_atomic(paths.config, {**config, "fold": k})
@@ -143,10 +133,10 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
         write_json_atomic(paths.threshold_json, {"threshold": threshold, "chosen_on": "mean of the members' thresholds"})
 
         def probability_of(case_id):
-            maps = [isles.read_nifti(m[2][case_id][1].probability_path(case_id))[0] for m in members]
+            maps = [layouts.read_nifti(m[2][case_id][1].probability_path(case_id))[0] for m in members]
             return np.mean(maps, axis=0).astype(np.float32)
 
-        training.write_validation(paths, prepared, by_fold[k], probability_of, threshold)
+        write_validation(paths, prepared, by_fold[k], probability_of, threshold)
         training.finish_fold(paths)
-        all_rows += metrics.read_case_metrics(paths.metrics_csv)
-    return metrics.summarize(all_rows)
+        all_rows += read_case_metrics(paths.metrics_csv)
+    return summarize(all_rows)

@@ -26,14 +26,16 @@ import numpy as np
 
 from islesbench.errors import IslesbenchError
 from islesbench.layouts import isles24, isles2018
-from islesbench.layouts.cases import AFFINE_ATOL, CHANNELS, MAP_CHANNELS, MASK, NIFTI_SUFFIXES, ORIGIN_ATOL, PWI, Case, CaseFiles, affines_agree, load_case, load_pwi, load_volume, natural_key, read_nifti, save_nifti, validate_case
+# NIfTI reading and writing are islesbench.imaging.nifti_io's; re-exported here for callers that read cases.
+from islesbench.imaging.nifti_io import read_nifti, save_nifti
+from islesbench.layouts.cases import CHANNELS, MAP_CHANNELS, MASK, PWI, Case, CaseFiles, load_case, load_pwi, load_volume, natural_key, validate_case
 
 LAYOUTS = {isles2018.NAME: isles2018, isles24.NAME: isles24}
 # Detection order: the ISLES 2018 markers (TRAINING/, case_N, SMIR names) are the more specific.
 _DETECTION_ORDER = (isles2018, isles24)
 
-__all__ = ["LAYOUTS", "AFFINE_ATOL", "CHANNELS", "MAP_CHANNELS", "MASK", "NIFTI_SUFFIXES", "ORIGIN_ATOL", "PWI",
-           "Case", "CaseFiles", "affines_agree", "load_case", "load_pwi", "load_volume", "natural_key",
+__all__ = ["LAYOUTS", "CHANNELS", "MAP_CHANNELS", "MASK", "PWI",
+           "Case", "CaseFiles", "load_case", "load_pwi", "load_volume", "natural_key",
            "read_nifti", "save_nifti", "validate_case", "resolve", "discover_cohort", "add_layout_argument",
            "write_prediction", "prediction_name"]
 

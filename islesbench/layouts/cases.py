@@ -1,4 +1,4 @@
-"""What every layout shares: one case's files, reading and checking NIfTI files, loading and writing.
+"""What every layout shares: the case model, checking a case's NIfTI files, loading a case.
 
 A layout (islesbench.layouts.isles2018, .isles24) only finds files and names them with islesbench's
 channel names (CT, CT_CBF, CT_CBV, CT_MTT, CT_Tmax, CTA, CT_4DPWI, and OT for the lesion mask); the
@@ -10,8 +10,8 @@ Repaired silently (the data are unambiguous):
   stored as (X, Y, Z, T, 1) as (X, Y, Z, T);
 - a mask whose values are zero and one single positive value -- {0, 1}, {0, 255}, {0, k}, float
   0./1. -- becomes boolean (value > 0); an all-zero mask is a valid lesion-free mask;
-- affines of the modalities that differ by less than AFFINE_ATOL (float32 header round-off); the
-  first requested map's affine is the case's affine;
+- affines of the modalities that differ by less than AFFINE_ATOL / ORIGIN_ATOL (float32 header
+  round-off; islesbench.imaging.nifti_io.affines_agree); the first requested map's affine is the case's;
 - a PWI frame interval given in ms or us (xyzt_units) is converted to seconds; a missing one is 1 s.
 
 Rejected, one line per fault "<case>: <file>: <fault>" (validate_case lists them all; load_case raises
@@ -31,31 +31,28 @@ CaseError for the first):
 
 Volumes are returned in stored voxel order with the header's scaling applied; reorientation to the
 canonical axial orientation happens in islesbench.imaging.preprocessing, which maps every output back.
+Single files are read and written by islesbench.imaging.nifti_io (`read_nifti`, `save_nifti`).
 """
 
 from __future__ import annotations
 
-import gzip
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 
-from islesbench.atomic import atomic_path
 from islesbench.errors import CaseError, IslesbenchError
+from islesbench.imaging import nifti_io
+from islesbench.imaging.nifti_io import affines_agree
+
+# islesbench.imaging.preprocessing (SciPy) is imported inside _check_case, to keep `islesbench --help` fast.
 
 # islesbench's channel names (ISLES 2018's modality names, plus CTA); every layout maps its files onto them.
 CHANNELS = ("CT", "CTA", "CT_4DPWI", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "OT")
 MAP_CHANNELS = ("CT", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax")  # the default 3-D inputs
 MASK = "OT"
 PWI = "CT_4DPWI"
-# Largest tolerated difference between two modalities' affines: the direction/zoom part (mm per
-# voxel) and the translation (mm). Headers store the affine as float32, so exact equality is too strict.
-AFFINE_ATOL = 1e-3
-ORIGIN_ATOL = 1e-2
-NIFTI_SUFFIXES = (".nii", ".nii.gz")
-_CASE_FOLDER = re.compile(r"^(case_\d+|sub-[A-Za-z0-9]+)$")
 
 
 @dataclass(frozen=True)
@@ -102,13 +99,6 @@ def natural_key(name: str) -> list:
     return [int(part) if part.isdigit() else part.lower() for part in re.split(r"(\d+)", name)]
 
 
-def _open_image(path, ndim=None):
-    """The one place that opens a NIfTI file: islesbench.imaging.nifti_io's checked header (nothing allocated)."""
-    from islesbench.imaging import nifti_io
-
-    return nifti_io.read_info(path, ndim=ndim)
-
-
 # --------------------------------------------------------------------------------------------------
 # reading and checking one file
 
@@ -126,32 +116,15 @@ class _FileInfo:
     data: np.ndarray | None = None  # float32 scaled, or the raw array for masks
 
 
-def _short(exc: Exception, path=None) -> str:
-    text = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
-    if path is not None:  # the fault line names the file already
-        text = text.replace(f" from {path}", "").replace(str(path), "<file>")
-    return f"{type(exc).__name__}: {text}" if text else type(exc).__name__
-
-
 def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
-    """Read `path` once, as a 'map' (3-D), 'pwi' (4-D), 'mask' or 'any'; list what is wrong with it."""
-    from islesbench.imaging import nifti_io
-
+    """Read `path` once, as a 'map' (3-D), 'pwi' (4-D) or 'mask'; list what is wrong with it."""
     info = _FileInfo(Path(path), [])
-    want = {"pwi": 4, "any": None}.get(kind, 3)
     try:  # header faults (and a truncated .nii) are found here, before any voxel is allocated
-        header = _open_image(path, ndim=want)
+        header = nifti_io.read_info(path, ndim=4 if kind == "pwi" else 3)
     except nifti_io.NiftiFileError as exc:
         info.faults.append(exc.fault)
         return info
-    shape = header.shape
-    if kind == "any":  # read_nifti: 3-D or 4-D, whatever the file holds
-        kind = "pwi" if len(shape) >= 4 else "map"
-        want = 4 if kind == "pwi" else 3
-        if len(shape) != want:
-            info.faults.append(f"wrong number of dimensions: shape {shape}, expected {want}-D")
-            return info
-    info.shape = shape
+    info.shape = header.shape
     info.affine, info.spacing = header.affine, header.spacing
     if kind == "pwi":
         info.frame_interval = header.frame_interval
@@ -230,7 +203,7 @@ def _check_case(case: CaseFiles, modalities, mask_mode: str, keep: bool) -> tupl
     if reference is None:
         reference = next(iter(infos.values()), None)
     if reference is not None:
-        from islesbench.imaging.preprocessing import orientation_fault
+        from islesbench.imaging.preprocessing import orientation_fault  # SciPy
 
         fault = orientation_fault(reference.affine)
         if fault:
@@ -259,15 +232,6 @@ def data_folder(root) -> Path:
     if not root.is_dir():
         raise IslesbenchError(f"data path {root} is not a folder")
     return root
-
-
-def affines_agree(a: np.ndarray, b: np.ndarray) -> bool:
-    """True when two voxel-to-world affines are the same up to header round-off."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    return bool(
-        np.allclose(a[:3, :3], b[:3, :3], rtol=0, atol=AFFINE_ATOL)
-        and np.allclose(a[:3, 3], b[:3, 3], rtol=0, atol=ORIGIN_ATOL)
-    )
 
 
 def _mask_mode(case: CaseFiles, require_mask: bool | None) -> str:
@@ -338,99 +302,3 @@ def load_volume(case: CaseFiles, modality: str) -> tuple[np.ndarray, np.ndarray,
     if info.faults:
         raise CaseError(case.case_id, str(path), info.faults[0])
     return info.data, info.affine, tuple(info.spacing)
-
-
-# --------------------------------------------------------------------------------------------------
-# single files
-
-
-def _case_of(path: Path) -> str:
-    for part in reversed(Path(path).parts[:-1]):
-        if _CASE_FOLDER.match(part):
-            return part
-    return Path(path).parent.name or "."
-
-
-def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple]:
-    """(float32 data with scaling applied, 4x4 affine, spacing) of any 3-D or 4-D NIfTI file.
-
-    Raises CaseError naming the enclosing case folder, the file and the fault.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CaseError(_case_of(path), str(path), "file does not exist")
-    info = _inspect(path, "any", keep=True)
-    if info.faults:
-        raise CaseError(_case_of(path), str(path), info.faults[0])
-    return info.data, info.affine, tuple(info.spacing)
-
-
-def save_nifti(path, array, affine, spacing=None, dtype=np.float32, scaling: tuple | None = None) -> None:
-    """Write `array` as NIfTI-1 (.nii or .nii.gz by suffix) atomically, with `affine` as sform and qform.
-
-    `spacing` sets the header zooms (append the frame interval in s for 4-D data); by default they
-    come from the affine. `dtype` is the on-disk type. `scaling` = (slope, inter) stores
-    (array - inter) / slope, rounded for integer types; without it an integer dtype stores the
-    rounded values (after a range check). The header is filled deterministically and a .nii.gz is
-    gzipped without a timestamp, so equal inputs give byte-identical files. The affine is kept
-    exactly when it is float32-representable (NIfTI stores it as float32).
-    """
-    import nibabel as nib
-
-    path = Path(path)
-    if not path.name.endswith(NIFTI_SUFFIXES):
-        raise IslesbenchError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
-    array = np.asarray(array)
-    dtype = np.dtype(dtype)
-    affine = np.asarray(affine, dtype=np.float64)
-    if scaling is not None:
-        slope, inter = float(scaling[0]), float(scaling[1])
-        stored = (array.astype(np.float64) - inter) / slope
-    else:
-        slope, inter = float("nan"), float("nan")  # NIfTI: no scaling
-        stored = array
-    if dtype.kind in "iu":
-        if stored.dtype.kind == "b" or stored.dtype.kind in "iu":
-            values = stored
-        else:
-            values = np.rint(stored)
-        info = np.iinfo(dtype)
-        if values.size and (values.min() < info.min or values.max() > info.max):
-            raise IslesbenchError(f"{path}: values {values.min():g}..{values.max():g} do not fit {dtype}")
-        stored = values.astype(dtype)
-    else:
-        stored = stored.astype(dtype)
-    # The header and data are serialised by hand: nibabel recomputes scl_slope/scl_inter from an
-    # in-memory array on save, which would drop an explicit `scaling`.
-    header = nib.Nifti1Header()
-    header.set_data_dtype(dtype)
-    header.set_data_shape(stored.shape)
-    header.set_sform(affine, code=1)
-    header.set_qform(affine, code=1)
-    if spacing is not None:
-        zooms = tuple(float(s) for s in spacing)
-        zooms = (zooms + (1.0,) * stored.ndim)[: stored.ndim]
-    else:
-        zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-        zooms = (zooms + (1.0,) * stored.ndim)[: stored.ndim]
-    header.set_zooms(zooms)
-    header.set_xyzt_units("mm", "sec")
-    header["scl_slope"] = slope
-    header["scl_inter"] = inter
-    header["descrip"] = b"islesbench"
-    header["vox_offset"] = 352
-    # Fortran (NIfTI) voxel order, native byte order as the header says.
-    body = np.ascontiguousarray(stored.T)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out:
-                    _write_nifti_body(out, header, body)
-            else:
-                _write_nifti_body(raw, header, body)
-
-
-def _write_nifti_body(stream, header, body: np.ndarray) -> None:
-    stream.write(header.binaryblock)
-    stream.write(b"\x00" * 4)  # no header extensions
-    stream.write(memoryview(body).cast("B"))

@@ -16,7 +16,8 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts.cases import NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
+from islesbench.imaging.nifti_io import NIFTI_SUFFIXES
+from islesbench.layouts.cases import CaseFiles, data_folder, natural_key
 
 NAME = "isles2018"
 MODALITIES = ("CT", "CT_4DPWI", "CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "OT")

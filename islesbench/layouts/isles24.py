@@ -27,7 +27,8 @@ import re
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts.cases import MASK, NIFTI_SUFFIXES, CaseFiles, data_folder, natural_key
+from islesbench.imaging.nifti_io import NIFTI_SUFFIXES
+from islesbench.layouts.cases import MASK, CaseFiles, data_folder, natural_key
 
 NAME = "isles24"
 SOURCE_DIRS = ("raw_data", "rawdata", "derivatives")

@@ -19,10 +19,19 @@ from __future__ import annotations
 
 import keras
 
+# TensorFlow is imported inside `call`, only when the TensorFlow backend runs it (and to keep start-up fast).
+
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class FusedBatchNormalization(keras.layers.BatchNormalization):
-    """keras.layers.BatchNormalization, computed by TensorFlow's fused kernel where it applies."""
+    """keras.layers.BatchNormalization, computed by TensorFlow's fused kernel where it applies.
+
+    Args:
+        **kwargs: as keras.layers.BatchNormalization (axis, momentum, epsilon, initialisers, name, …).
+
+    Call: `layer(inputs, training=None, mask=None)` with inputs (B, H, W, C) or (B, D, H, W, C), any float
+    dtype; returns the normalised inputs, same shape, in the layer's compute dtype.
+    """
 
     def _fused(self, inputs, mask) -> bool:
         rank = len(inputs.shape)

@@ -22,10 +22,20 @@ import keras
 IMAGENET_BGR_MEAN = (103.939, 116.779, 123.68)
 PIXEL_RANGE = 255.0
 LAYER_NAME = "imagenet_inputs"  # not an encoder layer name: nothing is transferred from or to it
+# islesbench.imaging.preprocessing (SciPy) is imported inside channel_windows, to keep `islesbench --help` fast.
 
 
 def channel_windows(modalities, channels: int) -> list:
-    """[low, high] of each input channel's normalised window; the default rule's for unnamed channels."""
+    """The normalised clip window of each input channel.
+
+    Args:
+        modalities: the channels' names (e.g. "CT_CBF"), or None.
+        channels: C, the number of input channels.
+
+    Returns:
+        C [low, high] pairs in normalised units; the default rule's window for every channel when
+        `modalities` is None or does not name C channels.
+    """
     from islesbench.imaging.preprocessing import DEFAULT_RULE, normalized_range
 
     if modalities and len(modalities) == channels:
@@ -35,7 +45,15 @@ def channel_windows(modalities, channels: int) -> list:
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class CaffeInputMapping(keras.layers.Layer):
-    """x_c ↦ (x_c − low_c) / (high_c − low_c) · 255 − mean_bgr[c mod 3]: fixed, per channel, no weights."""
+    """x_c ↦ (x_c − low_c) / (high_c − low_c) · 255 − mean_bgr[c mod 3]: fixed, per channel, no weights.
+
+    Args:
+        windows: C [low, high] pairs (`channel_windows`), in normalised units.
+        **kwargs: keras.layers.Layer arguments (name, dtype).
+
+    Call: `layer(x)` with x (B, H, W, C) normalised maps; returns (B, H, W, C) caffe-style pixel values
+    (0–255 minus the ImageNet BGR mean).
+    """
 
     def __init__(self, windows, **kwargs):
         super().__init__(**kwargs)

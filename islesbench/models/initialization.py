@@ -23,8 +23,15 @@ RESIDUAL_GAMMA = "zeros"  # gamma_initializer of a residual branch's last BatchN
 
 
 def prior_bias(prior=LESION_PRIOR):
-    """Bias initialiser for a sigmoid logit so that every pixel starts at P(lesion) = prior; `prior` may
-    also hold one probability per output channel."""
+    """Bias initialiser for a sigmoid logit so that every pixel starts at P(lesion) = prior.
+
+    Args:
+        prior: a probability in (0, 1), or (K,) probabilities, one per output channel.
+
+    Returns:
+        A keras.initializers.Constant of the logit log(p / (1 − p)) (a scalar or (K,) list); a
+        ValueError for a prior outside (0, 1).
+    """
     p = np.asarray(prior, dtype="float64")
     if not ((0.0 < p) & (p < 1.0)).all():
         raise ValueError(f"prior must be in (0, 1), not {prior}")

@@ -35,7 +35,15 @@ LOSS_NAMES = ("focal", "ce", "dice", "focal+dice")
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class SoftDiceLoss(keras.losses.Loss):
-    """1 − soft Dice per sample (all non-batch axes pooled), averaged over the batch."""
+    """1 − soft Dice per sample (all non-batch axes pooled), averaged over the batch.
+
+    Args:
+        smooth: s in 1 − (2Σpy + s)/(Σp + Σy + s), added to numerator and denominator (in voxels).
+        name, reduction, dtype: as keras.losses.Loss.
+
+    Call: `loss(y_true, y_pred)` with y_true (B, …, 1) binary targets and y_pred (B, …, 1) sigmoid
+    probabilities; returns a scalar in [0, 1] (the batch mean under the default reduction).
+    """
 
     def __init__(self, smooth: float = 1.0, name: str = "dice", reduction="sum_over_batch_size", dtype=None):
         super().__init__(name=name, reduction=reduction, dtype=dtype)
@@ -52,7 +60,18 @@ class SoftDiceLoss(keras.losses.Loss):
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class FocalDiceLoss(keras.losses.Loss):
-    """α-balanced focal loss (per-sample voxel mean) plus `dice_weight` × soft Dice loss."""
+    """α-balanced focal loss (per-sample voxel mean) plus `dice_weight` × soft Dice loss.
+
+    Args:
+        alpha: weight of lesion voxels in the focal term (1 − alpha for background), in [0, 1].
+        gamma: focusing exponent γ of the focal term.
+        dice_weight: multiplier of the soft Dice term.
+        smooth: the soft Dice term's s (`SoftDiceLoss`).
+        name, reduction, dtype: as keras.losses.Loss.
+
+    Call: `loss(y_true, y_pred)` with y_true (B, …, 1) binary targets and y_pred (B, …, 1) sigmoid
+    probabilities; returns a non-negative scalar (the batch mean under the default reduction).
+    """
 
     def __init__(
         self,
@@ -89,7 +108,16 @@ class FocalDiceLoss(keras.losses.Loss):
 
 
 def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
-    """Per-sample 1 − soft Dice, shape (batch,)."""
+    """Per-sample 1 − soft Dice, all non-batch axes pooled.
+
+    Args:
+        y_true: (B, …, 1) binary targets, of y_pred's dtype.
+        y_pred: (B, …, 1) sigmoid probabilities.
+        smooth: s in 1 − (2Σpy + s)/(Σp + Σy + s), in voxels.
+
+    Returns:
+        (B,) losses in [0, 1]; 0 for a sample without lesion predicted empty.
+    """
     batch = ops.shape(y_pred)[0]
     p = ops.reshape(y_pred, (batch, -1))
     y = ops.reshape(y_true, (batch, -1))
@@ -99,7 +127,17 @@ def soft_dice_loss(y_true, y_pred, smooth: float = 1.0):
 
 
 def get_loss(name: str, alpha: float = 0.25, gamma: float = 2.0) -> keras.losses.Loss:
-    """The named training loss (one of LOSS_NAMES); `alpha`/`gamma` apply to the focal terms only."""
+    """The named training loss.
+
+    Args:
+        name: one of `LOSS_NAMES` ("focal", "ce", "dice", "focal+dice").
+        alpha: weight of lesion voxels in the focal terms (1 − alpha for background), in [0, 1].
+        gamma: focusing exponent γ of the focal terms.
+
+    Returns:
+        A serializable keras.losses.Loss taking y_true (B, …, 1) binary targets and y_pred (B, …, 1)
+        sigmoid probabilities, returning a scalar; an IslesbenchError for an unknown name.
+    """
     if name == "focal":
         return keras.losses.BinaryFocalCrossentropy(
             apply_class_balancing=True, alpha=alpha, gamma=gamma, name="focal"

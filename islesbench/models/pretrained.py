@@ -22,6 +22,8 @@ same scale as the pretrained net saw. The CTP maps are not RGB; the adapted kern
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 import os
 import socket
@@ -30,7 +32,10 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.errors import IslesbenchError
+from islesbench.models import pspnet, vnet  # noqa: F401  (registers their custom layers, which a checkpoint may hold)
 from islesbench.models.resnet50_dilated import is_encoder_layer_name
+
+# keras itself is imported inside the functions that use it, to keep `islesbench --help` fast.
 
 IMAGENET_FILE = "resnet50_weights_tf_dim_ordering_tf_kernels_notop.h5"
 IMAGENET_URL = "https://storage.googleapis.com/tensorflow/keras-applications/resnet/" + IMAGENET_FILE
@@ -40,17 +45,34 @@ FIRST_CONV = "conv1_conv"
 
 
 def keras_cache_dir() -> Path:
-    """`$KERAS_HOME` (read now, not at Keras' import) or ~/.keras: where keras.applications caches files."""
+    """Where keras.applications caches files.
+
+    Returns:
+        `$KERAS_HOME` (read now, not at Keras' import) or ~/.keras, user-expanded.
+    """
     return Path(os.environ.get("KERAS_HOME") or Path.home() / ".keras").expanduser()
 
 
 def imagenet_weights_path() -> Path:
-    """Where keras.applications keeps the ResNet-50 ImageNet (no-top) weights."""
+    """Where keras.applications keeps the ResNet-50 ImageNet (no-top) weights.
+
+    Returns:
+        `keras_cache_dir()`/models/`IMAGENET_FILE` (the file need not exist).
+    """
     return keras_cache_dir() / "models" / IMAGENET_FILE
 
 
 def adapt_input_conv(kernel: np.ndarray, channels: int) -> np.ndarray:
-    """Adapt a conv kernel (kh, kw, C_src, F) to `channels` inputs: tile and rescale (timm's recipe)."""
+    """Adapt a conv kernel to another number of input channels: tile and rescale (timm's recipe).
+
+    Args:
+        kernel: (kh, kw, C_src, F) convolution kernel.
+        channels: C, the input channels wanted.
+
+    Returns:
+        (kh, kw, C, F) kernel of `kernel`'s dtype: unchanged for C = C_src, summed over the input channels
+        for C = 1, else tiled along them and scaled by C_src / C.
+    """
     source = kernel.shape[2]
     if channels == source:
         return kernel
@@ -62,7 +84,12 @@ def adapt_input_conv(kernel: np.ndarray, channels: int) -> np.ndarray:
 
 
 def fetch_imagenet_weights() -> Path:
-    """The cached ImageNet weights file, downloading it once if possible; IslesbenchError if not."""
+    """The ResNet-50 ImageNet weights file, downloaded once per process if it is not cached.
+
+    Returns:
+        The cached file's path; an IslesbenchError saying where to put the file when it is not cached and
+        cannot be downloaded (ISLESBENCH_OFFLINE set, no network, a hash mismatch).
+    """
     path = imagenet_weights_path()
     if path.is_file():
         return path
@@ -76,9 +103,6 @@ def fetch_imagenet_weights() -> Path:
         raise IslesbenchError(advice.format(why=" (ISLESBENCH_OFFLINE is set)"))
     if path in _download_failures:  # tried once in this process (a grid asks per cell): no retry, no repeat
         raise IslesbenchError(advice.format(why=_download_failures[path]))
-    import contextlib
-    import io
-
     import keras
 
     # One line of ours instead of Keras' own "Downloading data from" (which a retry would repeat).
@@ -102,8 +126,16 @@ def fetch_imagenet_weights() -> Path:
 _download_failures: dict = {}  # target path -> why this process's one download attempt failed
 
 
-def resnet50_weights(path) -> dict:
-    """{layer name: [arrays]} of a ResNet-50 weights file in keras.applications' format."""
+def read_resnet50_weights(path) -> dict:
+    """The weights of a ResNet-50 (no top) weights file in keras.applications' format.
+
+    Args:
+        path: a legacy `.h5` ImageNet file or a `.weights.h5` file.
+
+    Returns:
+        {layer name: [arrays]} of every weighted layer (keras.applications.ResNet50's names); an
+        IslesbenchError when the file is not such weights.
+    """
     import keras
 
     path = Path(path)
@@ -119,10 +151,16 @@ def resnet50_weights(path) -> dict:
 
 
 def checkpoint_encoder_weights(path) -> dict:
-    """{layer name: [arrays]} of the encoder layers of an islesbench `.keras` checkpoint."""
-    import keras
+    """The encoder weights of an islesbench checkpoint.
 
-    import islesbench.models  # noqa: F401  (registers the custom layers for safe loading)
+    Args:
+        path: an islesbench `.keras` checkpoint (PSPNet, or the self-supervised restoration model).
+
+    Returns:
+        {layer name: [arrays]} of its weighted ResNet-50 encoder layers; an IslesbenchError when the file
+        cannot be read or has no encoder.
+    """
+    import keras
 
     path = Path(path)
     try:
@@ -142,9 +180,17 @@ def checkpoint_encoder_weights(path) -> dict:
 
 
 def source_weights(pretrained: str) -> dict:
-    """The encoder weights named by `pretrained` ("imagenet" or a PATH), by layer name."""
+    """The encoder weights a `--pretrained` value names.
+
+    Args:
+        pretrained: "imagenet", or the PATH of a ResNet-50 `.h5` / `.weights.h5` file or an islesbench
+            `.keras` checkpoint.
+
+    Returns:
+        {layer name: [arrays]}; an IslesbenchError for a missing file or an unknown format.
+    """
     if pretrained == "imagenet":
-        return resnet50_weights(fetch_imagenet_weights())
+        return read_resnet50_weights(fetch_imagenet_weights())
     path = Path(pretrained).expanduser()
     if not path.is_file():
         raise IslesbenchError(
@@ -154,14 +200,24 @@ def source_weights(pretrained: str) -> dict:
     if path.suffix == ".keras":
         return checkpoint_encoder_weights(path)
     if path.suffix in (".h5", ".hdf5"):
-        return resnet50_weights(path)
+        return read_resnet50_weights(path)
     raise IslesbenchError(
         f"--pretrained {pretrained}: unknown weights format {path.suffix!r}; use .h5, .weights.h5 or .keras"
     )
 
 
 def load_encoder_weights(model, pretrained: str) -> list:
-    """Copy the encoder weights named by `pretrained` into `model`'s encoder; returns the layer names set."""
+    """Copy the encoder weights a `--pretrained` value names into a model's encoder.
+
+    Args:
+        model: a keras.Model with the dilated ResNet-50 encoder (PSPNet); conv1's kernel is adapted to its
+            input channels (`adapt_input_conv`).
+        pretrained: "imagenet" or a PATH (`source_weights`).
+
+    Returns:
+        The names of the layers set, in model order; an IslesbenchError for a missing layer or a shape
+        mismatch (e.g. an encoder width other than the weights').
+    """
     weights = source_weights(pretrained)
     loaded = []
     for layer in model.layers:
@@ -183,14 +239,15 @@ def load_encoder_weights(model, pretrained: str) -> list:
     return loaded
 
 
-def is_resnet50_weights(pretrained) -> bool:
-    """True for weights trained as keras.applications' ResNet-50 (ImageNet, a .h5 file): they expect caffe-style
-    inputs (islesbench/models/imagenet_inputs.py); an islesbench .keras checkpoint learnt on normalised maps."""
-    return pretrained == "imagenet" or str(pretrained or "").endswith((".h5", ".hdf5"))
-
-
 def check_available(pretrained: str) -> None:
-    """Fail at once, before any data work, when the named weights cannot be had (IslesbenchError)."""
+    """Fail at once, before any data work, when the named weights cannot be had.
+
+    Args:
+        pretrained: "imagenet" or a PATH.
+
+    Returns:
+        None; an IslesbenchError when the ImageNet file cannot be fetched or the PATH is not a file.
+    """
     if pretrained == "imagenet":
         fetch_imagenet_weights()
         return

@@ -59,10 +59,18 @@ def _bilinear_matrix(size, source_size, dtype):
 
 
 def separable_contract(x, rows, cols):
-    """(B, H, W, C) → (B, I, J, C): out[b,i,j,c] = Σ_hw rows[i,h] · x[b,h,w,c] · cols[j,w].
+    """out[b,i,j,c] = Σ_hw rows[i,h] · x[b,h,w,c] · cols[j,w]: a separable linear resampling.
 
     As two tensordots, not one three-operand einsum: TensorFlow's CPU einsum of three operands measured
     2–3× slower, forward and backward, on the PSPNet's stage-5 features.
+
+    Args:
+        x: (B, H, W, C) tensor.
+        rows: (I, H) weights along the height.
+        cols: (J, W) weights along the width.
+
+    Returns:
+        (B, I, J, C) tensor.
     """
     y = ops.tensordot(rows, x, axes=[[1], [1]])  # (I, B, W, C)
     y = ops.tensordot(cols, y, axes=[[1], [2]])  # (J, I, B, C)
@@ -71,7 +79,14 @@ def separable_contract(x, rows, cols):
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class AdaptiveAveragePooling2D(keras.layers.Layer):
-    """Average-pool (B, H, W, C) into (B, bins, bins, C) windows as torch's adaptive_avg_pool2d, any H, W."""
+    """Average-pool (B, H, W, C) into (B, bins, bins, C) windows as torch's adaptive_avg_pool2d, any H, W.
+
+    Args:
+        bins: the number of windows per axis.
+        **kwargs: keras.layers.Layer arguments (name, dtype).
+
+    Call: `layer(x)` with x (B, H, W, C); returns (B, bins, bins, C).
+    """
 
     def __init__(self, bins: int, **kwargs):
         super().__init__(**kwargs)
@@ -92,9 +107,11 @@ class AdaptiveAveragePooling2D(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class BilinearResizeLike(keras.layers.Layer):
-    """Bilinearly resize `x` (B, h, w, C) to the spatial size of `reference` (B, H, W, ·): call([x, ref]).
+    """Bilinearly resize `x` to the spatial size of `reference` (half-pixel centres, as tf.image.resize).
 
     Unlike UpSampling2D it works when h, w are unknown until run time (a model built for any input size).
+
+    Call: `layer([x, reference])` with x (B, h, w, C) and reference (B, H, W, ·); returns (B, H, W, C).
     """
 
     def call(self, inputs):
@@ -110,7 +127,17 @@ class BilinearResizeLike(keras.layers.Layer):
 
 
 def conv_bn_relu(x, filters: int, kernel: int, name: str):
-    """3x3/1x1 convolution (no bias), batch norm, ReLU: the PSP head's block (and the restoration decoder's)."""
+    """Convolution (no bias), batch norm, ReLU: the PSP head's block (and the restoration decoder's).
+
+    Args:
+        x: (B, H, W, C) Keras tensor.
+        filters: F, the output channels.
+        kernel: the square kernel size (3 or 1), 'same' padding.
+        name: prefix of the three layers' names.
+
+    Returns:
+        (B, H, W, F) Keras tensor.
+    """
     x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
     x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
@@ -132,11 +159,20 @@ def build_pspnet(
     encoder_width: float = 1.0,
     input_windows: list | None = None,
 ) -> keras.Model:
-    """PSPNet with a dilated ResNet-50 encoder (random init); input (H, W, C), H and W divisible by 8.
+    """PSPNet with a dilated ResNet-50 encoder (random init).
 
-    encoder_width scales the encoder's and the head's channels (1.0: the paper's ResNet-50).
-    input_windows (one [low, high] per channel) puts the fixed caffe-style input mapping before conv1, for
-    an encoder that starts from ResNet-50 weights (islesbench/models/imagenet_inputs.py).
+    Args:
+        input_channels: C, the number of input channels.
+        input_size: H = W in pixels, divisible by 8; None for any such size.
+        dropout: dropout rate before the classifier.
+        aux: add the auxiliary stage-4 head as a second output "aux".
+        encoder_width: scales the encoder's and the head's channels (1.0: the paper's ResNet-50).
+        input_windows: C [low, high] pairs in normalised units: puts the fixed caffe-style input mapping
+            before conv1, for an encoder that starts from ResNet-50 weights (islesbench/models/imagenet_inputs.py).
+
+    Returns:
+        A keras.Model from float32 "image" (H, W, C) to float32 sigmoid "mask" (H, W, 1) probabilities,
+        or {"mask", "aux"} (each (H, W, 1)) with `aux`.
     """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     x = inputs

@@ -30,7 +30,14 @@ BN_MOMENTUM = 0.9
 
 
 def is_encoder_layer_name(name: str) -> bool:
-    """True for the names the dilated ResNet-50 (and keras.applications.ResNet50) gives its layers."""
+    """Whether a layer belongs to the (dilated) ResNet-50 encoder.
+
+    Args:
+        name: a Keras layer name.
+
+    Returns:
+        True for the names the dilated ResNet-50 (and keras.applications.ResNet50) gives its layers.
+    """
     return name.startswith(ENCODER_PREFIXES)
 
 
@@ -59,17 +66,31 @@ def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool
 
 
 def scaled(channels: int, width: float) -> int:
-    """Channels of a width-scaled encoder (at least 8)."""
+    """The channel count of a width-scaled layer.
+
+    Args:
+        channels: the layer's channels in ResNet-50 (or the PSP head).
+        width: the encoder width multiplier (1.0: ResNet-50 itself).
+
+    Returns:
+        round(channels · width), at least 8.
+    """
     return max(8, int(round(channels * width)))
 
 
 def resnet50_dilated(inputs, width: float = 1.0) -> dict:
-    """Apply the dilated ResNet-50 to `inputs` (B, H, W, C); returns {"conv1".."conv5": stage outputs}.
+    """Apply the dilated ResNet-50 to a Keras tensor.
 
-    conv1 (the stem's activation, before pooling: the restoration decoder's last skip) is at 1/2 of the
-    input, conv2 at 1/4, conv3–conv5 at 1/8 (H and W must be divisible by 8). `width` scales every layer's
-    channels (1.0 is ResNet-50 itself, the only width pretrained ResNet-50 weights fit; the quick CPU
-    profile uses 0.125, about a sixtieth of the FLOPs, with the same depth and dilations).
+    Args:
+        inputs: (B, H, W, C) Keras tensor, H and W divisible by 8.
+        width: scales every layer's channels (1.0 is ResNet-50 itself, the only width pretrained
+            ResNet-50 weights fit; the quick CPU profile uses 0.125, about a sixtieth of the FLOPs, with
+            the same depth and dilations).
+
+    Returns:
+        {"conv1".."conv5": stage outputs}: conv1 (the stem's activation, before pooling: the restoration
+        decoder's last skip) (B, H/2, W/2, 64·width), conv2 (B, H/4, W/4, 256·width), conv3–conv5
+        (B, H/8, W/8, 512/1024/2048·width).
     """
     x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
     x = keras.layers.Conv2D(scaled(64, width), 7, strides=2, name="conv1_conv")(x)

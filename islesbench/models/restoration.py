@@ -26,12 +26,19 @@ DECODER_CHANNELS = 256  # at the first decoder stage, before the encoder width s
 
 def build_restoration_model(input_channels: int, input_size: int, encoder_width: float = 1.0,
                             output_prior=None) -> keras.Model:
-    """The encoder–decoder that restores (S, S, C) slices; S divisible by 8.
+    """The encoder–decoder that restores distorted slices.
 
-    output_prior (one value in (0, 1) per channel, e.g. the mean target) starts each sigmoid output there
-    instead of at 0.5: the [0, 1]-scaled maps are mostly dark (background 0, rCBF ≈ 0.2, Tmax ≈ 0.03), and
-    from 0.5 the first few hundred steps went into learning that, the restoration staying worse than a
-    constant image (the prior-bias idea of islesbench/models/initialization.py, per channel).
+    Args:
+        input_channels: C, the number of input (and output) channels.
+        input_size: S, the side of the (S, S, C) slices in pixels, divisible by 8.
+        encoder_width: the ResNet-50 width multiplier (as PSPNet's `encoder_width`).
+        output_prior: (C,) values in (0, 1), e.g. the mean target, at which each sigmoid output starts
+            instead of 0.5: the [0, 1]-scaled maps are mostly dark (background 0, rCBF ≈ 0.2, Tmax ≈ 0.03),
+            and from 0.5 the first few hundred steps went into learning that, the restoration staying worse
+            than a constant image (the prior-bias idea of islesbench/models/initialization.py, per channel).
+
+    Returns:
+        A keras.Model from float32 "image" (S, S, C) to float32 sigmoid "restored" (S, S, C) in [0, 1].
     """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     stages = resnet50_dilated(inputs, encoder_width)

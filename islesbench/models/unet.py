@@ -30,7 +30,18 @@ def build_unet(
     depth: int = 4,
     dropout: float = 0.1,
 ) -> keras.Model:
-    """Classic 2-D U-Net; input (H, W, C) with H, W divisible by 2**depth, output (H, W, 1)."""
+    """Classic 2-D U-Net.
+
+    Args:
+        input_channels: C, the number of input channels.
+        input_size: H = W in pixels, divisible by 2**depth; None for any such size.
+        base_width: filters of the first level (level l has base_width · 2**l).
+        depth: the number of 2× down-samplings.
+        dropout: dropout rate at the bottleneck.
+
+    Returns:
+        A keras.Model from float32 "image" (H, W, C) to float32 sigmoid "mask" (H, W, 1) probabilities.
+    """
     inputs = keras.Input((input_size, input_size, input_channels), name="image")
     x = inputs
     skips = []

@@ -32,7 +32,14 @@ from keras import ops
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class DepthPad(keras.layers.Layer):
-    """Zero-pad axis 1 (depth) of (B, D, H, W, C) at the end up to a multiple of `multiple`."""
+    """Zero-pad axis 1 (depth) of (B, D, H, W, C) at the end up to a multiple of `multiple`.
+
+    Args:
+        multiple: the depth the output is padded to a multiple of, in slices.
+        **kwargs: keras.layers.Layer arguments (name, dtype).
+
+    Call: `layer(x)` with x (B, D, H, W, C); returns (B, ⌈D / multiple⌉ · multiple, H, W, C).
+    """
 
     def __init__(self, multiple: int, **kwargs):
         super().__init__(**kwargs)
@@ -60,7 +67,11 @@ class DepthPad(keras.layers.Layer):
 
 @keras.saving.register_keras_serializable(package="islesbench")
 class DepthCrop(keras.layers.Layer):
-    """Crop axis 1 (depth) of `x` to the depth of `reference`: call([x, reference])."""
+    """Crop axis 1 (depth) of `x` to the depth of `reference`.
+
+    Call: `layer([x, reference])` with x (B, D', H, W, C) and reference (B, D, …), D <= D'; returns
+    (B, D, H, W, C).
+    """
 
     def call(self, inputs):
         x, reference = inputs
@@ -101,7 +112,21 @@ def build_vnet(
     dropout: float = 0.1,
     anisotropic: bool = True,
 ) -> keras.Model:
-    """V-Net on (D, H, W, C) slabs (D any ≥ 1, H and W divisible by 2**depth); output (D, H, W, 1)."""
+    """V-Net on slabs (see the module docstring for the anisotropic design).
+
+    Args:
+        input_channels: C, the number of input channels.
+        input_size: H = W in pixels, divisible by 2**depth; None for any such size.
+        base_width: filters of the first level (level l has base_width · 2**l).
+        depth: the number of 2× down-samplings (in-plane only when `anisotropic`).
+        dropout: dropout rate at the bottleneck.
+        anisotropic: never down-sample z, (1, 5, 5) then (3, 5, 5) kernels; False: Milletari's 5×5×5
+            kernels and 2×2×2 strides, the slab padded in depth inside the model.
+
+    Returns:
+        A keras.Model from float32 "image" (D, H, W, C) slabs, D any ≥ 1, to float32 sigmoid "mask"
+        (D, H, W, 1) probabilities.
+    """
     z_stride = 1 if anisotropic else 2
 
     def kernel(level):
@@ -142,5 +167,13 @@ def build_vnet(
 
 
 def depth_multiple(depth: int, anisotropic: bool) -> int:
-    """The slab depth the network works on internally is padded to a multiple of this."""
+    """The multiple the slab depth is padded to inside the network.
+
+    Args:
+        depth: the V-Net's number of down-samplings.
+        anisotropic: the V-Net's `anisotropic`.
+
+    Returns:
+        The multiple in slices: 1 when anisotropic (no padding), else 2**depth.
+    """
     return 1 if anisotropic else int(math.pow(2, depth))

@@ -22,9 +22,9 @@ import contextlib
 import os
 from pathlib import Path
 
+from islesbench.config import PRECISIONS
 from islesbench.errors import IslesbenchError
 
-PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
 # Compute capability from which NVIDIA GPUs have bfloat16 tensor cores (Ampere).
 BF16_GPU_CAPABILITY = (8, 0)
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 dot products: AVX-512 BF16 and AMX.

@@ -1,4 +1,6 @@
-"""Self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps: `islesbench pretrain`.
+"""Self-supervised pretraining of PSPNet's encoder on unlabelled CTP maps (the `islesbench pretrain`
+command is islesbench.commands.pretrain; the benchmark's "selfsup" cells call it through
+islesbench.grid.selfsup_cells).
 
 Method: Models Genesis image restoration (Zhou et al., MICCAI 2019; MedIA 2021; islesbench/data/restoration_pairs.py):
 the encoder, with a light decoder (islesbench/models/restoration.py), learns to restore slices after
@@ -7,14 +9,15 @@ unlabelled medical cohorts, needs no negative pairs or large batches (contrastiv
 transforms apply to each of the five maps. No mask is ever read: TESTING cases, other cohorts and
 synthetic cohorts serve as well as labelled ones.
 
-`--data` takes raw cohorts (prepared once into OUT/prepared/) or prepared folders, as often as needed.
-`--exclude-fold K` leaves out fold K's validation patients (splits.json, patients.json) of every --data
-that is the fine-tuning cohort (`--folds-of`, required with several --data; the same raw source counts as
-the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
-been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/storage/pretrain_records.py.
+`resolve_sources` turns --data values (raw cohorts, prepared once into OUT/prepared/, or prepared folders)
+into prepared data with the `prepare` callable its caller passes (islesbench.data_prep.prepare.resolve_prepared;
+this package never imports data_prep). `pretrain(..., exclude_fold=K, folds_of=...)` leaves out fold K's
+validation patients (splits.json, patients.json) of every source that is the fine-tuning cohort (the same
+raw source counts as the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its
+validation cases ever having been seen. Layout: islesbench/storage/pretrain_records.py.
 
 Resumable like `run`: every epoch commits the model with its optimizer state and the history together
-(islesbench/training/fold.py's scheme), and the same command continues after a kill. TensorBoard logs,
+(islesbench/training/checkpoints.py's scheme), and the same call continues after a kill. TensorBoard logs,
 history.csv and progress.png (loss and restorations of fixed slices) are in the state folder.
 """
 
@@ -28,15 +31,22 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.storage import manifest, pretrain_records as pretraining, provenance
-from islesbench.training import fold as training
+import numpy as np
+
+from islesbench.imaging.preprocessing import normalized_range
+from islesbench.storage import history, manifest, pretrain_records as pretraining, provenance
+from islesbench.training import checkpoints, fold
+from islesbench.training.callbacks import tensorboard_callbacks
+from islesbench.training.checkpoints import EpochCommitter
+from islesbench.training.compile import cosine_adamw
 from islesbench.runtime import precision as precisions
 from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
-from islesbench.config import (PROFILES, apply_overrides, changed_fields, load_config_file, profile_config,
-                               read_json_file)
+from islesbench.config import apply_overrides, changed_fields, profile_config, read_json_file
 from islesbench.errors import IslesbenchError
 from islesbench.data.restoration_pairs import GenesisConfig
-from islesbench.training.cross_validation import resolve_prepared
+
+# Function-level imports: TensorFlow, keras, matplotlib and modules that import TensorFlow at their top
+# (islesbench.data.pipeline, islesbench.models.restoration), so that `islesbench --help` stays fast.
 
 PREVIEW_SLICES = 3
 # Seed of the fixed batch whose targets give the output prior and whose first slices are the preview.
@@ -98,67 +108,28 @@ def pretrain_config(profile: str, overrides=(), epochs: int | None = None, seed:
     return apply_overrides(config, {"precision": precisions.resolve(config.precision)})
 
 
-def configure_parser(parser) -> None:
-    from islesbench import layouts
+def resolve_one(data, out: Path, num_folds: int, split_seed: int, layout, sources=(), *,
+                prepare) -> manifest.PreparedData:
+    """A --data value as prepared data: a prepared folder as is, a raw cohort prepared under OUT/prepared/.
 
-    parser.add_argument("--data", action="append", required=True, metavar="RAW_OR_PREPARED",
-                        help="cohort whose CTP maps are read (repeat for several); masks are never read")
-    parser.add_argument("--out", required=True, help="output folder (fold_<k>.keras, or <OUT name>.keras)")
-    parser.add_argument("--profile", choices=PROFILES, default="quick",
-                        help="the fine-tuning profile: sets the encoder width and input size")
-    parser.add_argument("--exclude-fold", default=None, metavar="K|all",
-                        help="leave out fold K's validation patients of the fine-tuning cohort (all: each fold in turn)")
-    parser.add_argument("--folds-of", default=None, metavar="RAW_OR_PREPARED",
-                        help="the fine-tuning cohort whose folds --exclude-fold reads (needed with several --data; "
-                             "default: the only --data)")
-    parser.add_argument("--folds", type=int, default=5, help="number of folds when a raw cohort is prepared")
-    parser.add_argument("--split-seed", type=int, default=0, help="seed of the folds when a raw cohort is prepared")
-    parser.add_argument("--config", default=None, help="JSON file of PretrainConfig overrides")
-    parser.add_argument("--epochs", type=int, default=None, help="override epochs")
-    parser.add_argument("--seed", type=int, default=None, help="seed of initialisation, order and transforms")
-    parser.add_argument("--force", action="store_true", help="pretrain again even when finished")
-    layouts.add_layout_argument(parser)
-
-
-def run_command(args) -> int:
-    overrides = [load_config_file(args.config)] if args.config else []
-    config = pretrain_config(args.profile, overrides, epochs=args.epochs, seed=args.seed)
-    if args.exclude_fold is not None and len(args.data) > 1 and not args.folds_of:
-        raise IslesbenchError("--exclude-fold with several --data: name the fine-tuning cohort whose fold is left "
-                              "out with --folds-of (it must also be one of --data for its other folds to be read)")
-    out = Path(args.out)
-    sources = resolve_sources(args.data, out, args.folds, args.split_seed, args.layout)
-    folds_of = resolve_one(args.folds_of, out, args.folds, args.split_seed, args.layout, sources) if args.folds_of \
-        else sources[0][1]
-    if args.exclude_fold is None:
-        folds = [None]
-    elif args.exclude_fold == "all":
-        folds = list(range(len(folds_of.splits())))
-    else:
-        try:
-            folds = [int(args.exclude_fold)]
-        except ValueError:
-            raise IslesbenchError(f"--exclude-fold must be a fold number or `all`, not {args.exclude_fold!r}") from None
-    for k in folds:
-        pretrain(config, sources, out, exclude_fold=k, folds_of=folds_of, force=args.force)
-    return 0
-
-
-def resolve_one(data, out: Path, num_folds: int, split_seed: int, layout, sources=()) -> manifest.PreparedData:
-    """A --data value as prepared data: a prepared folder as is, a raw cohort prepared under OUT/prepared/."""
+    `prepare` (data folder, runs root, num_folds, seed=, layout=, target=) -> PreparedData is
+    islesbench.data_prep.prepare.resolve_prepared, passed by the caller.
+    """
     data = Path(data)
     for given, prepared in sources:
         if data.exists() and Path(given).resolve() == data.resolve():
             return prepared
     target = pretraining.PretrainPaths(out).prepared(len(list(sources)), data.resolve().name)
-    return resolve_prepared(data, out, num_folds, seed=split_seed, layout=layout, target=target)
+    return prepare(data, out, num_folds, seed=split_seed, layout=layout, target=target)
 
 
-def resolve_sources(data_dirs, out, num_folds: int = 5, split_seed: int = 0, layout=None) -> list:
-    """[(the --data value, PreparedData)] for every --data, all with the same channels."""
+def resolve_sources(data_dirs, out, num_folds: int = 5, split_seed: int = 0, layout=None, *, prepare) -> list:
+    """[(the --data value, PreparedData)] for every --data, all with the same channels (`prepare`: as for
+    resolve_one)."""
     sources = []
     for data in data_dirs:
-        sources.append((str(data), resolve_one(data, Path(out), num_folds, split_seed, layout, sources)))
+        sources.append((str(data), resolve_one(data, Path(out), num_folds, split_seed, layout, sources,
+                                               prepare=prepare)))
     first = sources[0][1].modalities
     for given, prepared in sources[1:]:
         if prepared.modalities != first:
@@ -237,17 +208,15 @@ def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = No
     t0 = time.time()
     fit(config, sources, cohorts, state, verbose=verbose)
     export(state, output)
-    rows = training.read_history(state.history_csv)
-    record["seconds"] = rows[-1].get("seconds") if rows else None  # training time over all resumes
+    rows = history.read_rows(state.history_csv)
+    record["seconds"] = rows[-1].get(history.SECONDS) if rows else None  # training time over all resumes
     write_json_atomic(record_file, record)
-    training.finish_fold(state)
+    fold.finish_fold(state)
     print(f"pretrain {what}: done in {time.time() - t0:.0f} s -> {output}", flush=True)
     return output
 
 
 def _files_and_windows(sources, cohorts):
-    from islesbench.imaging.preprocessing import normalized_range
-
     files = []
     for (_, prepared), cohort in zip(sources, cohorts):
         files += prepared.slice_files(cohort["cases"])
@@ -255,14 +224,14 @@ def _files_and_windows(sources, cohorts):
     return files, windows
 
 
-def build_model(config: PretrainConfig, channels: int, output_prior=None):
+def build_compiled_restoration_model(config: PretrainConfig, channels: int, output_prior=None):
     """The restoration network, compiled: AdamW with cosine decay, mean squared error (Models Genesis' loss)."""
     from islesbench.models.restoration import build_restoration_model
 
     with precisions.policy(config.precision):
         model = build_restoration_model(channels, config.input_size, config.encoder_width, output_prior)
-    model.compile(optimizer=training.cosine_adamw(config.learning_rate, config.weight_decay,
-                                                  config.epochs * config.steps_per_epoch),
+    model.compile(optimizer=cosine_adamw(config.learning_rate, config.weight_decay,
+                                         config.epochs * config.steps_per_epoch),
                   loss="mse")
     # built before the first step, whose tf.function would otherwise create its variables and be traced twice
     model.optimizer.build(model.trainable_variables)
@@ -272,13 +241,12 @@ def build_model(config: PretrainConfig, channels: int, output_prior=None):
 def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
     """Train until config.epochs, continuing from the last committed epoch."""
     import keras
-    import numpy as np
 
     from islesbench.data import pipeline as data
 
     keras.utils.set_random_seed(config.seed)
-    done = training.recover_last_epoch(state)
-    latest = training.latest_epoch_checkpoint(state.backup_dir)[1]
+    done = checkpoints.recover_last_epoch(state)
+    latest = checkpoints.latest_epoch_checkpoint(state.backup_dir)[1]
     if done >= config.epochs:
         return
     files, windows = _files_and_windows(sources, cohorts)
@@ -291,67 +259,61 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
         return tuple(np.asarray(t) for t in batch)
 
     if latest is not None:
-        model = training.load_checkpoint(latest)
+        model = checkpoints.load_checkpoint(latest)
         print(f"resuming after epoch {done}", flush=True)
         preview = sample(PREVIEW_SLICES)  # the same slices as the fresh start's: a batch's first elements
     else:
         distorted, target = sample(max(config.batch_size, PREVIEW_SLICES))
         # each output starts at its channel's mean target, measured on one seeded batch of the data
-        model = build_model(config, len(windows), output_prior=target[:config.batch_size].mean(axis=(0, 1, 2)))
+        model = build_compiled_restoration_model(config, len(windows),
+                                                 output_prior=target[:config.batch_size].mean(axis=(0, 1, 2)))
         preview = distorted[:PREVIEW_SLICES], target[:PREVIEW_SLICES]
     stream = data.restoration_dataset(files, n_slices, config.input_size, config.batch_size, config.seed, windows,
                                       config.genesis, skip_batches=done * config.steps_per_epoch)
-    callbacks = [EpochCommit(state, done, config, preview, windows)]
-    if training._tensorboard_available():
-        callbacks.append(keras.callbacks.TensorBoard(str(state.tensorboard_dir), write_graph=False))
+    callbacks = [restoration_epoch_commit(state, done, config, preview, windows)]
+    callbacks += tensorboard_callbacks(state.tensorboard_dir)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     model.fit(stream, epochs=config.epochs, initial_epoch=done, steps_per_epoch=config.steps_per_epoch,
               callbacks=callbacks, verbose=verbose, shuffle=False)
 
 
-def _keras_callback():
+def restoration_epoch_commit(state, initial_epoch: int, config: PretrainConfig, preview, windows):
+    """The pretraining's Keras callback: per epoch, history (with the training seconds over all resumes),
+    random-generator states and the full model committed together as a fold's epochs are
+    (checkpoints.EpochCommitter), then a progress line and the restoration picture."""
     import keras
 
-    return keras.callbacks.Callback
+    class RestorationEpochCommit(keras.callbacks.Callback):
+        def __init__(self):
+            super().__init__()
+            self.committer = EpochCommitter(state, initial_epoch)
+            self.started = time.time()
+            # training seconds of the epochs committed before this process (a resumed pretraining)
+            rows = self.committer.rows
+            self.before = float(rows[-1].get(history.SECONDS, 0.0)) if rows else 0.0
+
+        def on_epoch_end(self, epoch, logs=None):
+            done = epoch + 1
+            spent = time.time() - self.started
+            # no validation score in the rows: checkpoint_best is never linked, checkpoint_last is exported
+            row = self.committer.commit(self.model, epoch, logs, **{history.SECONDS: round(self.before + spent, 1)})
+            left = (config.epochs - done) * spent / (done - initial_epoch)
+            print(f"pretrain epoch {done}/{config.epochs}: loss {row.get(history.LOSS, math.nan):.5f}, "
+                  f"{row[history.SECONDS]:.0f} s so far, about {left / 60:.1f} min left", flush=True)
+            try:
+                plot_restoration_progress(self.committer.rows, self.model, preview, windows, state.progress_png)
+            except Exception as exc:  # a picture must never stop training
+                print(f"warning: progress plot not written: {exc}", file=sys.stderr)
+
+    return RestorationEpochCommit()
 
 
-class EpochCommit(_keras_callback()):
-    """Per epoch: history, random-generator states and the full model committed together as a fold's epochs
-    are (`training.commit_epoch`), then the progress picture."""
-
-    def __init__(self, state, initial_epoch: int, config: PretrainConfig, preview, windows):
-        super().__init__()
-        self.state, self.config, self.preview, self.windows = state, config, preview, windows
-        self.rows = training._read_history(state.history_csv, before_epoch=initial_epoch)
-        self.initial_epoch = initial_epoch
-        self.started = time.time()
-        # training seconds of the epochs committed before this process (a resumed pretraining)
-        self.before = float(self.rows[-1].get("seconds", 0.0)) if self.rows else 0.0
-
-    def on_epoch_end(self, epoch, logs=None):
-        done = epoch + 1
-        spent = time.time() - self.started
-        row = {"epoch": epoch, **{k: float(v) for k, v in (logs or {}).items()}, "time": time.time(),
-               "seconds": round(self.before + spent, 1)}
-        self.rows = [r for r in self.rows if r["epoch"] < epoch] + [row]
-        # no validation score in the rows: checkpoint_best is never linked, checkpoint_last is what is exported
-        training.commit_epoch(self.state, self.model, self.rows, done)
-        left = (self.config.epochs - done) * spent / (done - self.initial_epoch)
-        print(f"pretrain epoch {done}/{self.config.epochs}: loss {row.get('loss', math.nan):.5f}, "
-              f"{row['seconds']:.0f} s so far, about {left / 60:.1f} min left", flush=True)
-        try:
-            plot_progress(self.rows, self.model, self.preview, self.windows, self.state.progress_png)
-        except Exception as exc:  # a picture must never stop training
-            print(f"warning: progress plot not written: {exc}", file=sys.stderr)
-
-
-def plot_progress(rows: list, model, preview, windows, path: Path) -> None:
+def plot_restoration_progress(rows: list, model, preview, windows, path: Path) -> None:
     """progress.png: the restoration loss per epoch, and fixed slices (CBF and Tmax): target, input, restored."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    import numpy as np
 
     distorted, target = (np.asarray(t) for t in preview)
     restored = np.asarray(model(distorted, training=False))

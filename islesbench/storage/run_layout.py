@@ -10,8 +10,8 @@
                                threshold.json   probability threshold chosen on the training cases
                                validation/<case>.nii.gz        binary mask, original geometry
                                validation/<case>_prob.nii.gz   probability map, original geometry
-                               validation/metrics.csv          per-case metrics (islesbench.evaluation.case_metrics)
-                               validation/summary.json         aggregate metrics (islesbench.evaluation.case_metrics)
+                               validation/metrics.csv          per-case metrics (islesbench.evaluation.files)
+                               validation/summary.json         aggregate metrics (islesbench.evaluation.files)
                                DONE             written last: the fold is complete
     An ensemble (`islesbench ensemble RUN_DIRS --out RUNS/ensemble-...`) is written in this same layout:
     its fold_<k>/validation/ holds the cases that fold validated, averaged over the member runs.

@@ -1,4 +1,4 @@
-"""Keras metrics for training logs (the reported numbers come from `islesbench.evaluation.case_metrics`)."""
+"""Keras metrics for training logs (the reported numbers come from `islesbench.evaluation.metrics`)."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ class DiceScore(keras.metrics.Metric):
 
     Each sample's Dice is computed over all its non-batch axes, so the metric works for 2D
     (B, H, W, C) and 3D (B, D, H, W, C) batches alike. A sample whose prediction and reference are both
-    empty counts as Dice 1 (the ISLES convention of `islesbench.evaluation.case_metrics`); exactly one empty gives 0.
+    empty counts as Dice 1 (the ISLES convention of `islesbench.evaluation.overlap`); exactly one empty gives 0.
     An optional per-sample `sample_weight` weights each sample's Dice. The state is a sum and a count,
     aggregated by summation, so the result is exact under `tf.distribute` replicas.
     """

@@ -17,12 +17,17 @@ configuration's model is built.
 
 Only plain single-replica training reuses (a multi-replica or multi-worker strategy, a fold resumed
 from a checkpoint and a frozen-encoder warm-up, which re-compiles, build as before); one model is kept.
+
+Function-level imports here are keras only (islesbench --help stays fast).
 """
 
 from __future__ import annotations
 
+import gc
 import json
 from dataclasses import dataclass
+
+from islesbench.training.checkpoints import restore_seed_generator_states, seed_generator_states
 
 # Set to False to build every fold afresh (tests compare the two).
 ENABLED = True
@@ -51,8 +56,6 @@ def reuse_key(config, input_channels: int, steps_per_epoch: int, strategy) -> st
 
 def reused_model(key: str | None):
     """The kept model reset to its post-compile state if it was built for `key`, else None."""
-    from islesbench.training.fold import restore_seed_generator_states
-
     if _kept is not None and _kept.key != key:
         forget()  # another configuration's model and compiled kernels go before this one is built
         import keras
@@ -70,8 +73,6 @@ def reused_model(key: str | None):
 
 def keep(key: str | None, model) -> None:
     """Remember a freshly compiled model (optimizer built) and its initial state for the next fold."""
-    from islesbench.training.fold import seed_generator_states
-
     global _kept
     if key is None:
         _kept = None
@@ -86,9 +87,7 @@ def holding() -> bool:
 
 
 def forget() -> None:
-    """Drop the kept model; what training.release_memory froze while it was kept can be collected again."""
-    import gc
-
+    """Drop the kept model; what fold.release_memory froze while it was kept can be collected again."""
     global _kept
     _kept = None
     gc.unfreeze()

@@ -7,7 +7,7 @@ import shutil
 import numpy as np
 import pytest
 
-from islesbench import isles
+from islesbench import layouts
 from islesbench.imaging import preprocessing
 from islesbench.storage import records
 from islesbench.data_prep.prepare import prepare_cohort
@@ -16,7 +16,7 @@ from islesbench.errors import CohortError
 
 def test_records_round_trip_to_the_raw_case(tiny_cohort, tiny_prepared):
     entry = tiny_prepared.cases["case_1"]
-    case = isles.load_case(next(c for c in isles.discover_cohort(tiny_cohort) if c.case_id == "case_1"),
+    case = layouts.load_case(next(c for c in layouts.discover_cohort(tiny_cohort) if c.case_id == "case_1"),
                            modalities=tiny_prepared.modalities)
     vol = records.read_volume_record(tiny_prepared.paths.volume_file("case_1"))
     assert vol["image"].shape == (case.shape[2], 48, 48, len(tiny_prepared.modalities))
@@ -94,7 +94,7 @@ def test_changed_input_is_prepared_again(tiny_cohort, tiny_prepared, tmp_path, c
     shutil.copytree(tiny_cohort, cohort)
     out = tmp_path / "prep"
     prepare_cohort(cohort, out, folds=2, seed=0, grid=48)
-    cbf = next(c for c in isles.discover_cohort(cohort) if c.case_id == "case_4").files["CT_CBF"]
+    cbf = next(c for c in layouts.discover_cohort(cohort) if c.case_id == "case_4").files["CT_CBF"]
     st = os.stat(cbf)
     os.utime(cbf, ns=(st.st_atime_ns, st.st_mtime_ns + 10**9))
     capsys.readouterr()
@@ -105,7 +105,7 @@ def test_changed_input_is_prepared_again(tiny_cohort, tiny_prepared, tmp_path, c
 def test_bad_cases_stop_before_anything_is_written(tiny_cohort, tmp_path):
     cohort = tmp_path / "cohort"
     shutil.copytree(tiny_cohort, cohort)
-    cases = {c.case_id: c for c in isles.discover_cohort(cohort)}
+    cases = {c.case_id: c for c in layouts.discover_cohort(cohort)}
     shutil.rmtree(cases["case_2"].files["CT_Tmax"].parent)
     cases["case_5"].files["OT"].write_bytes(cases["case_5"].files["OT"].read_bytes()[:200])
     out = tmp_path / "prep"

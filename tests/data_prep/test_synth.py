@@ -10,9 +10,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from islesbench.commands import synth as synth_command
 from islesbench.data_prep import synth
 from islesbench.errors import IslesbenchError
-from islesbench.isles import MAP_MODALITIES, discover_cohort, load_case, load_pwi, validate_case
+from islesbench.layouts import discover_cohort, load_case, load_pwi, validate_case
+from islesbench.layouts.isles2018 import MAP_MODALITIES
 
 SIZE = 64
 
@@ -190,10 +192,10 @@ def test_rcbf_threshold_is_imperfect_but_maps_together_do_better(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    synth.configure_parser(parser)
+    synth_command.configure_parser(parser)
     args = parser.parse_args(["--out", str(tmp_path / "c"), "--cases", "2", "--size", "32", "--seed", "4"])
     assert (args.test_cases, args.seed) == (0, 4)
-    assert synth.run_command(args) == 0
+    assert synth_command.run_command(args) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert sum(line.startswith("synth: TRAINING/case_") for line in lines) == 2
     assert "wrote 2 case(s)" in lines[-1]

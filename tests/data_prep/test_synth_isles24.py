@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from islesbench import layouts
+from islesbench.commands import synth as synth_command
 from islesbench.data_prep import synth
 from islesbench.data_prep.synth_isles24 import ORIENTATIONS, follow_up_lesion, make_subject, synthesize_isles24
 from islesbench.errors import IslesbenchError
@@ -74,8 +75,8 @@ def test_refuses_to_overwrite_real_data(tmp_path):
 
 def test_command_line(tmp_path, capsys):
     parser = argparse.ArgumentParser()
-    synth.configure_parser(parser)
+    synth_command.configure_parser(parser)
     args = parser.parse_args(["--layout", "isles24", "--out", str(tmp_path / "c"), "--cases", "1", "--size", "32"])
-    assert synth.run_command(args) == 0
+    assert synth_command.run_command(args) == 0
     assert "isles24 layout" in capsys.readouterr().out
     assert layouts.resolve(tmp_path / "c").NAME == "isles24"

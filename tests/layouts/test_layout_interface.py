@@ -81,11 +81,9 @@ def test_missing_input_names_where_it_was_looked_for(tiny_isles24, tmp_path):
         layouts.load_case(case)
 
 
-def test_compatibility_module_reads_both_layouts(tiny_cohort, tiny_isles24):
-    from islesbench import isles
-
-    assert {c.layout for c in isles.discover_cohort(tiny_cohort)} == {"isles2018"}
-    assert {c.layout for c in isles.discover_cohort(tiny_isles24)} == {"isles24"}
+def test_discover_cohort_reads_both_layouts(tiny_cohort, tiny_isles24):
+    assert {c.layout for c in layouts.discover_cohort(tiny_cohort)} == {"isles2018"}
+    assert {c.layout for c in layouts.discover_cohort(tiny_isles24)} == {"isles24"}
 
 
 def test_evaluate_reads_references_from_either_layout(cohort, tmp_path):

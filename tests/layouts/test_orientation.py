@@ -10,7 +10,7 @@ import pytest
 
 from islesbench.inference import volume as inference, threshold_rule as threshold
 from islesbench import layouts
-from islesbench.evaluation import case_metrics as metrics
+from islesbench.evaluation.metrics import case_metrics
 from islesbench.imaging import preprocessing
 from islesbench.storage import records
 from islesbench.storage.manifest import PreparedData, case_geometry
@@ -93,7 +93,7 @@ def test_grid_predictions_map_back_to_each_inputs_geometry_with_equal_metrics(st
             pred = prob >= 0.5
             ref = _reference(entry)
             assert pred.shape == ref.shape
-            row = metrics.case_metrics(pred, ref, tuple(entry["spacing"]))
+            row = case_metrics(pred, ref, tuple(entry["spacing"]))
             in_lps = _to(codes, ("L", "P", "S"), pred, np.asarray(entry["affine"]))
             results.setdefault(case_id, []).append((row, in_lps))
     for case_id, rows in results.items():
@@ -114,7 +114,7 @@ def test_threshold_baseline_uses_anatomical_left_right(stored_three_ways):
             volumes = {m: layouts.read_nifti(entry["source"][m])[0] for m in ("CT_CBF", "CT")}
             core = threshold.core_mask(volumes, affine=entry["affine"])
             assert core.shape == tuple(entry["shape"])
-            row = metrics.case_metrics(core, _reference(entry), tuple(entry["spacing"]))
+            row = case_metrics(core, _reference(entry), tuple(entry["spacing"]))
             outcomes.setdefault(case_id, []).append((row["dice"], _to(codes, ("L", "P", "S"), core, np.asarray(entry["affine"]))))
     for case_id, rows in outcomes.items():
         for dice, core in rows[1:]:

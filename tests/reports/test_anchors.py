@@ -2,7 +2,7 @@
 
 import pytest
 
-from islesbench.evaluation.case_metrics import METRIC_NAMES
+from islesbench.evaluation.names import METRIC_NAMES
 from islesbench.reports import anchors
 
 

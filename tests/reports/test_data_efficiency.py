@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
-from conftest import CASES, PATIENTS, write_fake_prepared, write_fake_run
+from fake_runs import CASES, PATIENTS, write_fake_prepared, write_fake_run
 
 from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
@@ -13,6 +13,7 @@ from islesbench.errors import IslesbenchError
 from islesbench.grid import runner as benchmark
 from islesbench.grid.grid_file import grid_from_dict
 from islesbench.grid.selfsup_cells import selfsup_dir
+from islesbench.reports.results_reader import read_run
 
 GRID = {"cells": [{"arch": "pspnet"}, {"arch": "pspnet", "pretrained": "selfsup"},
                   {"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "threshold"}],
@@ -62,13 +63,20 @@ def _dice(name: str) -> list:
     return [round(base + 0.01 * (i % 4), 3) for i in range(len(CASES))]
 
 
+def run_benchmark(*args, **kwargs):
+    """The grid runner with the callables the `benchmark` command passes (preparing the data stood in: the
+    training stand-in writes its runs on its own fake prepared data)."""
+    return benchmark.run_benchmark(*args, prepare=lambda data, runs_root, num_folds, seed=0, layout=None: None,
+                                   read_run=read_run, **kwargs)
+
+
 class Training:
     """Stands in for run_configuration: fake finished folds; ImageNet is not available offline."""
 
     def __init__(self, prepared):
         self.prepared, self.seen = prepared, []
 
-    def __call__(self, config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+    def __call__(self, config, prepared, runs_root, folds="all", force=False):
         if config.model.pretrained == "imagenet":
             raise IslesbenchError("ResNet-50 ImageNet weights are not cached at /k/models and could not be downloaded")
         self.seen.append((config.name, config.model.pretrained, config.data.train_fraction))
@@ -86,7 +94,8 @@ class Training:
 
 
 def _pretraining(status="done"):
-    def fake(block, data, runs_root, profile, folds, num_folds, layout=None, force=False, config_file=None):
+    def fake(block, data, runs_root, profile, folds, num_folds, layout=None, force=False, config_file=None, *,
+             prepare):
         entry = {"name": "pretraining/selfsup", "kind": "pretraining", "status": status, "seconds": 600.0,
                  "folds": {str(k): {"status": status, "seconds": 300.0} for k in folds},
                  "command": f"islesbench pretrain --data unlabelled --exclude-fold all --out {selfsup_dir(runs_root)}"}
@@ -105,7 +114,7 @@ def test_benchmark_pretrains_then_runs_the_curve_and_ensembles_full_data_cells(t
     def ensemble(run_dirs, out_dir, force=False, folds=None, record=None):
         ensembled.extend(p.name for p in run_dirs)
 
-    record = benchmark.run_benchmark(grid_from_dict(GRID), "/d", tmp_path / "runs", "quick", num_folds=2,
+    record = run_benchmark(grid_from_dict(GRID), "/d", tmp_path / "runs", "quick", num_folds=2,
                                      run_configuration=training, ensemble_runs=ensemble)
     assert record["pretraining"]["status"] == "done" and record["train_fractions"] == [0.25, 0.5, 1.0]
     cells = {c["name"]: c for c in record["cells"]}
@@ -146,7 +155,7 @@ def test_benchmark_pretrains_then_runs_the_curve_and_ensembles_full_data_cells(t
 def test_unfinished_pretraining_marks_selfsup_cells_not_run_with_the_command(tmp_path, monkeypatch):
     monkeypatch.setattr(benchmark, "run_selfsup_pretraining", _pretraining("not run"))
     training = Training(write_fake_prepared(tmp_path / "prepared"))
-    record = benchmark.run_benchmark(grid_from_dict({**GRID, "train_fractions": [1.0]}), "/d", tmp_path / "runs",
+    record = run_benchmark(grid_from_dict({**GRID, "train_fractions": [1.0]}), "/d", tmp_path / "runs",
                                      "quick", num_folds=2, run_configuration=training, ensemble_runs=lambda *a, **k: None)
     cell = next(c for c in record["cells"] if c["name"] == "pspnet-selfsup-focal")
     assert cell["status"] == "not run" and "does not exist" in cell["reason"] and "islesbench pretrain" in cell["reason"]

@@ -2,17 +2,20 @@
 
 import argparse
 import json
-import sys
 import types
 
 import pytest
-from conftest import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
+from fake_runs import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
 
-from islesbench.config import apply_overrides
+from islesbench.config import apply_overrides, parse_fold
 
 from islesbench.storage import run_layout as results
+from islesbench.commands import benchmark as benchmark_command
 from islesbench.errors import IslesbenchError
 from islesbench.grid import runner as benchmark
+from islesbench.inference import ensemble
+from islesbench.reports.results_reader import read_run
+from islesbench.training import cross_validation
 from islesbench.grid.grid_file import EnsembleCell, GridCell, benchmark_record_path, cell_overrides_path, grid_from_dict, load_grid, paper_grid
 
 PAPER_NAMES = ["pspnet-imagenet-focal", "pspnet-imagenet-ce", "pspnet-scratch-focal", "pspnet-scratch-ce",
@@ -98,19 +101,29 @@ def test_run_command_reproduces_the_cell():
 # The benchmark command with stand-ins for training and ensembling
 
 
+def fake_prepare(data, runs_root, num_folds, seed=0, layout=None, target=None):
+    """Stands in for islesbench.data_prep.prepare.resolve_prepared: prepared data with `num_folds` folds."""
+    return types.SimpleNamespace(data=data, splits=lambda: [{"train": [], "val": []} for _ in range(num_folds)])
+
+
+def run_benchmark(*args, **kwargs):
+    """The grid runner with the callables the `benchmark` command passes (prepare stood in)."""
+    return benchmark.run_benchmark(*args, prepare=fake_prepare, read_run=read_run, **kwargs)
+
+
 class FakeTraining:
     """Stands in for islesbench.training.cross_validation.run_configuration: writes finished folds, refuses ImageNet offline."""
 
     def __init__(self):
         self.trained = []
 
-    def __call__(self, config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+    def __call__(self, config, prepared, runs_root, folds="all", force=False):
         if config.model.pretrained == "imagenet":
             raise IslesbenchError("ImageNet weights for the ResNet-50 encoder are not available offline")
         name = config.name
         if name not in SPECS:
             raise RuntimeError("a bug in training")
-        todo = range(num_folds) if folds == "all" else list(folds)
+        todo = range(len(prepared.splits())) if folds == "all" else list(folds)
         todo = [k for k in todo if force or not results.fold_paths(runs_root, name, k).is_done()]
         self.trained += [(name, k) for k in todo]
         write_fake_run(runs_root, name, DICE[name], folds=todo)
@@ -132,7 +145,7 @@ def _grid():
 def test_benchmark_records_cells_resumes_and_ensembles(tmp_path):
     runs = tmp_path / "runs"
     fake = FakeTraining()
-    record = benchmark.run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
+    record = run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
                                      ensemble_runs=fake_ensemble)
     cells = {c["name"]: c for c in record["cells"]}
     assert cells["pspnet-imagenet-focal"]["status"] == "not run"
@@ -157,7 +170,7 @@ def test_benchmark_records_cells_resumes_and_ensembles(tmp_path):
 
     # The same command again trains nothing: finished folds are skipped.
     fake.trained.clear()
-    again = benchmark.run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
+    again = run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=fake,
                                     ensemble_runs=fake_ensemble)
     assert fake.trained == []
     assert all(c["folds_trained"] == 0 for c in again["cells"] if c["kind"] == "run")
@@ -183,7 +196,7 @@ def test_fixed_members_are_used_for_every_fold(tmp_path):
         seen.append(([p.name for p in run_dirs], folds, record["selection"]["method"]))
         return fake_ensemble(run_dirs, out_dir)
 
-    record = benchmark.run_benchmark(_grid(), "/data", tmp_path / "runs", "quick", num_folds=2,
+    record = run_benchmark(_grid(), "/data", tmp_path / "runs", "quick", num_folds=2,
                                      run_configuration=FakeTraining(), ensemble_runs=ensemble,
                                      fixed_members=["vnet-focal", "unet-focal"])
     assert seen == [(["vnet-focal", "unet-focal"], [0], "fixed"), (["vnet-focal", "unet-focal"], [1], "fixed")]
@@ -193,14 +206,14 @@ def test_fixed_members_are_used_for_every_fold(tmp_path):
 def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
     trained = []
 
-    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+    def training(config, prepared, runs_root, folds="all", force=False):
         trained.append((config.name, config.train.seed))
         base = config_of(config.name.split("-seed")[0])
         write_fake_run(runs_root, config.name, DICE[base.name], folds=[0, 1],
                        config=apply_overrides(base, {"train": {"seed": config.train.seed}}))
 
     grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "vnet"}, {"arch": "threshold"}], "ensemble": None})
-    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training,
+    record = run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training,
                                      seeds=3)
     # the threshold rule has no seed: one run (a second would clash with the first's folder)
     assert trained == [("unet-focal", 0), ("vnet-focal", 0), ("threshold", 0), ("unet-focal-seed1", 1),
@@ -225,7 +238,7 @@ def test_the_threshold_rule_runs_once_on_all_patients_whatever_the_fractions_and
 
 def test_ensemble_not_run_with_fewer_than_two_finished(tmp_path):
     grid = grid_from_dict({"cells": [{"arch": "unet"}, {"arch": "threshold"}]})
-    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
+    record = run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
                                      run_configuration=FakeTraining(), ensemble_runs=fake_ensemble)
     ens = record["cells"][-1]
     assert ens["kind"] == "ensemble" and ens["status"] == "not run" and "at least 2" in ens["reason"]
@@ -235,7 +248,7 @@ def test_ensemble_not_run_with_fewer_than_two_finished(tmp_path):
 def test_cell_with_overrides_gets_a_config_file_in_its_command(tmp_path):
     grid = grid_from_dict({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}],
                            "overrides": {"train": {"epochs": 1}}, "ensemble": None})
-    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
+    record = run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2,
                                      run_configuration=FakeTraining())
     command = record["cells"][0]["command"]
     config_file = command.split("--config ")[1]
@@ -243,19 +256,22 @@ def test_cell_with_overrides_gets_a_config_file_in_its_command(tmp_path):
 
 
 def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, capsys):
-    # The command imports islesbench.training.cross_validation / islesbench.inference.ensemble; stand-ins take their place here.
+    # The runner calls islesbench.training.cross_validation / islesbench.inference.ensemble, the command
+    # islesbench.data_prep.prepare.resolve_prepared; stand-ins take their place here.
     fake = FakeTraining()
-    monkeypatch.setitem(sys.modules, "islesbench.training.cross_validation", types.SimpleNamespace(run_configuration=fake))
-    monkeypatch.setitem(sys.modules, "islesbench.inference.ensemble", types.SimpleNamespace(ensemble_runs=fake_ensemble))
+    monkeypatch.setattr(cross_validation, "check_configuration", lambda config: config)  # FakeTraining refuses ImageNet
+    monkeypatch.setattr(cross_validation, "run_configuration", fake)
+    monkeypatch.setattr(ensemble, "ensemble_runs", fake_ensemble)
+    monkeypatch.setattr(benchmark_command, "resolve_prepared", fake_prepare)
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"cells": [{"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "unet"},
                                                {"arch": "vnet"}, {"arch": "threshold"}],
                                      "ensemble": {"top_k": 2}}))
     parser = argparse.ArgumentParser()
-    benchmark.configure_parser(parser)
+    benchmark_command.configure_parser(parser)
     runs = tmp_path / "runs"
     args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2"])
-    assert benchmark.run_command(args) == 0  # a cell that could not run is reported, not a failure
+    assert benchmark_command.run_command(args) == 0  # a cell that could not run is reported, not a failure
     out = capsys.readouterr().out
     assert "pspnet-imagenet-focal" in out and "not run" in out and "benchmark wall time" in out
     md = (runs / "report" / "report.md").read_text()
@@ -266,22 +282,22 @@ def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, 
 
 
 def test_fold_argument_is_checked():
-    assert benchmark._parse_fold("all", 5) == "all" and benchmark._parse_fold("3", 5) == 3
+    assert parse_fold("all", 5) == "all" and parse_fold("3", 5) == 3
     with pytest.raises(IslesbenchError):
-        benchmark._parse_fold("5", 5)
+        parse_fold("5", 5)
     with pytest.raises(IslesbenchError):
-        benchmark._parse_fold("x", 5)
+        parse_fold("x", 5)
 
 
 def test_single_fold_is_passed_as_a_list(tmp_path):
     seen = []
 
-    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+    def training(config, prepared, runs_root, folds="all", force=False):
         seen.append(folds)
         write_fake_run(runs_root, config.name, DICE[config.name], folds=list(folds))
 
     grid = grid_from_dict({"cells": [{"arch": "unet"}], "ensemble": None})
-    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, fold=1,
+    record = run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, fold=1,
                                      run_configuration=training)
     assert seen == [[1]] and record["cells"][0]["status"] == "done" and record["cells"][0]["folds_done"] == [1]
     assert "--fold 1" in record["cells"][0]["command"]
@@ -303,10 +319,10 @@ def test_tiny_grid_end_to_end(tmp_path):
     }))
     runs = tmp_path / "runs"
     parser = argparse.ArgumentParser()
-    benchmark.configure_parser(parser)
+    benchmark_command.configure_parser(parser)
     args = parser.parse_args(["--data", str(data), "--profile", "quick", "--out", str(runs),
                               "--grid", str(grid_file), "--folds", "2"])
-    rc = benchmark.run_command(args)
+    rc = benchmark_command.run_command(args)
     record = json.loads(benchmark_record_path(runs).read_text())
     assert rc == 0, record
     assert all(c["status"] == "done" for c in record["cells"])
@@ -328,13 +344,13 @@ def test_a_tuned_cell_runs_each_outer_fold_with_its_own_search(tmp_path):
     single.write_text(json.dumps({"config_overrides": {"model": {"base_width": 4}}, "outer_fold": None}))
     seen = {}
 
-    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False, tuned=None):
+    def training(config, prepared, runs_root, folds="all", force=False, tuned=None):
         seen[config.name] = tuned
         write_fake_run(runs_root, "unet-focal", DICE["unet-focal"], config=config)
 
     grid = grid_from_dict({"cells": [{"arch": "unet", "hparams": str(nested)}, {"arch": "unet", "hparams": str(single)}],
                            "ensemble": None})
-    record = benchmark.run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training)
+    record = run_benchmark(grid, "/d", tmp_path / "runs", "quick", num_folds=2, run_configuration=training)
     assert [c["name"] for c in record["cells"]] == ["unet-focal-tuned", "unet-focal-tuned-nonnested"]
     assert seen["unet-focal-tuned"].nested and seen["unet-focal-tuned"].per_fold[1] == {"model": {"base_width": 8}}
     assert not seen["unet-focal-tuned-nonnested"].nested
@@ -345,20 +361,21 @@ def test_a_tuned_cell_runs_each_outer_fold_with_its_own_search(tmp_path):
 def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkeypatch, capsys):
     seen = {}
 
-    def training(config, data_dir, runs_root, folds="all", num_folds=5, force=False):
+    def training(config, prepared, runs_root, folds="all", force=False):
         seen[config.name] = config.train.precision
-        write_fake_run(runs_root, config.name, DICE[config.name], folds=list(range(num_folds)))
+        write_fake_run(runs_root, config.name, DICE[config.name], folds=list(range(len(prepared.splits()))))
 
-    monkeypatch.setitem(sys.modules, "islesbench.training.cross_validation", types.SimpleNamespace(run_configuration=training))
+    monkeypatch.setattr(cross_validation, "run_configuration", training)
+    monkeypatch.setattr(benchmark_command, "resolve_prepared", fake_prepare)
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None,
                                      "overrides": {"train": {"epochs": 1}}}))
     parser = argparse.ArgumentParser()
-    benchmark.configure_parser(parser)
+    benchmark_command.configure_parser(parser)
     runs = tmp_path / "runs"
     args = parser.parse_args(["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2",
                               "--precision", "float32", "--no-report"])
-    assert benchmark.run_command(args) == 0
+    assert benchmark_command.run_command(args) == 0
     assert seen == {"unet-focal": "float32", "vnet-focal": "float32"}
     record = json.loads(benchmark_record_path(runs).read_text())
     for cell in record["cells"]:

@@ -8,15 +8,17 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import CASES, COHORT, DICE, ENSEMBLE_DICE, metric_row, write_fake_run
+from fake_runs import CASES, COHORT, DICE, ENSEMBLE_DICE, metric_row, write_fake_run
 
 from islesbench.config import apply_overrides
 
 from islesbench.atomic import write_json_atomic
+from islesbench.commands import report as report_command
 from islesbench.errors import IslesbenchError
-from islesbench.reports import figures, report
+from islesbench.reports import figures
 from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.report import build_report
+from islesbench.storage import history
 
 
 def _table_rows(markdown: str, first_header: str) -> dict:
@@ -248,25 +250,28 @@ def test_example_panel_is_skipped_with_a_note_without_raw_data(tmp_path):
 
 def _parse(argv):
     parser = argparse.ArgumentParser()
-    report.configure_parser(parser)
+    report_command.configure_parser(parser)
     return parser.parse_args(argv)
 
 
 def test_report_command_and_empty_folder(fake_runs, tmp_path):
-    assert report.run_command(_parse([str(fake_runs), "--out", str(tmp_path / "r")])) == 0
+    assert report_command.run_command(_parse([str(fake_runs), "--out", str(tmp_path / "r")])) == 0
     assert (tmp_path / "r" / "report.html").exists()
-    assert report.run_command(_parse([str(fake_runs)])) == 0  # default: RUNS_DIR/report
+    assert report_command.run_command(_parse([str(fake_runs)])) == 0  # default: RUNS_DIR/report
     assert (fake_runs / "report" / "report.md").exists()
     (tmp_path / "empty").mkdir()
     with pytest.raises(IslesbenchError, match="no run with validation results"):
         build_report(tmp_path / "empty", tmp_path / "r2")
 
 
-def test_report_is_a_cli_command():
-    from islesbench.cli import COMMANDS
+def test_report_and_benchmark_run_from_the_command_line(fake_runs, tmp_path, capsys):
+    from islesbench.cli import main
 
-    assert COMMANDS["report"][0] == "islesbench.reports.report"
-    assert COMMANDS["benchmark"][0] == "islesbench.grid.runner"
+    assert main(["report", str(fake_runs), "--out", str(tmp_path / "r")]) == 0
+    assert (tmp_path / "r" / "report.md").is_file()
+    with pytest.raises(SystemExit) as exit_info:
+        main(["benchmark", "--help"])
+    assert exit_info.value.code == 0 and "--seeds" in capsys.readouterr().out
 
 
 def test_unfinished_fold_is_flagged(tmp_path):
@@ -293,8 +298,8 @@ def test_learning_curves_reads_csvlogger_history(tmp_path):
     hist = tmp_path / "history.csv"
     hist.write_text("epoch,dice,loss,val_dice,val_loss\n0,0.1,1.0,0.05,1.2\n1,0.3,0.7,0.2,0.9\n")
     h = figures.read_history(hist)
-    assert h["val_dice"] == [0.05, 0.2] and figures._dice_column(h, "") == "dice"
-    assert figures._dice_column(h, "val_") == "val_dice"
+    assert h["val_dice"] == [0.05, 0.2] and history.dice_column(h) == "dice"
+    assert history.dice_column(h, validation=True) == "val_dice"
     out = figures.learning_curves([("unet-focal", {0: hist})], tmp_path / "lc.png")
     assert Path(out).exists()
     with pytest.raises(figures.FigureSkipped):

@@ -7,11 +7,12 @@ import time
 
 import pytest
 
-from tune_helpers import free_port, quiet_env, read_csv, run, tune_command
+from islesbench.runtime.child_env import child_env
+from tune_helpers import free_port, read_csv, run, tune_command
 
 
 def _start(argv, role, port, log_path):
-    env = quiet_env(KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
+    env = child_env(KERASTUNER_TUNER_ID=role, KERASTUNER_ORACLE_IP="127.0.0.1", KERASTUNER_ORACLE_PORT=str(port))
     log = open(log_path, "w")
     return subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, text=True)
 

@@ -10,7 +10,8 @@ import time
 
 import pytest
 
-from tune_helpers import quiet_env, read_csv, run, tune_command
+from islesbench.runtime.child_env import child_env
+from tune_helpers import read_csv, run, tune_command
 
 
 def _kill_when(proc, path, timeout=240):
@@ -32,7 +33,7 @@ def search(tiny_prepared, tune_inputs, tmp_path_factory):
     """A search killed in trial 0's second fold, resumed, then extended from 1 to 2 trials."""
     out = tmp_path_factory.mktemp("search")
     argv1 = tune_command(tiny_prepared.root, out, tune_inputs, max_trials=1, epochs=2)
-    proc = subprocess.Popen(argv1, env=quiet_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    proc = subprocess.Popen(argv1, env=child_env(), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     fold0, fold1 = out / "trials" / "0" / "fold_0", out / "trials" / "0" / "fold_1"
     _kill_when(proc, fold1 / "backup" / "epoch_0001.keras")
     killed = {"fold0_done": (fold0 / "DONE").exists(), "fold1_done": (fold1 / "DONE").exists(),

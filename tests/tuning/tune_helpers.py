@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import os
 import socket
 import subprocess
 import sys
+
+from islesbench.runtime.child_env import child_env
 
 
 def tune_command(prepared_root, out, tune_inputs, max_trials, epochs=1, tuner="random", extra=()):
@@ -16,18 +17,9 @@ def tune_command(prepared_root, out, tune_inputs, max_trials, epochs=1, tuner="r
             "--epochs", str(epochs), "--config", str(base), "--space", str(space), *extra]
 
 
-def quiet_env(**extra):
-    """The environment of a CLI subprocess: CPU only, TF's C++ logging quiet."""
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2", CUDA_VISIBLE_DEVICES="", PYTHONUNBUFFERED="1")
-    for key in ("KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT", "TF_CONFIG"):
-        env.pop(key, None)
-    env.update(extra)
-    return env
-
-
 def run(argv, timeout=300, **env):
     """Run a CLI command to the end; (returncode, stdout+stderr)."""
-    proc = subprocess.run(argv, env=quiet_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    proc = subprocess.run(argv, env=child_env(**env), stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, timeout=timeout)
     return proc.returncode, proc.stdout
 

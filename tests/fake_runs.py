@@ -1,15 +1,14 @@
-"""Fake-but-valid run folders in the results layout, and a tiny raw ISLES-layout cohort, for report tests."""
+"""Fake-but-valid run folders in the results layout, and a tiny raw ISLES-layout cohort, for the report and grid tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
-from islesbench.evaluation.case_metrics import write_case_metrics
+from islesbench.evaluation.files import write_case_metrics
 
 COHORT = "synthetic (seed 0)"
 CASES = [f"case_{i}" for i in range(1, 11)]
@@ -169,21 +168,3 @@ def build_fake_runs(root: Path) -> Path:
     write_fake_ensemble(runs, ["pspnet-imagenet-focal", "unet-focal"])
     write_predictions(runs, "ensemble-top2")
     return runs
-
-
-@pytest.fixture
-def fake_runs(tmp_path):
-    """A fresh fake runs folder (with its raw cohort) that a test may change."""
-    return build_fake_runs(tmp_path)
-
-
-@pytest.fixture(scope="module")
-def built_report(tmp_path_factory):
-    """(runs folder, report folder) built once, for tests that only read the report."""
-    from islesbench.reports.report import build_report
-
-    root = tmp_path_factory.mktemp("built")
-    runs = build_fake_runs(root)
-    out = root / "report"
-    build_report(runs, out)
-    return runs, out
