@@ -118,9 +118,9 @@ def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, di
     """Rows for inference and training of one model in one precision, and its layer breakdown."""
     import keras
 
-    from islesbench.runtime import precision as precisions
-    from islesbench.models.losses import get_loss
     from islesbench.models import build_from_config
+    from islesbench.models.losses import get_loss
+    from islesbench.runtime import precision as precisions
 
     config, shape, batch, slices_per_sample = model_setup(arch, profile, args)
     keras.utils.set_random_seed(0)

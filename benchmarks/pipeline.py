@@ -29,11 +29,11 @@ def main() -> None:
     args = parser.parse_args()
 
     from islesbench import layouts
-    from islesbench.imaging import preprocessing
     from islesbench.config import apply_overrides, profile_config
     from islesbench.data.pipeline import slice_dataset
     from islesbench.data_prep.prepare import prepare_cohort
     from islesbench.data_prep.synth import synthesize_cohort
+    from islesbench.imaging import preprocessing
     from islesbench.storage.manifest import PreparedData, is_prepared_dir
 
     work = Path(args.work)

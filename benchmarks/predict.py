@@ -33,11 +33,11 @@ def main() -> None:
     import numpy as np
 
     from islesbench import layouts
-    from islesbench.runtime import precision
     from islesbench.config import profile_config
     from islesbench.data_prep.synth import make_patient
-    from islesbench.models import build_from_config
     from islesbench.inference.predictor import Predictor
+    from islesbench.models import build_from_config
+    from islesbench.runtime import precision
 
     work = Path(args.work)
     patient = make_patient([7, 7], 256, slabs=1, lesion_kind="core")

@@ -13,6 +13,7 @@ other is ambiguous and is kept alone, with a warning.
 from __future__ import annotations
 
 import csv
+import re
 from pathlib import Path
 
 import numpy as np
@@ -113,6 +114,5 @@ def patient_grouped_folds(patients: dict, lesion_ml: dict, k: int, seed: int) ->
 
 
 def _natural_key(name: str):
-    import re
 
     return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", name)]

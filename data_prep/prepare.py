@@ -22,12 +22,12 @@ from pathlib import Path
 import numpy as np
 
 from islesbench import layouts
-from islesbench.storage import manifest, records
-from islesbench.imaging import preprocessing
 from islesbench.atomic import remove_stale_temporaries, write_json_atomic
 from islesbench.config import DEFAULT_MODALITIES, read_json_file
-from islesbench.errors import CohortError, IslesbenchError
 from islesbench.data_prep import patients as patients_mod
+from islesbench.errors import CohortError, IslesbenchError
+from islesbench.imaging import preprocessing
+from islesbench.storage import manifest, records
 
 SYNTHETIC_MARKER = "synthetic_cohort.json"
 

@@ -27,10 +27,10 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.atomic import write_json_atomic
-from islesbench.layouts import save_nifti
 from islesbench.data_prep.synth_physiology import (AIR, BONE, CSF, FOV_HALF_MM, GM, SCALP, WM,  # noqa: F401
-                                                   SyntheticPatient, _f32, check_cohort_size, clear_previous_cohort,
-                                                   make_head, pwi_series, smooth_field)
+                                                   SyntheticPatient, as_float32, check_cohort_size,
+                                                   clear_previous_cohort, make_head, pwi_series, smooth_field)
+from islesbench.layouts import save_nifti
 
 GENERATOR_VERSION = 1
 COHORT_FILE = "synthetic_cohort.json"
@@ -45,8 +45,8 @@ def make_patient(
     n = int(size)
 
     # --- geometry and sampling ---------------------------------------------------------------
-    dx = _f32(round(rng.uniform(0.8, 1.0), 4))
-    dz = _f32(round(rng.uniform(4.0, 12.0) * 2) / 2)
+    dx = as_float32(round(rng.uniform(0.8, 1.0), 4))
+    dz = as_float32(round(rng.uniform(4.0, 12.0) * 2) / 2)
     max_total = int(np.clip(130 // dz, 2 * slabs, 44))
     per_slab_max = min(22, max_total // slabs)
     depths = []
@@ -58,7 +58,7 @@ def make_patient(
     w_centre = rng.uniform(-10.0, 40.0)
     w_centre = float(np.clip(w_centre, -50 + coverage / 2, 80 - coverage / 2)) if coverage < 130 else 15.0
     w = (w_centre + (np.arange(total) - (total - 1) / 2) * dz).astype(np.float32)  # slice heights (mm)
-    origin = (_f32(rng.uniform(90, 130)), _f32(rng.uniform(90, 130)), _f32(w[0] + rng.uniform(-200, -100)))
+    origin = (as_float32(rng.uniform(90, 130)), as_float32(rng.uniform(90, 130)), as_float32(w[0] + rng.uniform(-200, -100)))
 
     def lesion_centre(r):
         # keep the lesion in the covered z-range; two-slab patients straddle the slab boundary

@@ -33,10 +33,10 @@ import numpy as np
 from scipy import ndimage
 
 from islesbench.atomic import write_json_atomic
-from islesbench.layouts import save_nifti
 from islesbench.data_prep.synth_isles2018 import COHORT_FILE
-from islesbench.data_prep.synth_physiology import (FOV_HALF_MM, GM, WM, SyntheticPatient, _f32, check_cohort_size,
+from islesbench.data_prep.synth_physiology import (FOV_HALF_MM, GM, WM, SyntheticPatient, as_float32, check_cohort_size,
                                                    clear_previous_cohort, make_head)
+from islesbench.layouts import save_nifti
 
 GENERATOR_VERSION = 1
 DEFAULT_SIZE = 160
@@ -55,12 +55,12 @@ def make_subject(seed_words, size: int, lesion_kind: str = "core", patient_id: s
     """(head, slice heights in mm): one whole-brain head in thin slices; deterministic in `seed_words`."""
     rng = np.random.default_rng(seed_words)
     n = int(size)
-    dx = _f32(round(2 * FOV_HALF_MM / n * rng.uniform(0.95, 1.05), 4))
-    dz = _f32(float(rng.choice(SLICE_MM_CHOICES)))
+    dx = as_float32(round(2 * FOV_HALF_MM / n * rng.uniform(0.95, 1.05), 4))
+    dz = as_float32(float(rng.choice(SLICE_MM_CHOICES)))
     total = int(round((BRAIN_RANGE_MM[1] - BRAIN_RANGE_MM[0]) / dz)) + 1
     w = (BRAIN_RANGE_MM[0] + rng.uniform(-3, 3) + np.arange(total) * dz).astype(np.float32)
     half = n * dx / 2
-    origin = (_f32(half + rng.uniform(-10, 10)), _f32(half + rng.uniform(-10, 10)), _f32(w[0] + rng.uniform(-200, -100)))
+    origin = (as_float32(half + rng.uniform(-10, 10)), as_float32(half + rng.uniform(-10, 10)), as_float32(w[0] + rng.uniform(-200, -100)))
     head = make_head(rng, n, dx, dz, w, origin, lesion_kind, patient_id, slab_depths=(total,),
                      lesion_rz_floor_mm=0.0, lesion_centre_mm=lambda r: r.uniform(0.0, 50.0))
     return head, w
@@ -113,7 +113,7 @@ def _reoriented(array: np.ndarray, affine: np.ndarray, codes: tuple) -> tuple[np
     transform = orientations.ornt_transform(orientations.io_orientation(affine), orientations.axcodes2ornt(codes))
     out = orientations.apply_orientation(array, transform)
     new_affine = affine @ orientations.inv_ornt_aff(transform, array.shape[:3])
-    return np.ascontiguousarray(out), np.array([[_f32(v) for v in row] for row in new_affine])
+    return np.ascontiguousarray(out), np.array([[as_float32(v) for v in row] for row in new_affine])
 
 
 def synthesize_isles24(out, cases: int = 20, seed: int = 0, test_cases: int = 0, size: int = DEFAULT_SIZE,

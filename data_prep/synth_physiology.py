@@ -68,7 +68,7 @@ class SyntheticPatient:
     def slab_affine(self, k: int) -> np.ndarray:
         """Affine of slab k: the first slab's, shifted by the slices of the slabs before it."""
         a = self.affine
-        a[2, 3] = _f32(self.origin[2] + self.spacing[2] * sum(self.slab_depths[:k]))
+        a[2, 3] = as_float32(self.origin[2] + self.spacing[2] * sum(self.slab_depths[:k]))
         return a
 
     def slab_slice(self, k: int) -> slice:
@@ -77,7 +77,7 @@ class SyntheticPatient:
         return slice(start, start + self.slab_depths[k])
 
 
-def _f32(x: float) -> float:
+def as_float32(x: float) -> float:
     """Round to a float32-representable value (NIfTI headers store float32)."""
     return float(np.float32(x))
 

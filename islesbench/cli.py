@@ -16,8 +16,8 @@ import sys
 # TensorFlow's start-up chatter (oneDNN, CUDA probing) is not for users; errors still show.
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from islesbench.runtime import console
 from islesbench.errors import IslesbenchError
+from islesbench.runtime import console
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS = {

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.atomic import atomic_path
 from islesbench.reports.stats import is_finite
 from islesbench.storage import history
 
@@ -34,7 +35,6 @@ def _pyplot():
 
 
 def _save(fig, path) -> Path:
-    from islesbench.atomic import atomic_path
 
     plt = _pyplot()
     path = Path(path)

@@ -19,12 +19,11 @@ from islesbench import layouts
 from islesbench.atomic import atomic_path, write_text_atomic
 from islesbench.errors import IslesbenchError
 from islesbench.imaging import nifti_io, preprocessing
-
 from islesbench.reports import cells, curve, figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
+from islesbench.reports.results_reader import (METRIC_COLUMNS, RunResults, collect_runs, ensemble_members, group_runs,
+                                               read_benchmark_record)
 from islesbench.reports.stats import is_finite
-from islesbench.reports.results_reader import (METRIC_COLUMNS, RunResults, collect_runs, ensemble_members,
-                                               group_runs, read_benchmark_record)
 
 FIGURE_DIR = "figures"
 REPORT_MD = "report.md"

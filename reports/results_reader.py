@@ -11,14 +11,13 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.storage import run_layout as results
 from islesbench.config import base_name
 from islesbench.errors import IslesbenchError
 from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
-
 from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.stats import is_finite
+from islesbench.storage import run_layout
 
 # The per-case columns of validation/metrics.csv, in order.
 METRIC_COLUMNS = METRIC_NAMES
@@ -51,7 +50,7 @@ class RunResults:
 
     def prediction_path(self, case: str, fold: int) -> Path:
         """The predicted mask of `case` (validated in `fold`)."""
-        return results.FoldPaths(self.run_dir / f"fold_{fold}").mask_path(case)
+        return run_layout.FoldPaths(self.run_dir / f"fold_{fold}").mask_path(case)
 
     def raw_data(self) -> str | None:
         """The raw ISLES-layout cohort the run was trained on, if its config records it."""
@@ -85,12 +84,12 @@ def ensemble_members(config: dict) -> list[str]:
 def read_run(run_dir) -> RunResults | None:
     """A run folder's results (folds, or an ensemble laid out like a fold); None when it has none."""
     run_dir = Path(run_dir)
-    config = results.read_run_config(run_dir)
+    config = run_layout.read_run_config(run_dir)
     name = str(config.get("name") or run_dir.name)
     cohort = str(config.get("cohort") or "unknown cohort (config.json has no 'cohort')")
     run = RunResults(name=name, run_dir=run_dir, config=config, cohort=cohort, rows=[],
                      is_ensemble=is_ensemble_config(config, name))
-    for fold, paths in results.list_folds(run_dir):
+    for fold, paths in run_layout.list_folds(run_dir):
         if not paths.metrics_csv.exists():
             continue
         run.folds.append(fold)
@@ -107,7 +106,7 @@ def read_run(run_dir) -> RunResults | None:
     return run
 
 
-def _check_cases_against_masks(paths: results.FoldPaths, rows: list) -> None:
+def _check_cases_against_masks(paths: run_layout.FoldPaths, rows: list) -> None:
     """A finished fold's metrics.csv lists exactly the cases it wrote masks for; a file cut at a line
     boundary parses cleanly and would silently drop cases."""
     masks = {p.name[: -len(".nii.gz")] for p in paths.validation_dir.glob("*.nii.gz")
@@ -122,7 +121,7 @@ def _check_cases_against_masks(paths: results.FoldPaths, rows: list) -> None:
 def collect_runs(runs_dir) -> tuple[list[RunResults], list[str]]:
     """Every run with results under `runs_dir`, and notes on folders that have none yet."""
     runs, notes = [], []
-    for run_dir in results.list_runs(runs_dir):
+    for run_dir in run_layout.list_runs(runs_dir):
         try:
             run = read_run(run_dir)
         except (OSError, ValueError, KeyError, IslesbenchError) as exc:

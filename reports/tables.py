@@ -16,7 +16,9 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.config import recorded_fraction
+from islesbench.errors import IslesbenchError
 from islesbench.evaluation.names import CONVENTION_LABELS
+from islesbench.grid.grid_file import GridCell
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
@@ -254,8 +256,6 @@ def _missing_reason(missing: str, present, pair, record) -> str:
     if cell and cell.get("reason"):
         reason = f"{missing} {cell.get('status', 'not run')}: {first_sentence(cell['reason'])}"
     if cell and present is not None and record.get("profile"):
-        from islesbench.errors import IslesbenchError
-        from islesbench.grid.grid_file import GridCell
 
         try:
             would = GridCell(cell["arch"], cell.get("loss") or "focal", cell.get("pretrained")).config(

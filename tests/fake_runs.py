@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
 from islesbench.evaluation.files import write_case_metrics
+from islesbench.storage import run_layout
 
 COHORT = "synthetic (seed 0)"
 CASES = [f"case_{i}" for i in range(1, 11)]
@@ -86,13 +86,13 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
     """A finished run in the results layout: config.json, per-fold config/history/metrics/summary/DONE."""
     cfg = config or config_of(name)
     name = cfg.name
-    run = results.run_dir(runs_root, name)
+    run = run_layout.run_dir(runs_root, name)
     extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None, **(extras or {})}
     if prepared:
         extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)
     for fold in folds:
-        paths = results.fold_paths(runs_root, name, fold)
+        paths = run_layout.fold_paths(runs_root, name, fold)
         cfg.save(paths.config, fold=fold, **extra)
         rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)) if FOLD_OF[c] == fold]
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
@@ -109,12 +109,12 @@ def write_fake_ensemble(runs_root, members: list, name: str = "ensemble-top2", c
     """An ensemble's output: the same fold layout as a run, a config.json naming its members."""
     from islesbench.atomic import write_json_atomic
 
-    out = results.run_dir(runs_root, name)
+    out = run_layout.run_dir(runs_root, name)
     config = {"name": name, "model": {"arch": "ensemble", "pretrained": None}, "cohort": cohort,
-              "members": [str(results.run_dir(runs_root, m)) for m in members]}
+              "members": [str(run_layout.run_dir(runs_root, m)) for m in members]}
     write_json_atomic(out / "config.json", config)
     for fold in (0, 1):
-        paths = results.FoldPaths(out / f"fold_{fold}")
+        paths = run_layout.FoldPaths(out / f"fold_{fold}")
         write_json_atomic(paths.config, {**config, "fold": fold})
         rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, ENSEMBLE_DICE)) if FOLD_OF[c] == fold]
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
@@ -154,7 +154,7 @@ def write_predictions(runs_root, name: str) -> None:
         pred = np.zeros(SHAPE, np.uint8)
         pred[5:11, 5:11, 2] = 1
         pred[6:8, 7:10, 1] = 1
-        _save(results.fold_paths(runs_root, name, FOLD_OF[case]).mask_path(case), pred)
+        _save(run_layout.fold_paths(runs_root, name, FOLD_OF[case]).mask_path(case), pred)
 
 
 def build_fake_runs(root: Path) -> Path:

@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from islesbench.commands import evaluate as evaluate_command
-from islesbench.evaluation import folders as evaluate
 from islesbench.errors import CaseError, CohortError, IslesbenchError
+from islesbench.evaluation import folders as evaluate
 from islesbench.evaluation.files import read_case_metrics, read_summary
 from islesbench.evaluation.metrics import case_metrics
 from islesbench.evaluation.names import METRIC_NAMES

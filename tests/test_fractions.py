@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from islesbench.data import fractions
 from islesbench.config import ExperimentConfig, apply_overrides, profile_config
+from islesbench.data import fractions
 from islesbench.errors import IslesbenchError
 
 TRAIN = [f"case_{i}" for i in range(1, 21)]

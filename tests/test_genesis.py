@@ -7,7 +7,7 @@ import pytest
 
 tf = pytest.importorskip("tensorflow")
 
-from islesbench.data import restoration_pairs as genesis  # noqa: E402
+from islesbench.data import restoration_pairs  # noqa: E402
 from islesbench.data.restoration_pairs import GenesisConfig  # noqa: E402
 
 WINDOWS = [(0.0, 5.0), (0.0, 5.0), (0.0, 4.0), (0.0, 4.0), (-1.5, 2.0)]
@@ -23,26 +23,26 @@ def _seed(i):
 
 
 def test_same_seed_same_pair_other_seed_other_pair():
-    image = genesis.from_unit(_slice(), *zip(*WINDOWS))
-    a = genesis.restoration_pair(image, _seed(1), *zip(*WINDOWS), GenesisConfig())
-    b = genesis.restoration_pair(image, _seed(1), *zip(*WINDOWS), GenesisConfig())
-    c = genesis.restoration_pair(image, _seed(2), *zip(*WINDOWS), GenesisConfig())
+    image = restoration_pairs.from_unit(_slice(), *zip(*WINDOWS))
+    a = restoration_pairs.restoration_pair(image, _seed(1), *zip(*WINDOWS), GenesisConfig())
+    b = restoration_pairs.restoration_pair(image, _seed(1), *zip(*WINDOWS), GenesisConfig())
+    c = restoration_pairs.restoration_pair(image, _seed(2), *zip(*WINDOWS), GenesisConfig())
     np.testing.assert_array_equal(a[0], b[0])
     assert not np.array_equal(a[0], c[0])
 
 
 def test_no_transform_restores_the_input_and_target_is_the_unit_scaled_slice():
     unit = _slice()
-    image = genesis.from_unit(unit, *zip(*WINDOWS))
+    image = restoration_pairs.from_unit(unit, *zip(*WINDOWS))
     off = GenesisConfig(shuffle_prob=0, nonlinear_prob=0, paint_prob=0, flip_prob=0)
-    x, y = genesis.restoration_pair(image, _seed(3), *zip(*WINDOWS), off)
+    x, y = restoration_pairs.restoration_pair(image, _seed(3), *zip(*WINDOWS), off)
     np.testing.assert_allclose(y, unit, atol=1e-6)
     np.testing.assert_allclose(x, image, atol=1e-5)  # back on the normalised scale the network sees
 
 
 def test_shuffling_moves_whole_pixels_locally():
     x = _slice()
-    out = np.asarray(genesis.local_pixel_shuffling(x, _seed(4)))
+    out = np.asarray(restoration_pairs.local_pixel_shuffling(x, _seed(4)))
     before, after = np.asarray(x).reshape(-1, 5), out.reshape(-1, 5)
     assert not np.array_equal(before, after)
     # the same five-channel pixel vectors, only moved (a voxel's maps stay together)
@@ -56,20 +56,20 @@ def test_shuffling_moves_whole_pixels_locally():
     assert len(source) == 48 * 48
     moved = np.array([np.subtract(source[v], divmod(i, 48)) % 48 for i, v in enumerate(out[..., 0].ravel())])
     assert moved.any()
-    assert (np.minimum(moved, 48 - moved) < max(genesis.SHUFFLE_TILES)).all()
+    assert (np.minimum(moved, 48 - moved) < max(restoration_pairs.SHUFFLE_TILES)).all()
 
 
 def test_flips_follow_flip_prob():
     unit = _slice()
-    image = genesis.from_unit(unit, *zip(*WINDOWS))
+    image = restoration_pairs.from_unit(unit, *zip(*WINDOWS))
     flip_only = GenesisConfig(shuffle_prob=0, nonlinear_prob=0, paint_prob=0, flip_prob=1)
-    _, y = genesis.restoration_pair(image, _seed(8), *zip(*WINDOWS), flip_only)
+    _, y = restoration_pairs.restoration_pair(image, _seed(8), *zip(*WINDOWS), flip_only)
     np.testing.assert_allclose(y, np.asarray(unit)[::-1, ::-1], atol=1e-6)
 
 
 def test_intensity_transform_is_monotonic_per_channel_with_its_own_curve():
     x = _slice()
-    out = np.asarray(genesis.nonlinear_intensity(x, _seed(5)))
+    out = np.asarray(restoration_pairs.nonlinear_intensity(x, _seed(5)))
     directions = set()
     for c in range(5):
         order = np.argsort(np.asarray(x[..., c]).ravel())
@@ -79,19 +79,19 @@ def test_intensity_transform_is_monotonic_per_channel_with_its_own_curve():
     assert len(directions) == 1  # one draw decides increasing or decreasing for the slice
     # each channel has its own curve: the same input values map differently in two channels
     same = tf.stack([x[..., 0]] * 5, axis=-1)
-    mapped = np.asarray(genesis.nonlinear_intensity(same, _seed(5)))
+    mapped = np.asarray(restoration_pairs.nonlinear_intensity(same, _seed(5)))
     assert not np.allclose(mapped[..., 0], mapped[..., 1])
     assert 0 <= out.min() and out.max() <= 1
 
 
 def test_cutouts_fill_boxes_with_noise_shared_across_channels():
     x = tf.zeros([48, 48, 5])
-    inner = np.asarray(genesis.inner_cutout(x, _seed(6)))
+    inner = np.asarray(restoration_pairs.inner_cutout(x, _seed(6)))
     changed = inner != 0
     assert changed.any() and not changed.all()
     assert (changed == changed[..., :1]).all()  # boxes are where they are in every channel
     assert changed[..., 0].mean() < 0.6  # up to 5 boxes of at most a third of the side
-    outer = np.asarray(genesis.outer_cutout(x, _seed(6)))
+    outer = np.asarray(restoration_pairs.outer_cutout(x, _seed(6)))
     kept = outer == 0
     assert kept.any() and (kept == kept[..., :1]).all()
     assert kept[..., 0].mean() >= (3 / 7 * 48 - 1) ** 2 / 48 ** 2 * 0.99  # at least one box of >= 3/7 of the side

@@ -16,7 +16,8 @@ ROOT = Path(__file__).resolve().parents[1]
 STAGE_FOLDERS = {"data_prep": "islesbench.data_prep", "tuning": "islesbench.tuning", "reports": "islesbench.reports"}
 CORE = ("islesbench", "islesbench.errors", "islesbench.atomic", "islesbench.config")
 # Imported inside functions only to keep `islesbench --help` and start-up fast.
-HEAVY = ("tensorflow", "keras", "keras_tuner", "matplotlib", "scipy", "nibabel", "ray", "tensorboard")
+HEAVY = ("tensorflow", "keras", "keras_tuner", "matplotlib", "scipy", "nibabel", "ray", "tensorboard", "jax", "grpc",
+         "google")
 
 
 def read_layer_table(readme: str) -> dict:

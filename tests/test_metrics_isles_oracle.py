@@ -23,7 +23,6 @@ sitk = pytest.importorskip("SimpleITK")
 vtk = pytest.importorskip("vtk")
 from vtk.util import numpy_support  # noqa: E402
 
-
 HD_REL_TOL = 1e-4
 ASSD_REL_TOL = 0.005  # measured: at most 0.28 % on the 42 cases (8 of them differ at all)
 

@@ -32,7 +32,8 @@ def isles22_counts(ref: np.ndarray, pred: np.ndarray) -> dict:
 
 def panoptica_f1(ref: np.ndarray, pred: np.ndarray) -> float:
     """The ISLES'24 script's lesion F1: panoptica's recognition quality, 1 when both are empty."""
-    from panoptica import ConnectedComponentsInstanceApproximator, InputType, NaiveThresholdMatching, Panoptica_Evaluator
+    from panoptica import (ConnectedComponentsInstanceApproximator, InputType, NaiveThresholdMatching,
+                           Panoptica_Evaluator)
 
     evaluator = Panoptica_Evaluator(
         expected_input=InputType.SEMANTIC,

@@ -5,11 +5,11 @@ import csv
 import numpy as np
 import pytest
 
-from islesbench.training import fold, model_reuse
-from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
+from islesbench.models.saving import load_checkpoint
+from islesbench.storage import run_layout
+from islesbench.training import fold, model_reuse
 from islesbench.training.cross_validation import run_configuration
-from islesbench.training.checkpoints import load_checkpoint
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"epochs": 2, "steps_per_epoch": 3, "batch_size": 4}}
@@ -50,7 +50,7 @@ def test_reused_folds_equal_fresh_ones(two_ways):
     assert fresh_models[1] is not fresh_models[0]  # reuse off: fold 1 built its own model
     assert reused_models[1] is reused_models[0]  # reuse on: fold 1 trained fold 0's model, reset
     for k in (0, 1):
-        fresh, reused = (results.fold_paths(out[e], config.name, k) for e in (False, True))
+        fresh, reused = (run_layout.fold_paths(out[e], config.name, k) for e in (False, True))
         assert _learned_columns(reused.history_csv) == _learned_columns(fresh.history_csv)
         for a, b in zip(load_checkpoint(fresh.checkpoint_last).get_weights(),
                         load_checkpoint(reused.checkpoint_last).get_weights()):
@@ -88,12 +88,12 @@ def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
 def test_kept_model_is_frozen_out_of_garbage_collection_until_forgotten(tiny_prepared, tmp_path, monkeypatch):
     import gc
 
-    from islesbench.training import fold as training
+    from islesbench.training import fold
 
     monkeypatch.setattr(model_reuse, "ENABLED", True)
     frozen = []
-    finish = training.finish_fold
-    monkeypatch.setattr(training, "finish_fold", lambda paths: frozen.append(gc.get_freeze_count()) or finish(paths))
+    finish = fold.finish_fold
+    monkeypatch.setattr(fold, "finish_fold", lambda paths: frozen.append(gc.get_freeze_count()) or finish(paths))
     model_reuse.forget()
     run_configuration(apply_overrides(profile_config("quick", "unet"), TINY), tiny_prepared, tmp_path)
     assert len(frozen) == 2 and all(n > 0 for n in frozen)  # after each fold's release_memory

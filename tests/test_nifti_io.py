@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 
 from islesbench import layouts
-from islesbench.imaging import nifti_io
 from islesbench.errors import IslesbenchError
+from islesbench.imaging import nifti_io
 
 AFFINE = np.array([[-0.9, 0, 0, 10.0], [0, 0.9, 0, -5.0], [0, 0, 5.0, 3.0], [0, 0, 0, 1]])
 

@@ -6,11 +6,10 @@ import keras
 import numpy as np
 import pytest
 
-from islesbench.models import losses
-from islesbench.runtime import precision
 from islesbench.config import ModelConfig, apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.models import build_from_config
+from islesbench.models import build_from_config, losses
+from islesbench.runtime import precision
 from islesbench.training.cross_validation import run_configuration
 
 CPUINFO_BF16 = "processor\t: 0\nflags\t\t: fpu sse avx512f avx512_bf16 avx512_vnni\n"
@@ -123,7 +122,7 @@ def test_a_run_records_the_resolved_precision(tiny_prepared, tmp_path, monkeypat
     run_dir = run_configuration(config, tiny_prepared, tmp_path, folds=[0])
     saved = json.loads((run_dir / "config.json").read_text())
     assert saved["train"]["precision"] == "mixed_bfloat16"
-    from islesbench.training.checkpoints import load_checkpoint
+    from islesbench.models.saving import load_checkpoint
 
     model = load_checkpoint(run_dir / "fold_0" / "checkpoint_last.keras")
     assert precision.model_precision(model) == "mixed_bfloat16"  # validation and predict use it too

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 
 from islesbench import layouts
-from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
+from islesbench.storage import run_layout
 from islesbench.training.cross_validation import run_configuration
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 2}, "data": {"input_size": 48},
@@ -40,7 +40,7 @@ def test_ensemble_folder_averages_its_members_with_the_ensembles_threshold(runs,
     ensemble = Predictor.load(runs / "ensemble-top2")
     singles = [Predictor.load(runs / name) for name in ("unet-focal", "unet-ce")]
     assert len(ensemble.members) == 2 and sum(len(m.models) for m in ensemble.members) == 4
-    stored = [results.read_threshold(p.threshold_json) for _, p in results.list_folds(runs / "ensemble-top2")]
+    stored = [run_layout.read_threshold(p.threshold_json) for _, p in run_layout.list_folds(runs / "ensemble-top2")]
     assert ensemble.threshold == pytest.approx(np.mean(stored))
     case = layouts.load_case(layouts.discover_cohort(tiny_cohort / "TESTING")[0], with_mask=False)
     np.testing.assert_allclose(ensemble.probability(case.volumes),
@@ -50,7 +50,7 @@ def test_ensemble_folder_averages_its_members_with_the_ensembles_threshold(runs,
 
 
 def test_fold_folder_is_its_checkpoint(runs, tiny_cohort, tmp_path):
-    assert _predict(results.fold_paths(runs, "unet-focal", 1).root, tiny_cohort, tmp_path / "o.nii.gz") == 0
+    assert _predict(run_layout.fold_paths(runs, "unet-focal", 1).root, tiny_cohort, tmp_path / "o.nii.gz") == 0
 
 
 @pytest.mark.parametrize("damage, words", [
@@ -63,7 +63,7 @@ def test_fold_folder_is_its_checkpoint(runs, tiny_cohort, tmp_path):
 def test_bad_model_is_one_line_naming_the_file(runs, tiny_cohort, tmp_path, capsys, damage, words):
     run = tmp_path / "unet-focal"
     shutil.copytree(runs / "unet-focal", run)
-    fold = results.FoldPaths(run / "fold_0")
+    fold = run_layout.FoldPaths(run / "fold_0")
     named = {"keras": fold.checkpoint_last, "threshold": fold.threshold_json, "config": run / "config.json",
              "not_a_model": tmp_path, "unfinished": run}[damage]
     if damage == "keras":
@@ -72,7 +72,7 @@ def test_bad_model_is_one_line_naming_the_file(runs, tiny_cohort, tmp_path, caps
     elif damage in ("threshold", "config"):
         named.write_text('{"threshold": 0.4')
     elif damage == "unfinished":
-        for _, p in results.list_folds(run):
+        for _, p in run_layout.list_folds(run):
             p.done_marker.unlink()
     model = tmp_path / "nothing-here" if damage == "not_a_model" else run
     capsys.readouterr()

@@ -12,14 +12,13 @@ import numpy as np
 import pytest
 from subprocess_harness import KILL_AT_HISTORY_WRITE
 
-from islesbench.runtime.child_env import child_env
-
-from islesbench.storage import pretrain_records as pretraining, run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.data_prep.prepare import resolve_prepared
 from islesbench.errors import IslesbenchError
+from islesbench.runtime.child_env import child_env
 from islesbench.selfsup.pretrain import pretrain, pretrain_config, resolve_sources
+from islesbench.storage import pretrain_records, run_layout
 
 TINY = {"input_size": 48, "epochs": 2, "steps_per_epoch": 2, "batch_size": 4}
 
@@ -44,12 +43,12 @@ def pretrain_reads():
 @pytest.fixture(scope="module")
 def per_fold(tiny_prepared, unlabelled, tmp_path_factory, pretrain_reads):
     """Fold 0's and fold 1's pretraining on the fine-tuning cohort plus the unlabelled one."""
-    from islesbench.data import pipeline as data
+    from islesbench.data import pipeline
 
     out = tmp_path_factory.mktemp("pretrain") / "selfsup"
     config = pretrain_config("quick", [TINY])
     sources = resolve_sources([str(tiny_prepared.root), str(unlabelled.root)], out, prepare=resolve_prepared)
-    real = data.restoration_dataset
+    real = pipeline.restoration_dataset
     for k in (0, 1):
         reads = pretrain_reads.setdefault(k, [])
 
@@ -59,7 +58,7 @@ def per_fold(tiny_prepared, unlabelled, tmp_path_factory, pretrain_reads):
             return real(files, *args, **kwargs)
 
         with pytest.MonkeyPatch.context() as patch:
-            patch.setattr(data, "restoration_dataset", recording)
+            patch.setattr(pipeline, "restoration_dataset", recording)
             pretrain(config, sources, out, exclude_fold=k, folds_of=tiny_prepared, verbose=0)
     return out
 
@@ -77,7 +76,7 @@ def test_fold_k_never_reads_fold_k_validation_patients(per_fold, pretrain_reads,
         assert {Path(f).resolve() for f in unlabelled.slice_files(unlabelled.case_ids(None))} <= read
     patient_of = tiny_prepared.patients()
     for k in (0, 1):
-        record = pretraining.read_record(per_fold / f"fold_{k}.keras")
+        record = pretrain_records.read_record(per_fold / f"fold_{k}.keras")
         fine_tune, other = record["cohorts"]
         val_patients = {patient_of.get(c, c) for c in splits[k]["val"]}
         assert not {patient_of.get(c, c) for c in fine_tune["cases"]} & val_patients
@@ -86,7 +85,7 @@ def test_fold_k_never_reads_fold_k_validation_patients(per_fold, pretrain_reads,
         assert sorted(record["excluded"]["patients"]) == sorted(val_patients)
         # the other cohort shares case names but not its source: nothing of it is left out
         assert other["excluded_cases"] == [] and other["n_cases"] == len(unlabelled.case_ids(None))
-        state = pretraining.PretrainPaths(per_fold).state(k)
+        state = pretrain_records.PretrainPaths(per_fold).state(k)
         assert state.is_done() and state.progress_png.is_file() and state.tensorboard_dir.is_dir()
         assert len(state.history_csv.read_text().splitlines()) == 1 + TINY["epochs"]
 
@@ -127,7 +126,7 @@ def test_round_trip_pspnet_encoder_equals_the_pretrained_one(per_fold, tiny_prep
     run_configuration(config, tiny_prepared, runs, folds=[0, 1])
     assert loaded == [str(weights), str(per_fold / "fold_1.keras")]
     root = json.loads((runs / config.name / "config.json").read_text())
-    fold = json.loads(results.fold_paths(runs, config.name, 0).config.read_text())
+    fold = json.loads(run_layout.fold_paths(runs, config.name, 0).config.read_text())
     assert fold["name"] == config.name and fold["model"]["pretrained"] == str(weights)
     entry = root["pretraining"]["folds"]["0"]
     assert root["pretraining"]["per_fold"] and entry["method"] == "models-genesis"
@@ -193,7 +192,7 @@ def test_resume_after_kill_trains_what_an_uninterrupted_run_trains(tiny_prepared
     killed = subprocess.run([sys.executable, "-c", KILL_AT_HISTORY_WRITE, *args, "--out", str(tmp_path / "a")],
                             env=child_env(), capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
-    state = pretraining.PretrainPaths(tmp_path / "a").state(1)
+    state = pretrain_records.PretrainPaths(tmp_path / "a").state(1)
     assert (state.backup_dir / "epoch_0003.keras").is_file() and not state.is_done()
     resumed = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "a")], env=child_env(),
                              capture_output=True, text=True, timeout=600)
@@ -202,7 +201,7 @@ def test_resume_after_kill_trains_what_an_uninterrupted_run_trains(tiny_prepared
     whole = subprocess.run([sys.executable, "-m", "islesbench", *args, "--out", str(tmp_path / "b")], env=child_env(),
                            capture_output=True, text=True, timeout=600)
     assert whole.returncode == 0, whole.stderr[-2000:]
-    reference = pretraining.PretrainPaths(tmp_path / "b").state(1)
+    reference = pretrain_records.PretrainPaths(tmp_path / "b").state(1)
     assert [int(r["epoch"]) for r in _history(state.history_csv)] == list(range(5))
     assert _history(state.history_csv) == _history(reference.history_csv)
     assert (tmp_path / "a" / "fold_1.keras").is_file() and not state.backup_dir.exists()

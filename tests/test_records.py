@@ -5,8 +5,8 @@ import os
 import numpy as np
 import pytest
 
-from islesbench.storage import records
 from islesbench.errors import IslesbenchError
+from islesbench.storage import records
 
 
 def test_slice_round_trip(tmp_path):

@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 
 from islesbench import layouts
-from islesbench.storage import run_layout as results
 from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
+from islesbench.storage import run_layout
 from islesbench.training.cross_validation import run_configuration
 
 TINY = {"model": {"arch": "unet", "base_width": 4, "depth": 3}, "data": {"input_size": 48},
@@ -29,10 +29,10 @@ def unet_run(tiny_prepared, tmp_path_factory):
 
 
 def test_results_layout_is_complete(unet_run, tiny_prepared):
-    run = results.run_dir(unet_run, "unet-focal")
+    run = run_layout.run_dir(unet_run, "unet-focal")
     assert json.loads((run / "config.json").read_text())["cohort"].startswith("synthetic")
     for k, fold in enumerate(tiny_prepared.splits()):
-        p = results.fold_paths(unet_run, "unet-focal", k)
+        p = run_layout.fold_paths(unet_run, "unet-focal", k)
         for f in (p.config, p.history_csv, p.progress_png, p.checkpoint_best, p.checkpoint_last,
                   p.threshold_json, p.metrics_csv, p.summary_json, p.done_marker):
             assert f.is_file(), f
@@ -51,7 +51,7 @@ def test_results_layout_is_complete(unet_run, tiny_prepared):
 
 
 def test_finished_folds_are_skipped_and_force_reruns(unet_run, tiny_prepared, capsys):
-    p = results.fold_paths(unet_run, "unet-focal", 0)
+    p = run_layout.fold_paths(unet_run, "unet-focal", 0)
     stamp = p.checkpoint_last.stat().st_mtime_ns
     run_configuration(tiny_config(), tiny_prepared, unet_run, folds=[0])
     assert "finished earlier, skipped" in capsys.readouterr().out
@@ -64,7 +64,7 @@ def test_a_different_config_in_the_same_folder_is_refused(unet_run, tiny_prepare
 
 
 def test_every_run_records_its_training_patients_and_older_runs_without_them_resume(unet_run, tiny_prepared):
-    config_file = results.run_dir(unet_run, "unet-focal") / "config.json"
+    config_file = run_layout.run_dir(unet_run, "unet-focal") / "config.json"
     recorded = json.loads(config_file.read_text())
     patient_of = tiny_prepared.patient_of()
     assert recorded["train_patients"] == {str(k): len({patient_of.get(c, c) for c in fold["train"]})
@@ -80,12 +80,12 @@ def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared,
     run_configuration(config, tiny_prepared, tmp_path, folds=[0])
     patient_of = tiny_prepared.patient_of()
     fold_train = tiny_prepared.splits()[0]["train"]
-    used = json.loads(results.fold_paths(tmp_path, "unet-focal-frac0.5", 0).config.read_text())["train_cases"]
+    used = json.loads(run_layout.fold_paths(tmp_path, "unet-focal-frac0.5", 0).config.read_text())["train_cases"]
     patients = {patient_of.get(c, c) for c in used}
     assert used and set(used) < set(fold_train)
     assert set(used) == {c for c in fold_train if patient_of.get(c, c) in patients}  # a patient's slabs go together
     assert len(patients) == -(-len({patient_of.get(c, c) for c in fold_train}) // 2)  # ceil(0.5 n)
-    recorded = json.loads((results.run_dir(tmp_path, "unet-focal-frac0.5") / "config.json").read_text())
+    recorded = json.loads((run_layout.run_dir(tmp_path, "unet-focal-frac0.5") / "config.json").read_text())
     assert recorded["train_patients"]["0"] == len(patients) and recorded["data"]["train_fraction"] == 0.5
 
 
@@ -93,7 +93,7 @@ def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):
     run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared, tmp_path)
     rows = []
     for k, _ in enumerate(tiny_prepared.splits()):
-        p = results.fold_paths(tmp_path, "threshold", k)
+        p = run_layout.fold_paths(tmp_path, "threshold", k)
         assert p.is_done() and p.metrics_csv.is_file()
         rows += p.metrics_csv.read_text().splitlines()[1:]
     assert len(rows) == len(tiny_prepared.case_ids("TRAINING"))
@@ -117,7 +117,7 @@ def test_predict_writes_masks_in_the_input_geometry(unet_run, tiny_cohort, tmp_p
     assert mask.shape == loaded.shape and np.allclose(affine, loaded.affine, atol=1e-5)
     assert (out / f"{case.case_id}_prob.nii.gz").is_file()
     single = tmp_path / "one.nii.gz"
-    ckpt = results.fold_paths(unet_run, "unet-focal", 0).checkpoint_best
+    ckpt = run_layout.fold_paths(unet_run, "unet-focal", 0).checkpoint_best
     assert main(["predict", "--model", str(ckpt), "--input", str(case.directory), "--out", str(single)]) == 0
     assert layouts.read_nifti(single)[0].shape == loaded.shape
 
@@ -129,11 +129,11 @@ def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
     run_configuration(tiny_config(loss={"name": "ce"}), tiny_prepared, unet_run)
     out = unet_run / "ensemble"
     summary = ensemble_runs([unet_run / "unet-focal", unet_run / "unet-ce"], out)
-    folds = results.list_folds(out)
+    folds = run_layout.list_folds(out)
     assert len(folds) == 2 and all(p.is_done() for _, p in folds)
     case = tiny_prepared.splits()[0]["val"][0]
-    a = layouts.read_nifti(results.fold_paths(unet_run, "unet-focal", 0).probability_path(case))[0]
-    b = layouts.read_nifti(results.fold_paths(unet_run, "unet-ce", 0).probability_path(case))[0]
+    a = layouts.read_nifti(run_layout.fold_paths(unet_run, "unet-focal", 0).probability_path(case))[0]
+    b = layouts.read_nifti(run_layout.fold_paths(unet_run, "unet-ce", 0).probability_path(case))[0]
     mean = layouts.read_nifti(folds[0][1].probability_path(case))[0]
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
     assert summary["metrics"]["dice"]["n"] == len(tiny_prepared.case_ids("TRAINING"))
@@ -150,8 +150,8 @@ def test_provenance_records_commit_command_and_versions():
 
 
 def test_predict_computes_in_the_trained_precision_unless_told(unet_run, tiny_cohort, tmp_path):
-    from islesbench.runtime import precision
     from islesbench.inference.predictor import Predictor
+    from islesbench.runtime import precision
 
     run = unet_run / "unet-focal"
     trained = json.loads((run / "config.json").read_text())["train"]["precision"]

@@ -13,8 +13,7 @@ import pytest
 from subprocess_harness import KILL_AT_HISTORY_WRITE
 
 from islesbench.runtime.child_env import child_env
-
-from islesbench.storage import run_layout as results
+from islesbench.storage import run_layout
 
 TINY = {"model": {"base_width": 4, "depth": 3}, "data": {"input_size": 48},
         "train": {"batch_size": 4, "steps_per_epoch": 4}}
@@ -35,7 +34,7 @@ def test_kill_9_then_same_command_continues_from_last_epoch(tiny_prepared, tmp_p
     cfg.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 14}}))
     out = tmp_path / "runs"
     cmd = _run_cmd(tiny_prepared.root, out, cfg)
-    fold = results.fold_paths(out, "unet-focal", 0)
+    fold = run_layout.fold_paths(out, "unet-focal", 0)
     proc = subprocess.Popen(cmd, env=child_env(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 240
     while time.time() < deadline and proc.poll() is None:
@@ -66,7 +65,7 @@ def test_kill_between_checkpoint_and_history_row_loses_no_row(tiny_prepared, tmp
     cfg.write_text(json.dumps({**TINY, "train": {**TINY["train"], "epochs": 5}}))
     out = tmp_path / "runs"
     args = _run_cmd(tiny_prepared.root, out, cfg)[3:]
-    fold = results.fold_paths(out, "unet-focal", 0)
+    fold = run_layout.fold_paths(out, "unet-focal", 0)
     killed = subprocess.run([sys.executable, "-c", KILL_AT_HISTORY_WRITE, *args], env=child_env(),
                             capture_output=True, text=True, timeout=600)
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-2000:]
@@ -83,7 +82,7 @@ def test_kill_between_checkpoint_and_history_row_loses_no_row(tiny_prepared, tmp
     args[args.index("--out") + 1] = str(whole)
     assert subprocess.run([sys.executable, "-m", "islesbench", *args], env=child_env(), capture_output=True,
                           timeout=600).returncode == 0
-    reference = results.fold_paths(whole, "unet-focal", 0)
+    reference = run_layout.fold_paths(whole, "unet-focal", 0)
     assert _history_values(fold.history_csv) == _history_values(reference.history_csv)
     assert fold.metrics_csv.read_bytes() == reference.metrics_csv.read_bytes()
 
@@ -109,7 +108,7 @@ def test_mirrored_strategy_over_two_cpu_devices(tiny_prepared, tmp_path):
     done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in done.stdout
-    assert results.fold_paths(tmp_path / "runs", "unet-focal", 0).is_done()
+    assert run_layout.fold_paths(tmp_path / "runs", "unet-focal", 0).is_done()
 
 
 def _free_ports(n):
@@ -139,8 +138,8 @@ def test_two_workers_on_loopback_agree_with_one_process(tiny_prepared, tmp_path)
     for p, (o, e) in zip(procs, outs):
         assert p.returncode == 0, e[-3000:]
     assert "MultiWorkerMirroredStrategy with 2 replica(s)" in outs[0][0]
-    multi_fold = results.fold_paths(tmp_path / "multi", "unet-focal", 0)
-    single_fold = results.fold_paths(tmp_path / "single", "unet-focal", 0)
+    multi_fold = run_layout.fold_paths(tmp_path / "multi", "unet-focal", 0)
+    single_fold = run_layout.fold_paths(tmp_path / "single", "unet-focal", 0)
     assert multi_fold.is_done()
     with open(single_fold.history_csv) as f:
         single_rows = list(csv.DictReader(f))

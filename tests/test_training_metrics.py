@@ -1,4 +1,4 @@
-"""islesbench.training.keras_metrics.DiceScore: values, empty samples, serialization, tf.distribute."""
+"""islesbench.models.dice_metric.DiceScore: values, empty samples, serialization, tf.distribute."""
 
 import subprocess
 import sys
@@ -9,8 +9,8 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
+from islesbench.models.dice_metric import DiceScore  # noqa: E402
 from islesbench.runtime.child_env import child_env  # noqa: E402
-from islesbench.training.keras_metrics import DiceScore  # noqa: E402
 
 
 def numpy_dice(y_true, y_pred, threshold=0.5):
@@ -88,7 +88,7 @@ DISTRIBUTED = textwrap.dedent(
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     import keras
-    from islesbench.training.keras_metrics import DiceScore
+    from islesbench.models.dice_metric import DiceScore
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     assert strategy.num_replicas_in_sync == 2
     with strategy.scope():

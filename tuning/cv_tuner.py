@@ -5,7 +5,7 @@ execution (`CrossValidatedTuner.run_trial`: train and validate K folds). Each tr
 the results layout (islesbench.storage.run_layout) under `OUT/trials/<trial_id>/fold_<k>`, so
 
 * a finished fold (DONE marker) is never retrained; its score is read back from validation/summary.json;
-* an interrupted fold continues from its last completed epoch (training.fit_fold's backup files);
+* an interrupted fold continues from its last completed epoch (fold.fit_fold's backup files);
 * an interrupted trial is put back in the Oracle's retry queue by KerasTuner when the search is
   reloaded (`overwrite=False`), gets the same trial id and therefore finds its own folds again.
 
@@ -23,11 +23,15 @@ that hears from no worker for that long stops with a clear message instead of wa
 
 from __future__ import annotations
 
+import ctypes
 import json
+import multiprocessing
 import os
 import shutil
+import signal
 import threading
 import time
+from concurrent import futures
 from pathlib import Path
 
 import keras_tuner
@@ -35,12 +39,12 @@ from keras_tuner.src.distribute import utils as dist_utils
 from keras_tuner.src.engine import base_tuner
 from keras_tuner.src.engine import trial as trial_module
 
-from islesbench.storage import run_layout as results
-from islesbench.training import fold as training
 from islesbench.atomic import write_json_atomic
 from islesbench.config import ExperimentConfig, changed_fields
 from islesbench.errors import IslesbenchError
+from islesbench.storage import run_layout
 from islesbench.storage.manifest import PreparedData
+from islesbench.training import fold
 from islesbench.tuning.search_space import trial_config
 
 OBJECTIVE = "mean_val_dice"
@@ -96,18 +100,16 @@ def _rss_mb() -> float:
 
 def _fold_child(config_dict: dict, prepared_root: str, train_ids, val_ids, fold_root: str, verbose) -> None:
     """Entry point of the fold's child process (spawned: a fresh interpreter and TensorFlow)."""
-    import ctypes
-    import signal
 
     try:  # die with the search process (Linux), so a killed search leaves no orphan training its fold
         ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
     except (OSError, AttributeError):
         pass
-    training.train_and_validate_fold(ExperimentConfig.from_dict(config_dict), PreparedData(prepared_root),
-                                     train_ids, val_ids, results.FoldPaths(Path(fold_root)), verbose)
+    fold.train_and_validate_fold(ExperimentConfig.from_dict(config_dict), PreparedData(prepared_root),
+                                     train_ids, val_ids, run_layout.FoldPaths(Path(fold_root)), verbose)
 
 
-def run_fold_in_child(config: ExperimentConfig, prepared_root, train_ids, val_ids, paths: results.FoldPaths,
+def run_fold_in_child(config: ExperimentConfig, prepared_root, train_ids, val_ids, paths: run_layout.FoldPaths,
                       verbose=2) -> None:
     """Train and validate one fold in a child process, so all of its memory goes back when it exits.
 
@@ -115,7 +117,6 @@ def run_fold_in_child(config: ExperimentConfig, prepared_root, train_ids, val_id
     gc.collect returns (measured with TF 2.21 / Keras 3.15); a process per fold keeps a long search
     flat. The child's output goes to the same terminal; a failure raises here with its exit code.
     """
-    import multiprocessing
 
     ctx = multiprocessing.get_context("spawn")
     child = ctx.Process(target=_fold_child, name=f"fold-{paths.root.parent.name}-{paths.root.name}",
@@ -132,7 +133,7 @@ def run_fold_in_child(config: ExperimentConfig, prepared_root, train_ids, val_id
         raise RuntimeError(f"{paths.root}: the fold's training process ended with exit code {child.exitcode}")
 
 
-def fold_dice(paths: results.FoldPaths) -> float:
+def fold_dice(paths: run_layout.FoldPaths) -> float:
     """Mean validation Dice of a finished fold, from its validation/summary.json."""
     summary = json.loads(paths.summary_json.read_text())
     return float(summary["metrics"]["dice"]["mean"])
@@ -205,7 +206,7 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
     # -- execution -----------------------------------------------------------------------------------
     def trial_dir(self, trial_id: str) -> Path:
         """OUT/trials/<trial_id>: the trial's config.json, scores.json and fold folders."""
-        return results.run_dir(self.out_dir / TRIALS_DIR, str(trial_id))
+        return run_layout.run_dir(self.out_dir / TRIALS_DIR, str(trial_id))
 
     def run_trial(self, trial, *args, **kwargs):
         """Train and validate the K folds (skipping finished ones) and return the fold Dice scores."""
@@ -241,18 +242,18 @@ class CrossValidatedTuner(base_tuner.BaseTuner):
         config.save(cfg_file)
 
     def _run_fold(self, config: ExperimentConfig, split: dict, k: int, trial_id: str) -> float:
-        paths = results.fold_paths(self.out_dir / TRIALS_DIR, str(trial_id), k)
+        paths = run_layout.fold_paths(self.out_dir / TRIALS_DIR, str(trial_id), k)
         if paths.is_done():
             print(f"trial {trial_id} fold {k}: finished earlier, skipped", flush=True)
             return fold_dice(paths)
-        training.prepare_fold_dir(paths)
+        run_layout.prepare_fold_dir(paths)
         config.save(paths.config, fold=k)
         train_ids, val_ids = split["train"], split["val"]
         print(f"== trial {trial_id} fold {k}: {len(train_ids)} train, {len(val_ids)} val cases", flush=True)
         if self.isolate_folds:
             run_fold_in_child(config, self.prepared.root, train_ids, val_ids, paths, self.verbose)
         else:
-            training.train_and_validate_fold(config, self.prepared, train_ids, val_ids, paths, self.verbose)
+            fold.train_and_validate_fold(config, self.prepared, train_ids, val_ids, paths, self.verbose)
         return fold_dice(paths)
 
     # -- bookkeeping ---------------------------------------------------------------------------------
@@ -297,7 +298,6 @@ def serve_oracle(oracle, project_dir, worker_timeout: float, poll: float = 1.0) 
     queue for another worker; and when no worker runs a trial and none has called for `worker_timeout`
     s, the chief saves the Oracle and raises ChiefTimeout (re-running chief and workers resumes).
     """
-    from concurrent import futures
 
     import grpc
     from keras_tuner.src import protos

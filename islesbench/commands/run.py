@@ -9,8 +9,8 @@ fold is skipped unless --force, and an interrupted one continues from its last c
 from __future__ import annotations
 
 from islesbench import layouts
-from islesbench.config import (ARCHS, LOSSES, PRECISIONS, PROFILES, ExperimentConfig, command_config,
-                               load_config_file, parse_fold)
+from islesbench.config import (ARCHS, LOSSES, PRECISIONS, PROFILES, ExperimentConfig, command_config, load_config_file,
+                               parse_fold)
 from islesbench.data_prep.prepare import resolve_prepared
 from islesbench.training import hparams
 from islesbench.training.cross_validation import check_configuration, run_configuration

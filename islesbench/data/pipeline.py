@@ -12,7 +12,7 @@ import math
 import tensorflow as tf
 
 from islesbench.config import ExperimentConfig
-from islesbench.data import restoration_pairs as genesis
+from islesbench.data import restoration_pairs
 from islesbench.data.augment import augment
 from islesbench.storage import records
 from islesbench.storage.manifest import PreparedData
@@ -206,7 +206,7 @@ def restoration_dataset(files, num_slices: int, input_size: int, batch_size: int
 
     def pair(image, element_seed):
         image = tf.ensure_shape(image, [input_size, input_size, channels])
-        return genesis.restoration_pair(image, element_seed, lows, highs, genesis_config)
+        return restoration_pairs.restoration_pair(image, element_seed, lows, highs, genesis_config)
 
     ds = ds.map(pair, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
     shape = [batch_size, input_size, input_size, channels]

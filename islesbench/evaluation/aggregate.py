@@ -11,7 +11,8 @@ import math
 import numpy as np
 
 from islesbench.errors import IslesbenchError
-from islesbench.evaluation.names import CONVENTION_KEY, CONVENTION_LABELS, EMPTY_CONVENTIONS, LEGACY_CONVENTION, METRIC_NAMES
+from islesbench.evaluation.names import (CONVENTION_KEY, CONVENTION_LABELS, EMPTY_CONVENTIONS, LEGACY_CONVENTION,
+                                         METRIC_NAMES)
 
 STD_DDOF = 0  # population standard deviation over cases, numpy's default
 

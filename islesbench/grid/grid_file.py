@@ -40,15 +40,16 @@ a cell runs once per fraction (`<name>-frac0.25`); the threshold rule, which lea
 from __future__ import annotations
 
 import json
+import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.config import (ExperimentConfig, apply_overrides, fraction_name, profile_config, read_json_file,
                                seeded_name)
-from islesbench.errors import IslesbenchError
 from islesbench.data.fractions import parse_fractions
-
+from islesbench.errors import IslesbenchError
 from islesbench.grid.selfsup_cells import SELFSUP, PretrainingBlock, parse_pretraining, selfsup_dir
+from islesbench.training.hparams import read_tuned_hparams, tuned_name
 
 # The record of a benchmark: one file in the runs root, beside the run folders.
 BENCHMARK_RECORD = "benchmark.json"
@@ -85,7 +86,6 @@ class GridCell:
         """The cell's tuned hyperparameters (islesbench.training.hparams.TunedHparams), or None."""
         if not self.hparams:
             return None
-        from islesbench.training.hparams import read_tuned_hparams
 
         return read_tuned_hparams(self.hparams)
 
@@ -114,7 +114,6 @@ class GridCell:
         name = self.name_override
         tuned = self.tuned()
         if tuned is not None:
-            from islesbench.training.hparams import tuned_name
 
             if tuned.shared:
                 cfg = apply_overrides(cfg, tuned.shared)
@@ -335,6 +334,5 @@ def merge_overrides(base: dict, extra: dict) -> dict:
 
 
 def _quote(part: str) -> str:
-    import shlex
 
     return shlex.quote(part)

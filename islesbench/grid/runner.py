@@ -31,14 +31,13 @@ import time
 import traceback
 from pathlib import Path
 
-from islesbench.storage import provenance, run_layout as results
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
-from islesbench.inference import ensemble
-from islesbench.training import cross_validation
-
 from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path
 from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
+from islesbench.inference import ensemble
+from islesbench.storage import provenance, run_layout
+from islesbench.training import cross_validation
 
 DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
 
@@ -104,7 +103,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
             "loss": None if cell.arch == "threshold" else cell.loss,
             "pretrained": cell.pretrained,
             "train_fraction": config.data.train_fraction,
-            "run_dir": str(results.run_dir(runs_root, config.name)),
+            "run_dir": str(run_layout.run_dir(runs_root, config.name)),
             "command": cell.run_command(data, profile, runs_root, num_folds, fold, config_file,
                                         seed=config.train.seed, fraction=config.data.train_fraction),
         }
@@ -153,7 +152,7 @@ def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:
             continue
         if cell.get("train_fraction", 1.0) < 1:  # the ensemble is made of the full-data configurations
             continue
-        run = read_run(results.run_dir(runs_root, cell["name"]))
+        run = read_run(run_layout.run_dir(runs_root, cell["name"]))
         if run is not None and run.rows:
             out[cell["name"]] = {r["case"]: (r["fold"], r["dice"]) for r in run.rows}
     return out
@@ -184,7 +183,7 @@ def nested_ensemble_members(per_config: dict, top_k: int) -> tuple[dict, str | N
 
 def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs, fixed_members, read_run) -> dict:
     ens = grid.ensemble
-    out_dir = results.run_dir(runs_root, ens.run_name)
+    out_dir = run_layout.run_dir(runs_root, ens.run_name)
     per_config = _learned_runs(cells, runs_root, read_run)
     if fixed_members:
         unknown = [m for m in fixed_members if m not in per_config]
@@ -201,10 +200,10 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
     if reason:
         names = fixed_members or [c["name"] for c in cells if c.get("arch") != "threshold"][: ens.top_k]
         entry.update(status=NOT_RUN, reason=reason, seconds=0.0, command=" ".join(
-            ["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in names), "--out", str(out_dir)]))
+            ["islesbench", "ensemble", *(str(run_layout.run_dir(runs_root, n)) for n in names), "--out", str(out_dir)]))
         return entry
     entry["command"] = "; ".join(
-        " ".join(["islesbench", "ensemble", *(str(results.run_dir(runs_root, n)) for n in v["members"]),
+        " ".join(["islesbench", "ensemble", *(str(run_layout.run_dir(runs_root, n)) for n in v["members"]),
                   "--out", str(out_dir)]) + f"  # fold {k}" for k, v in per_fold.items())
     if ensemble_runs is None:
         ensemble_runs = ensemble.ensemble_runs
@@ -212,13 +211,13 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
     record = {"selection": {**selection, "per_fold": {str(k): v for k, v in per_fold.items()}}}
     try:
         for k, v in per_fold.items():
-            ensemble_runs([results.run_dir(runs_root, n) for n in v["members"]], out_dir, force=True, folds=[k],
+            ensemble_runs([run_layout.run_dir(runs_root, n) for n in v["members"]], out_dir, force=True, folds=[k],
                           record=record)
         # The root config names every member used by any fold; each fold's config.json has its own.
         used = sorted({n for v in per_fold.values() for n in v["members"]})
-        root = results.read_run_config(out_dir)
+        root = run_layout.read_run_config(out_dir)
         write_json_atomic(out_dir / "config.json", {**root, "members": used,
-                                                    "member_runs": [str(results.run_dir(runs_root, n).resolve())
+                                                    "member_runs": [str(run_layout.run_dir(runs_root, n).resolve())
                                                                     for n in used]})
         entry["status"] = DONE
         entry["note"] = f"{selection['method']} selection; members per fold: " + "; ".join(
@@ -233,7 +232,7 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
 
 
 def _done_folds(runs_root, name: str, requested: list[int]) -> list[int]:
-    return [k for k in requested if results.fold_paths(runs_root, name, k).is_done()]
+    return [k for k in requested if run_layout.fold_paths(runs_root, name, k).is_done()]
 
 
 def _write_record(path, record: dict, started: float) -> None:

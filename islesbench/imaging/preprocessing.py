@@ -34,6 +34,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import ndimage
 
+from islesbench.errors import IslesbenchError
+
 RULES = {
     "CT_CBF": {"kind": "brain_median", "lo": 0.0, "hi": 5.0},
     "CT_CBV": {"kind": "brain_median", "lo": 0.0, "hi": 5.0},
@@ -262,7 +264,6 @@ def plan_sampling(shape, affine, spacing, grid: int, slice_mm: float | None = No
     """The sampling plan of a case: reorientation from its affine, in-plane grid, slice count at slice_mm."""
     fault = orientation_fault(affine)
     if fault:
-        from islesbench.errors import IslesbenchError
 
         raise IslesbenchError(fault)
     ornt = canonical_ornt(affine)

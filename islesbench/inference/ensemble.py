@@ -18,22 +18,21 @@ from pathlib import Path
 import numpy as np
 
 from islesbench import layouts
-from islesbench.storage import manifest, run_layout as results
-from islesbench.training import fold as training
-from islesbench.training.validation import write_validation
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
 from islesbench.evaluation.aggregate import summarize
 from islesbench.evaluation.files import read_case_metrics
+from islesbench.inference.validation_output import write_validation
+from islesbench.storage import manifest, run_layout
 
 
 def _validated_cases(run_root: Path) -> dict:
     """case -> (fold paths, threshold) for every finished fold of a run."""
     cases = {}
-    for k, paths in results.list_folds(run_root):
+    for k, paths in run_layout.list_folds(run_root):
         if not paths.is_done():
             continue
-        threshold = results.read_threshold(paths.threshold_json)
+        threshold = run_layout.read_threshold(paths.threshold_json)
         for p in sorted(paths.validation_dir.glob("*_prob.nii*")):
             case_id = p.name.split("_prob.nii")[0]
             cases[case_id] = (k, paths, threshold)
@@ -102,7 +101,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
         cases = _validated_cases(Path(run))
         if not cases:
             raise IslesbenchError(f"{run}: no finished fold with validation probability maps")
-        members.append((Path(run), results.read_run_config(run), cases))
+        members.append((Path(run), run_layout.read_run_config(run), cases))
     check_compatible_members(members)
     common = sorted(set.intersection(*(set(c) for _, _, c in members)), key=layouts.natural_key)
     if not common:
@@ -122,11 +121,11 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
     for k in sorted(by_fold):
         if folds is not None and k not in folds:
             continue
-        paths = results.FoldPaths(out_dir / f"fold_{k}")
+        paths = run_layout.FoldPaths(out_dir / f"fold_{k}")
         if paths.is_done() and not force:
             all_rows += read_case_metrics(paths.metrics_csv)
             continue
-        training.prepare_fold_dir(paths)
+        run_layout.prepare_fold_dir(paths)
         write_json_atomic(paths.config, {**config, "fold": k})
         thresholds = {c: float(np.mean([m[2][c][2] for m in members])) for c in by_fold[k]}
         threshold = float(np.mean(list(thresholds.values())))
@@ -137,6 +136,6 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
             return np.mean(maps, axis=0).astype(np.float32)
 
         write_validation(paths, prepared, by_fold[k], probability_of, threshold)
-        training.finish_fold(paths)
+        run_layout.finish_fold(paths)
         all_rows += read_case_metrics(paths.metrics_csv)
     return summarize(all_rows)

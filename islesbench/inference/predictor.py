@@ -15,13 +15,13 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench.inference import threshold_rule, volume as inference
-from islesbench.models import is_3d
-from islesbench.runtime import precision
-from islesbench.imaging import preprocessing
-from islesbench.storage import run_layout as results
-from islesbench.training.checkpoints import load_checkpoint
 from islesbench.errors import IslesbenchError
+from islesbench.imaging import preprocessing
+from islesbench.inference import threshold_rule, volume
+from islesbench.models import is_3d
+from islesbench.models.saving import load_checkpoint
+from islesbench.runtime import precision
+from islesbench.storage import run_layout
 
 
 def probability_in_stored_geometry(predictor, case) -> np.ndarray:
@@ -55,7 +55,7 @@ class Member:
         """Mean probability (X, Y, Z) of this member's models on one case's raw volumes."""
         if self.arch == "threshold":
             return threshold_rule.core_mask(volumes).astype(np.float32)
-        return inference.predict_case_arrays(self.models, volumes, self.modalities, self.grid, is_3d(self.arch))
+        return volume.predict_case_arrays(self.models, volumes, self.modalities, self.grid, is_3d(self.arch))
 
 
 class Predictor:
@@ -83,7 +83,7 @@ class Predictor:
             return cls._from_checkpoint(path)
         config_file = path / "config.json"
         if path.is_dir() and config_file.is_file():
-            config = results.read_run_config(path)
+            config = run_layout.read_run_config(path)
             if config.get("model", {}).get("arch") == "ensemble":
                 return cls._from_ensemble(path, config)
             if "fold" in config and (path / "checkpoint_last.keras").is_file():
@@ -100,32 +100,32 @@ class Predictor:
         if not config_file.is_file():
             raise IslesbenchError(f"{path}: no config.json beside the checkpoint; predict needs the run's "
                                   "modalities and grid (pass the fold or run folder's checkpoint)")
-        member = Member([load_checkpoint(path)], results.read_run_config(path.parent), config_file)
-        return cls([member], results.read_threshold(path.parent / "threshold.json"), f"checkpoint {path}")
+        member = Member([load_checkpoint(path)], run_layout.read_run_config(path.parent), config_file)
+        return cls([member], run_layout.read_threshold(path.parent / "threshold.json"), f"checkpoint {path}")
 
     @classmethod
     def _from_ensemble(cls, path: Path, config: dict) -> "Predictor":
         """Each finished ensemble fold k contributes its members' fold-k models (a nested selection may
         pick other members per fold); the threshold is the mean of the ensemble folds' thresholds."""
-        folds = [(k, p) for k, p in results.list_folds(path) if p.is_done()]
+        folds = [(k, p) for k, p in run_layout.list_folds(path) if p.is_done()]
         if not folds:
             raise IslesbenchError(f"{path}: ensemble folder without a finished fold; re-run `islesbench ensemble` "
                                   "(or `benchmark`) to finish it")
         member_folds: dict = {}
         for k, fold in folds:
-            fold_config = results.read_run_config(fold.root) if fold.config.is_file() else config
+            fold_config = run_layout.read_run_config(fold.root) if fold.config.is_file() else config
             for run in _ensemble_member_runs(path, fold_config):
-                member_fold = results.FoldPaths(run / f"fold_{k}")
+                member_fold = run_layout.FoldPaths(run / f"fold_{k}")
                 if not member_fold.is_done():
                     raise IslesbenchError(f"{path}: its member {run} has no finished fold_{k} (moved or re-run?)")
                 member_folds.setdefault(run, []).append(member_fold)
         members = []
         for run, fold_paths in member_folds.items():
-            run_config = results.read_run_config(run)
+            run_config = run_layout.read_run_config(run)
             models = ([] if run_config["model"].get("arch") == "threshold"
                       else [load_checkpoint(f.checkpoint_last) for f in fold_paths])
             members.append(Member(models, run_config, run / "config.json", weight=len(fold_paths)))
-        threshold = float(np.mean([results.read_threshold(f.threshold_json) for _, f in folds]))
+        threshold = float(np.mean([run_layout.read_threshold(f.threshold_json) for _, f in folds]))
         return cls(members, threshold, f"ensemble {path} of {len(members)} run(s)")
 
     def probability(self, volumes: dict) -> np.ndarray:
@@ -143,14 +143,14 @@ EXPECTED_MODEL = ("expected a .keras checkpoint, a fold folder, a run folder (RU
 
 def _run_member(run: Path, config: dict) -> tuple:
     """(Member of a run's finished folds, mean of their thresholds)."""
-    folds = [p for _, p in results.list_folds(run) if p.is_done()]
+    folds = [p for _, p in run_layout.list_folds(run) if p.is_done()]
     if not folds:
         raise IslesbenchError(f"{run}: no finished fold to predict with; finish the run first "
                               "(re-run the same `islesbench run` command)")
     if config.get("model", {}).get("arch") == "threshold":
         return Member([], config, run / "config.json"), 0.5
     models = [load_checkpoint(p.checkpoint_last) for p in folds]
-    thresholds = [results.read_threshold(p.threshold_json) for p in folds]
+    thresholds = [run_layout.read_threshold(p.threshold_json) for p in folds]
     return Member(models, config, run / "config.json"), float(np.mean(thresholds))
 
 

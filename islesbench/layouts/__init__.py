@@ -25,10 +25,11 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.errors import IslesbenchError
-from islesbench.layouts import isles24, isles2018
 # NIfTI reading and writing are islesbench.imaging.nifti_io's; re-exported here for callers that read cases.
 from islesbench.imaging.nifti_io import read_nifti, save_nifti
-from islesbench.layouts.cases import CHANNELS, MAP_CHANNELS, MASK, PWI, Case, CaseFiles, load_case, load_pwi, load_volume, natural_key, validate_case
+from islesbench.layouts import isles24, isles2018
+from islesbench.layouts.cases import (CHANNELS, MAP_CHANNELS, MASK, PWI, Case, CaseFiles, load_case, load_pwi,
+                                      load_volume, natural_key, validate_case)
 
 LAYOUTS = {isles2018.NAME: isles2018, isles24.NAME: isles24}
 # Detection order: the ISLES 2018 markers (TRAINING/, case_N, SMIR names) are the more specific.

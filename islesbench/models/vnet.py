@@ -23,11 +23,11 @@ from __future__ import annotations
 import math
 
 import keras
+from keras import ops
 
 from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
-from keras import ops
 
 
 @keras.saving.register_keras_serializable(package="islesbench")

@@ -17,6 +17,8 @@ import re
 import sys
 import threading
 
+from islesbench.runtime import precision
+
 # Commands that run models: they print which device and precision they use.
 DEVICE_COMMANDS = ("run", "predict", "tune", "benchmark", "pretrain")
 
@@ -100,7 +102,6 @@ def device_line() -> str:
     """'device CPU (2 cores; no GPU visible), precision mixed_bfloat16 (auto: …) …' or the GPUs' names."""
     import tensorflow as tf
 
-    from islesbench.runtime import precision
 
     gpus = tf.config.list_physical_devices("GPU")
     if gpus:

@@ -33,17 +33,18 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
+from islesbench.config import apply_overrides, changed_fields, profile_config, read_json_file
+from islesbench.data.restoration_pairs import GenesisConfig
+from islesbench.errors import IslesbenchError
 from islesbench.imaging.preprocessing import normalized_range
-from islesbench.storage import history, manifest, pretrain_records as pretraining, provenance
-from islesbench.training import checkpoints, fold
+from islesbench.models.saving import load_checkpoint
+from islesbench.runtime import precision as precisions
+from islesbench.storage import history, manifest, pretrain_records, provenance, run_layout
+from islesbench.training import checkpoints
 from islesbench.training.callbacks import tensorboard_callbacks
 from islesbench.training.checkpoints import EpochCommitter
 from islesbench.training.compile import cosine_adamw
-from islesbench.runtime import precision as precisions
-from islesbench.atomic import atomic_path, remove_stale_temporaries, write_json_atomic
-from islesbench.config import apply_overrides, changed_fields, profile_config, read_json_file
-from islesbench.errors import IslesbenchError
-from islesbench.data.restoration_pairs import GenesisConfig
 
 # Function-level imports: TensorFlow, keras, matplotlib and modules that import TensorFlow at their top
 # (islesbench.data.pipeline, islesbench.models.restoration), so that `islesbench --help` stays fast.
@@ -57,7 +58,7 @@ SAMPLE_SEED = 9_998
 class PretrainConfig:
     """One pretraining: the encoder's width and input size (from the fine-tuning profile), the schedule."""
 
-    method: str = pretraining.METHOD
+    method: str = pretrain_records.METHOD
     profile: str = "quick"
     encoder_width: float = 0.125
     input_size: int = 192
@@ -72,8 +73,8 @@ class PretrainConfig:
 
     def validate(self) -> "PretrainConfig":
         problems = list(self.genesis.validate())
-        if self.method != pretraining.METHOD:
-            problems.append(f"method must be {pretraining.METHOD!r}, not {self.method!r}")
+        if self.method != pretrain_records.METHOD:
+            problems.append(f"method must be {pretrain_records.METHOD!r}, not {self.method!r}")
         if self.input_size % 8 or self.input_size < 32:
             problems.append(f"input_size must be a multiple of 8 and >= 32, not {self.input_size}")
         if min(self.epochs, self.steps_per_epoch, self.batch_size) < 1:
@@ -119,7 +120,7 @@ def resolve_one(data, out: Path, num_folds: int, split_seed: int, layout, source
     for given, prepared in sources:
         if data.exists() and Path(given).resolve() == data.resolve():
             return prepared
-    target = pretraining.PretrainPaths(out).prepared(len(list(sources)), data.resolve().name)
+    target = pretrain_records.PretrainPaths(out).prepared(len(list(sources)), data.resolve().name)
     return prepare(data, out, num_folds, seed=split_seed, layout=layout, target=target)
 
 
@@ -153,16 +154,16 @@ def select_cases(sources, exclude_fold: int | None, folds_of) -> tuple[list, dic
     patients, patient_of, key = set(), {}, None
     if exclude_fold is not None:
         patients, patient_of = excluded_patients(folds_of, exclude_fold)
-        key = pretraining.cohort_key(folds_of)
+        key = pretrain_records.cohort_key(folds_of)
     cohorts = []
     for given, prepared in sources:
         ids = sorted(prepared.case_ids(split=None))
-        same = key is not None and pretraining.cohort_key(prepared) == key
+        same = key is not None and pretrain_records.cohort_key(prepared) == key
         dropped = [c for c in ids if same and patient_of.get(c, c) in patients]
         used = [c for c in ids if c not in set(dropped)]
         if not used:
             raise IslesbenchError(f"--data {given}: no case left to pretrain on")
-        cohorts.append({"data": given, "key": pretraining.cohort_key(prepared), "cohort": prepared.cohort_label,
+        cohorts.append({"data": given, "key": pretrain_records.cohort_key(prepared), "cohort": prepared.cohort_label,
                         "source": prepared.manifest.get("source"), "prepared": str(prepared.root.resolve()),
                         "n_cases": len(used), "n_slices": sum(int(prepared.cases[c]["num_slices"]) for c in used),
                         "cases_fingerprint": manifest.fingerprint(used), "cases": used, "excluded_cases": dropped})
@@ -178,7 +179,7 @@ def select_cases(sources, exclude_fold: int | None, folds_of) -> tuple[list, dic
 def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = None, folds_of=None,
              force: bool = False, verbose=None) -> Path:
     """Pretrain (or continue) one encoder; return the weights file. `sources` from resolve_sources."""
-    paths = pretraining.PretrainPaths(Path(out))
+    paths = pretrain_records.PretrainPaths(Path(out))
     state, output = paths.state(exclude_fold), paths.output(exclude_fold)
     cohorts, excluded = select_cases(sources, exclude_fold, folds_of or sources[0][1])
     record = {"method": config.method, "config": dataclasses.asdict(config), "cohorts": cohorts,
@@ -211,7 +212,7 @@ def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = No
     rows = history.read_rows(state.history_csv)
     record["seconds"] = rows[-1].get(history.SECONDS) if rows else None  # training time over all resumes
     write_json_atomic(record_file, record)
-    fold.finish_fold(state)
+    run_layout.finish_fold(state)
     print(f"pretrain {what}: done in {time.time() - t0:.0f} s -> {output}", flush=True)
     return output
 
@@ -242,7 +243,7 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
     """Train until config.epochs, continuing from the last committed epoch."""
     import keras
 
-    from islesbench.data import pipeline as data
+    from islesbench.data import pipeline
 
     keras.utils.set_random_seed(config.seed)
     done = checkpoints.recover_last_epoch(state)
@@ -254,12 +255,12 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
 
     def sample(size: int):
         # Reading it decodes every slice once (the shuffle buffer holds them all): one such batch per process.
-        batch = next(iter(data.restoration_dataset(files, n_slices, config.input_size, size, SAMPLE_SEED, windows,
+        batch = next(iter(pipeline.restoration_dataset(files, n_slices, config.input_size, size, SAMPLE_SEED, windows,
                                                    config.genesis)))
         return tuple(np.asarray(t) for t in batch)
 
     if latest is not None:
-        model = checkpoints.load_checkpoint(latest)
+        model = load_checkpoint(latest)
         print(f"resuming after epoch {done}", flush=True)
         preview = sample(PREVIEW_SLICES)  # the same slices as the fresh start's: a batch's first elements
     else:
@@ -268,7 +269,7 @@ def fit(config: PretrainConfig, sources, cohorts, state, verbose=None) -> None:
         model = build_compiled_restoration_model(config, len(windows),
                                                  output_prior=target[:config.batch_size].mean(axis=(0, 1, 2)))
         preview = distorted[:PREVIEW_SLICES], target[:PREVIEW_SLICES]
-    stream = data.restoration_dataset(files, n_slices, config.input_size, config.batch_size, config.seed, windows,
+    stream = pipeline.restoration_dataset(files, n_slices, config.input_size, config.batch_size, config.seed, windows,
                                       config.genesis, skip_batches=done * config.steps_per_epoch)
     callbacks = [restoration_epoch_commit(state, done, config, preview, windows)]
     callbacks += tensorboard_callbacks(state.tensorboard_dir)

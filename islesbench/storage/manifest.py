@@ -11,14 +11,15 @@ No other module builds these paths or reads these files directly.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from islesbench.storage import records
 from islesbench.atomic import write_json_atomic
 from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
+from islesbench.storage import records
 
 MANIFEST = "manifest.json"
 SPLITS = "splits.json"
@@ -177,7 +178,6 @@ def check_folds_by_patient(folds: list, patient_of: dict, source) -> None:
 
 def fingerprint(data) -> str:
     """A short, stable hash of JSON-able data (to tell whether splits.json was generated from it)."""
-    import hashlib
 
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
 

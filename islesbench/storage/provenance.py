@@ -6,14 +6,16 @@ committed number can always be traced to the code that made it.
 from __future__ import annotations
 
 import os
+import platform
+import subprocess
 import sys
 from pathlib import Path
+
+from islesbench import __version__
 
 
 def provenance() -> dict:
     """What produced a result: the commit (and whether the tree had changes), the command, versions."""
-    import platform
-    import subprocess
 
     def git(*argv):
         try:
@@ -28,7 +30,6 @@ def provenance() -> dict:
             versions[module] = __import__(module).__version__
         except Exception:  # a missing optional module is recorded as absent, not fatal
             versions[module] = None
-    from islesbench import __version__
 
     status = git("status", "--porcelain", "--untracked-files=no")
     return {"islesbench": __version__, "commit": git("rev-parse", "HEAD"), "tree_modified": bool(status),

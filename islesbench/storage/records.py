@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.atomic import atomic_path
 from islesbench.errors import IslesbenchError
 
 SCHEMA_VERSION = 1
@@ -92,7 +93,6 @@ def write_records(path, serialized_examples) -> None:
     """Write serialised Examples to a TFRecord file through a temporary name."""
     import tensorflow as tf
 
-    from islesbench.atomic import atomic_path
 
     with atomic_path(path) as tmp:
         with tf.io.TFRecordWriter(str(tmp)) as writer:
@@ -200,7 +200,6 @@ def _first_line(exc) -> str:
 def record_version(path, raw=None) -> int:
     """The schema version of the first record in a file (IslesbenchError if unreadable or empty)."""
     import tensorflow as tf
-
     from google.protobuf.message import DecodeError
 
     raw = _first_record(path) if raw is None else raw
@@ -238,7 +237,6 @@ def check_record_files(paths) -> None:
     starts, so a bad file is named instead of failing inside the input pipeline) and files written with
     another schema version, naming the file. A file already read in this process is read again only if
     it has been replaced or changed since (its inode, size or modification time differ)."""
-    import numpy as np
     import tensorflow as tf
 
     for path in paths:

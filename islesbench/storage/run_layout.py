@@ -21,9 +21,14 @@ No other module builds these paths.
 
 from __future__ import annotations
 
-import json
+import shutil
+import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from islesbench.atomic import remove_stale_temporaries, write_text_atomic
+from islesbench.config import read_json_file
+from islesbench.errors import IslesbenchError
 
 DONE_MARKER = "DONE"
 
@@ -120,9 +125,6 @@ def list_folds(run_root) -> list[tuple[int, FoldPaths]]:
 
 def read_run_config(run_root) -> dict:
     """The config.json of a run as a dict (IslesbenchError naming the file when missing or damaged)."""
-    from islesbench.config import read_json_file
-    from islesbench.errors import IslesbenchError
-
     path = Path(run_root) / "config.json"
     config = read_json_file(path, "run configuration")
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
@@ -132,9 +134,6 @@ def read_run_config(run_root) -> dict:
 
 def read_threshold(path) -> float:
     """The probability threshold in a fold's threshold.json (0.5 when the file is absent)."""
-    from islesbench.config import read_json_file
-    from islesbench.errors import IslesbenchError
-
     if not Path(path).is_file():
         return 0.5
     data = read_json_file(path, "threshold file")
@@ -142,3 +141,16 @@ def read_threshold(path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise IslesbenchError(f"{path}: expected {{\"threshold\": a number in [0, 1]}}, found {str(data)[:80]}")
     return float(value)
+
+
+def prepare_fold_dir(paths: FoldPaths) -> None:
+    """Create the fold folder and remove temporaries left by a killed run."""
+    paths.root.mkdir(parents=True, exist_ok=True)
+    remove_stale_temporaries(paths.root)
+
+
+def finish_fold(paths: FoldPaths) -> None:
+    """Mark the fold complete (the DONE marker) and drop the resume state."""
+    write_text_atomic(paths.done_marker, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
+    if paths.backup_dir.exists():
+        shutil.rmtree(paths.backup_dir)

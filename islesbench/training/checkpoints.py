@@ -23,7 +23,6 @@ from pathlib import Path
 import numpy as np
 
 from islesbench.atomic import atomic_path, write_json_atomic
-from islesbench.errors import IslesbenchError
 from islesbench.storage import history
 from islesbench.storage.run_layout import FoldPaths
 
@@ -40,26 +39,6 @@ def latest_epoch_checkpoint(backup_dir: Path):
             if m and int(m.group(1)) > best[0]:
                 best = (int(m.group(1)), p)
     return best
-
-
-def load_checkpoint(path):
-    """Load a full .keras checkpoint; imports the modules that register islesbench's custom objects
-    first (a fresh process resuming a fold has not built a model, so they would be unknown).
-    A missing or damaged file is one IslesbenchError naming it."""
-    import keras
-
-    from islesbench.models import losses  # noqa: F401  (registration side effects)
-    from islesbench.training import keras_metrics  # noqa: F401
-    from islesbench.models import pspnet, unet, vnet  # noqa: F401
-
-    path = Path(path)
-    if not path.is_file():
-        raise IslesbenchError(f"{path}: checkpoint does not exist")
-    try:
-        return keras.models.load_model(str(path), safe_mode=True)
-    except Exception as exc:  # zipfile, h5py, JSON and Keras all raise their own types for a bad file
-        text = " ".join(str(exc).split())[:200]
-        raise IslesbenchError(f"{path}: unreadable Keras checkpoint ({type(exc).__name__}: {text})") from None
 
 
 def epoch_history_file(backup_dir: Path, epochs_done: int) -> Path:

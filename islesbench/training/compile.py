@@ -44,7 +44,7 @@ def make_optimizer(config: ExperimentConfig, steps_per_epoch: int):
 def compile_model(model, config: ExperimentConfig, steps_per_epoch: int) -> None:
     """Compile with the configured loss (and the auxiliary head's weight), AdamW and the Dice metric."""
     from islesbench.models import losses
-    from islesbench.training.keras_metrics import DiceScore
+    from islesbench.models.dice_metric import DiceScore
 
     loss = losses.get_loss(config.loss.name, alpha=config.loss.alpha, gamma=config.loss.gamma)
     if len(model.outputs) > 1:

@@ -14,15 +14,15 @@ import shutil
 import time
 from pathlib import Path
 
-from islesbench.runtime import distribute, precision
-from islesbench.data import fractions
-from islesbench.training import model_reuse, fold as training
-from islesbench.training.validation import write_validation
 from islesbench import layouts
-from islesbench.storage import manifest, pretrain_records as pretraining, provenance, run_layout as results
 from islesbench.config import ExperimentConfig, apply_overrides, changed_fields
+from islesbench.data import fractions
 from islesbench.errors import IslesbenchError
-from islesbench.inference import threshold_rule as threshold
+from islesbench.inference import threshold_rule
+from islesbench.inference.validation_output import write_validation
+from islesbench.runtime import distribute, precision
+from islesbench.storage import manifest, pretrain_records, provenance, run_layout
+from islesbench.training import fold, model_reuse
 
 # islesbench.models.pretrained (Keras) is imported inside check_configuration, to keep `islesbench --help` fast.
 
@@ -37,7 +37,7 @@ def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
     config.validate()
     # What ran, not what was asked: `auto` is stored resolved, so config.json and the report name the precision.
     config = apply_overrides(config, {"train": {"precision": precision.resolve(config.train.precision)}})
-    encoder = pretraining.read_pretrained(config.model.pretrained)  # an islesbench checkpoint (or per-fold folder)
+    encoder = pretrain_records.read_pretrained(config.model.pretrained)  # an islesbench checkpoint (or per-fold folder)
     if config.model.pretrained and encoder is None:
         from islesbench.models import pretrained as pretrained_weights
 
@@ -54,7 +54,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
     `hparams.read_tuned_hparams`) applies per-fold hyperparameters of nested searches.
     """
     config = check_configuration(config)
-    encoder = pretraining.read_pretrained(config.model.pretrained)
+    encoder = pretrain_records.read_pretrained(config.model.pretrained)
     config = apply_overrides(config, {"data": {"modalities": list(prepared.modalities)}})
     splits = prepared.splits()
     fold_ids = list(range(len(splits))) if folds == "all" else list(folds)
@@ -68,7 +68,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
     patient_of = prepared.patient_of()
     train_sets = training_sets(config, patient_of, splits)
     chief = distribute.is_chief()
-    run_root = results.run_dir(runs_root, config.name)
+    run_root = run_layout.run_dir(runs_root, config.name)
     extras = {"cohort": prepared.cohort_label, "raw_data": prepared.manifest["source"],
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid,
               "slice_mm": prepared.slice_mm,
@@ -91,7 +91,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
         config.save(config_file, **extras)
     t_run = time.time()
     for k in fold_ids:
-        paths = results.fold_paths(runs_root, config.name, k)
+        paths = run_layout.fold_paths(runs_root, config.name, k)
         if paths.is_done() and not force:
             print(f"{config.name} fold {k}: finished earlier, skipped (--force re-runs it)", flush=True)
             continue
@@ -105,24 +105,24 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
         train_ids, val_ids = train_sets[k], splits[k]["val"]
         fold_extras = dict(extras, train_cases=train_ids) if config.data.train_fraction < 1 else extras
         if chief:
-            training.prepare_fold_dir(paths)
+            run_layout.prepare_fold_dir(paths)
             fold_config.save(paths.config, fold=k, **fold_extras)
         share = (f" ({config.data.train_fraction:g} of {len(splits[k]['train'])})"
                  if config.data.train_fraction < 1 else "")
         print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train{share}, {len(val_ids)} val cases",
               flush=True)
         if config.model.arch != "threshold":
-            summary = training.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths)
+            summary = fold.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths)
         elif chief:
             summary = validate_threshold_fold(prepared, val_ids, paths)
-            training.finish_fold(paths)
+            run_layout.finish_fold(paths)
         if chief:
             print(f"{config.name} fold {k}: mean Dice {summary['metrics']['dice']['mean']:.3f} "
                   f"({time.time() - t0:.0f} s)", flush=True)
     print(f"{config.name}: {len(fold_ids)} fold(s) in {time.time() - t_run:.0f} s -> {run_root}", flush=True)
     model_reuse.forget()
     if distribute.num_workers() == 1:
-        training.release_memory()
+        fold.release_memory()
     return run_root
 
 
@@ -133,14 +133,14 @@ def training_sets(config: ExperimentConfig, patient_of: dict, splits: list) -> d
             for k, fold in enumerate(splits)}
 
 
-def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: results.FoldPaths) -> dict:
+def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: run_layout.FoldPaths) -> dict:
     """The rCBF rule on the fold's validation cases, written like a trained fold."""
-    training.prepare_fold_dir(paths)
+    run_layout.prepare_fold_dir(paths)
 
     def probability_of(case_id):
         entry = prepared.cases[case_id]
         volumes = load_source_volumes(entry, ("CT_CBF", "CT"))
-        return threshold.core_mask(volumes, affine=entry["affine"]).astype("float32")
+        return threshold_rule.core_mask(volumes, affine=entry["affine"]).astype("float32")
 
     return write_validation(paths, prepared, val_ids, probability_of, threshold=0.5)
 

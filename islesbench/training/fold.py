@@ -10,18 +10,16 @@ from __future__ import annotations
 
 import gc
 import random
-import shutil
 import sys
-import time
 
 import numpy as np
 
 from islesbench import models
-from islesbench.atomic import remove_stale_temporaries, write_text_atomic
 from islesbench.config import ExperimentConfig, read_json_file
+from islesbench.models.saving import load_checkpoint
 from islesbench.runtime import distribute
 from islesbench.storage.manifest import PreparedData
-from islesbench.storage.run_layout import FoldPaths
+from islesbench.storage.run_layout import FoldPaths, finish_fold
 from islesbench.training import checkpoints, model_reuse
 from islesbench.training.callbacks import make_callbacks
 from islesbench.training.compile import build_compiled_model, compile_model
@@ -32,12 +30,12 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
              verbose=None):
     """Train (or continue training) one fold's model until config.train.epochs; the trained model, or None
     when the fold had finished training before."""
-    from islesbench.data import pipeline as data
+    from islesbench.data import pipeline
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
     is_3d = models.is_3d(config.model.arch)
-    steps = data.steps_per_epoch(prepared, train_ids, config, is_3d)
+    steps = pipeline.steps_per_epoch(prepared, train_ids, config, is_3d)
     done = checkpoints.recover_last_epoch(paths) if chief else checkpoints.latest_epoch_checkpoint(paths.backup_dir)[0]
     latest = checkpoints.latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
@@ -88,7 +86,7 @@ def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strat
         np.random.seed(config.train.seed)
     with strategy.scope():
         if latest is not None:
-            model = checkpoints.load_checkpoint(latest)
+            model = load_checkpoint(latest)
             rng_file = checkpoints.epoch_rng_file(paths.backup_dir, done)
             if rng_file.is_file():
                 checkpoints.restore_seed_generator_states(model, read_json_file(rng_file, "random-generator state"))
@@ -101,13 +99,13 @@ def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strat
 def _training_batches(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
                       outputs: tuple, skip_batches: int):
     """The training stream for the strategy; on one replica it continues after `skip_batches` batches."""
-    from islesbench.data import pipeline as data
+    from islesbench.data import pipeline
 
     if distribute.num_workers() > 1:
-        return data.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
+        return pipeline.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
     if strategy.num_replicas_in_sync > 1:
-        return data.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs)
-    train_ds = data.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
+        return pipeline.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs)
+    train_ds = pipeline.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
                                      output_names=outputs)
     # fit draws every epoch's batches from one stream; a resumed run must continue that stream where
     # the completed epochs left it, not restart it, to train on what the uninterrupted run trains on.
@@ -117,7 +115,7 @@ def _training_batches(config: ExperimentConfig, prepared: PreparedData, train_id
 def _validation_batches(config: ExperimentConfig, prepared: PreparedData, val_ids, strategy, is_3d: bool,
                         outputs: tuple):
     """The per-epoch validation batches (slices, or whole volumes for 3-D), or None where there are none."""
-    from islesbench.data import pipeline as data
+    from islesbench.data import pipeline
 
     distributed = strategy.num_replicas_in_sync > 1
     if distribute.num_workers() > 1:
@@ -126,14 +124,14 @@ def _validation_batches(config: ExperimentConfig, prepared: PreparedData, val_id
         return None
     if val_ids and not is_3d:
         # Across replicas every batch must be full; the whole-volume validation after training is exact.
-        n_val = data.slice_count(prepared, val_ids)
+        n_val = pipeline.slice_count(prepared, val_ids)
         if not distributed or n_val >= config.train.batch_size:
-            return data.with_targets(data.slice_dataset(
+            return pipeline.with_targets(pipeline.slice_dataset(
                 prepared, val_ids, config, training=False, batch_size=config.train.batch_size,
                 drop_remainder=distributed), outputs)
         return None
     if val_ids and not distributed:
-        return data.with_targets(data.volume_dataset(prepared, val_ids, config, training=False, batch_size=1),
+        return pipeline.with_targets(pipeline.volume_dataset(prepared, val_ids, config, training=False, batch_size=1),
                                  outputs)
     return None
 
@@ -181,16 +179,3 @@ def release_memory() -> None:
     gc.unfreeze()
     keras.backend.clear_session(free_memory=True)
     gc.collect()
-
-
-def finish_fold(paths: FoldPaths) -> None:
-    """Mark the fold complete and drop the resume state."""
-    write_text_atomic(paths.done_marker, time.strftime("%Y-%m-%dT%H:%M:%S\n"))
-    if paths.backup_dir.exists():
-        shutil.rmtree(paths.backup_dir)
-
-
-def prepare_fold_dir(paths: FoldPaths) -> None:
-    """Create the fold folder and remove temporaries left by a killed run."""
-    paths.root.mkdir(parents=True, exist_ok=True)
-    remove_stale_temporaries(paths.root)

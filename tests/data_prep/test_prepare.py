@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from islesbench import layouts
-from islesbench.imaging import preprocessing
-from islesbench.storage import records
 from islesbench.data_prep.prepare import prepare_cohort
 from islesbench.errors import CohortError
+from islesbench.imaging import preprocessing
+from islesbench.storage import records
 
 
 def test_records_round_trip_to_the_raw_case(tiny_cohort, tiny_prepared):

@@ -7,9 +7,9 @@ import json
 
 import pytest
 
-from islesbench.storage import manifest
 from islesbench.data_prep.prepare import prepare_cohort
 from islesbench.errors import IslesbenchError
+from islesbench.storage import manifest
 
 
 @pytest.fixture(scope="module")

@@ -8,10 +8,10 @@ import json
 import numpy as np
 import pytest
 
-from islesbench.inference import volume as inference, threshold_rule as threshold
 from islesbench import layouts
 from islesbench.evaluation.metrics import case_metrics
 from islesbench.imaging import preprocessing
+from islesbench.inference import threshold_rule, volume
 from islesbench.storage import records
 from islesbench.storage.manifest import PreparedData, case_geometry
 
@@ -88,7 +88,7 @@ def test_grid_predictions_map_back_to_each_inputs_geometry_with_equal_metrics(st
         for case_id in prepared.case_ids("TRAINING"):
             entry = prepared.cases[case_id]
             grid_map = records.read_volume_record(prepared.paths.volume_file(case_id))["mask"].astype(np.float32)
-            prob = inference.grid_to_original(grid_map, case_geometry(entry))
+            prob = volume.grid_to_original(grid_map, case_geometry(entry))
             assert prob.shape == tuple(entry["shape"])
             pred = prob >= 0.5
             ref = _reference(entry)
@@ -112,7 +112,7 @@ def test_threshold_baseline_uses_anatomical_left_right(stored_three_ways):
         for case_id in prepared.case_ids("TRAINING"):
             entry = prepared.cases[case_id]
             volumes = {m: layouts.read_nifti(entry["source"][m])[0] for m in ("CT_CBF", "CT")}
-            core = threshold.core_mask(volumes, affine=entry["affine"])
+            core = threshold_rule.core_mask(volumes, affine=entry["affine"])
             assert core.shape == tuple(entry["shape"])
             row = case_metrics(core, _reference(entry), tuple(entry["spacing"]))
             outcomes.setdefault(case_id, []).append((row["dice"], _to(codes, ("L", "P", "S"), core, np.asarray(entry["affine"]))))
@@ -132,7 +132,7 @@ def test_predict_writes_back_in_each_inputs_geometry(stored_three_ways, tmp_path
 
         def probability(self, volumes):
             assert set(volumes) == {"CT_CBF", "CT"}
-            return threshold.core_mask(volumes).astype(np.float32)
+            return threshold_rule.core_mask(volumes).astype(np.float32)
 
     written = {}
     for codes, (root, _) in stored_three_ways.items():

@@ -13,11 +13,11 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from islesbench.config import DEFAULT_MODALITIES  # noqa: E402
+from islesbench.imaging.preprocessing import normalized_range  # noqa: E402
 from islesbench.models import build_model  # noqa: E402
 from islesbench.models.imagenet_inputs import IMAGENET_BGR_MEAN, LAYER_NAME, channel_windows  # noqa: E402
 from islesbench.models.pretrained import load_encoder_weights  # noqa: E402
 from islesbench.models.pspnet import build_pspnet  # noqa: E402
-from islesbench.imaging.preprocessing import normalized_range  # noqa: E402
 
 
 def _caffe_images(rng, n=8, size=64):

@@ -13,16 +13,10 @@ import pytest
 keras = pytest.importorskip("keras")
 
 from islesbench.errors import IslesbenchError  # noqa: E402
-from islesbench.models.losses import get_loss  # noqa: E402
+from islesbench.models import (MODEL_NAMES, build_model, encoder_layers, is_3d, set_encoder_trainable,  # noqa: E402
+                               without_aux)
 from islesbench.models.initialization import LESION_PRIOR  # noqa: E402
-from islesbench.models import (  # noqa: E402
-    MODEL_NAMES,
-    build_model,
-    encoder_layers,
-    is_3d,
-    set_encoder_trainable,
-    without_aux,
-)
+from islesbench.models.losses import get_loss  # noqa: E402
 
 CHANNELS = 5
 # id -> (registry name, ModelConfig kwargs, input shapes without batch that the model must map to (..., 1)).

@@ -7,13 +7,13 @@ import json
 import pytest
 from fake_runs import CASES, PATIENTS, write_fake_prepared, write_fake_run
 
-from islesbench.storage import run_layout as results
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
 from islesbench.grid import runner as benchmark
 from islesbench.grid.grid_file import grid_from_dict
 from islesbench.grid.selfsup_cells import selfsup_dir
 from islesbench.reports.results_reader import read_run
+from islesbench.storage import run_layout
 
 GRID = {"cells": [{"arch": "pspnet"}, {"arch": "pspnet", "pretrained": "selfsup"},
                   {"arch": "pspnet", "pretrained": "imagenet"}, {"arch": "threshold"}],
@@ -173,7 +173,7 @@ def test_a_single_pretrained_file_that_saw_validation_cases_is_flagged(tmp_path)
     md = build_report(tmp_path / "runs", tmp_path / "report")["report_md"].read_text()
     assert "encoder pretrained on 10 of its validation cases (images only): optimistic" in md
     assert len(PATIENTS) == len(CASES)
-    assert results.run_dir(tmp_path / "runs", "pspnet-ssl-focal").is_dir()
+    assert run_layout.run_dir(tmp_path / "runs", "pspnet-ssl-focal").is_dir()
 
 
 def test_training_patients_come_from_the_record_of_the_folds_that_ran():

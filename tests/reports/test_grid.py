@@ -7,16 +7,16 @@ import types
 import pytest
 from fake_runs import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
 
-from islesbench.config import apply_overrides, parse_fold
-
-from islesbench.storage import run_layout as results
 from islesbench.commands import benchmark as benchmark_command
+from islesbench.config import apply_overrides, parse_fold
 from islesbench.errors import IslesbenchError
 from islesbench.grid import runner as benchmark
+from islesbench.grid.grid_file import (EnsembleCell, GridCell, benchmark_record_path, cell_overrides_path,
+                                       grid_from_dict, load_grid, paper_grid)
 from islesbench.inference import ensemble
 from islesbench.reports.results_reader import read_run
+from islesbench.storage import run_layout
 from islesbench.training import cross_validation
-from islesbench.grid.grid_file import EnsembleCell, GridCell, benchmark_record_path, cell_overrides_path, grid_from_dict, load_grid, paper_grid
 
 PAPER_NAMES = ["pspnet-imagenet-focal", "pspnet-imagenet-ce", "pspnet-scratch-focal", "pspnet-scratch-ce",
                "unet-focal", "unet-ce", "vnet-focal", "vnet-ce", "threshold"]
@@ -124,10 +124,10 @@ class FakeTraining:
         if name not in SPECS:
             raise RuntimeError("a bug in training")
         todo = range(len(prepared.splits())) if folds == "all" else list(folds)
-        todo = [k for k in todo if force or not results.fold_paths(runs_root, name, k).is_done()]
+        todo = [k for k in todo if force or not run_layout.fold_paths(runs_root, name, k).is_done()]
         self.trained += [(name, k) for k in todo]
         write_fake_run(runs_root, name, DICE[name], folds=todo)
-        return results.run_dir(runs_root, name)
+        return run_layout.run_dir(runs_root, name)
 
 
 def fake_ensemble(run_dirs, out_dir, force=False, folds=None, record=None):

@@ -10,13 +10,12 @@ import numpy as np
 import pytest
 from fake_runs import CASES, COHORT, DICE, ENSEMBLE_DICE, metric_row, write_fake_run
 
-from islesbench.config import apply_overrides
-
 from islesbench.atomic import write_json_atomic
 from islesbench.commands import report as report_command
+from islesbench.config import apply_overrides
 from islesbench.errors import IslesbenchError
-from islesbench.reports import figures
 from islesbench.grid.grid_file import benchmark_record_path
+from islesbench.reports import figures
 from islesbench.reports.report import build_report
 from islesbench.storage import history
 

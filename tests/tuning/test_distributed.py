@@ -6,9 +6,9 @@ import subprocess
 import time
 
 import pytest
+from tune_helpers import free_port, read_csv, run, tune_command
 
 from islesbench.runtime.child_env import child_env
-from tune_helpers import free_port, read_csv, run, tune_command
 
 
 def _start(argv, role, port, log_path):

@@ -6,8 +6,8 @@ import pytest
 
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
-from islesbench.tuning.search_space import (SEARCH_SPACE, build_search_space, hparams_to_overrides,
-                                            searched_names, trial_config)
+from islesbench.tuning.search_space import (SEARCH_SPACE, build_search_space, hparams_to_overrides, searched_names,
+                                            trial_config)
 
 
 @pytest.mark.parametrize("arch,loss,expected,absent", [

@@ -9,9 +9,9 @@ import subprocess
 import time
 
 import pytest
+from tune_helpers import read_csv, run, tune_command
 
 from islesbench.runtime.child_env import child_env
-from tune_helpers import read_csv, run, tune_command
 
 
 def _kill_when(proc, path, timeout=240):
