@@ -33,10 +33,12 @@ import numpy as np
 from scipy import ndimage
 
 from islesbench.atomic import write_json_atomic
-from islesbench.data_prep.synth_isles2018 import COHORT_FILE
+from islesbench.data_prep.synth_isles2018 import COHORT_FILE, plan_cohort
 from islesbench.data_prep.synth_physiology import (FOV_HALF_MM, GM, WM, SyntheticPatient, as_float32, check_cohort_size,
                                                    clear_previous_cohort, make_head)
 from islesbench.layouts import save_nifti
+
+# nibabel imported inside functions only, so that `islesbench --help` and start-up stay fast.
 
 GENERATOR_VERSION = 1
 DEFAULT_SIZE = 160
@@ -119,8 +121,6 @@ def _reoriented(array: np.ndarray, affine: np.ndarray, codes: tuple) -> tuple[np
 def synthesize_isles24(out, cases: int = 20, seed: int = 0, test_cases: int = 0, size: int = DEFAULT_SIZE,
                        log=print) -> list[Path]:
     """Write the BIDS cohort under `out`; return the subjects' raw-data folders in subject order."""
-    from islesbench.data_prep.synth_isles2018 import plan_cohort
-
     out = Path(out)
     check_cohort_size(cases, test_cases, size, 32)
     clear_previous_cohort(out, ("raw_data", "derivatives"), COHORT_FILE)

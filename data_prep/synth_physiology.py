@@ -120,6 +120,9 @@ def make_head(rng, n: int, dx: float, dz: float, w: np.ndarray, origin: tuple, l
 
     `lesion_rz_floor_mm` is the least half-height of the lesion ellipsoid, `lesion_centre_mm(rng)` draws
     its height (mm). Deterministic in the state of `rng`.
+
+    Long on purpose: every tissue, map and the lesion draw from the one `rng` in a fixed order, so a
+    split into helpers would have to pass that order along (and any reordering changes every cohort).
     """
     if lesion_centre_mm is None:
         def lesion_centre_mm(r):

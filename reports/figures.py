@@ -16,6 +16,8 @@ from islesbench.atomic import atomic_path
 from islesbench.reports.stats import is_finite
 from islesbench.storage import history
 
+# matplotlib imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 DPI = 110
 REFERENCE_COLOUR = "#00e000"  # green: the reference (OT) outline
 PREDICTION_COLOUR = "#ff2020"  # red: the predicted outline

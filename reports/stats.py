@@ -16,6 +16,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+# SciPy imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 # Patient-level (cluster) bootstrap: resamples, confidence level and the default seed.
 BOOTSTRAP_RESAMPLES = 4000
 CONFIDENCE = 0.95

@@ -47,6 +47,8 @@ from islesbench.storage.manifest import PreparedData
 from islesbench.training import fold
 from islesbench.tuning.search_space import trial_config
 
+# KerasTuner's gRPC parts imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 OBJECTIVE = "mean_val_dice"
 PROJECT_NAME = "keras_tuner"  # KerasTuner's own state: OUT/keras_tuner/{oracle.json, trial_*/trial.json}
 TRIALS_DIR = "trials"  # the folds of every trial: OUT/trials/<trial_id>/fold_<k>
@@ -297,6 +299,9 @@ def serve_oracle(oracle, project_dir, worker_timeout: float, poll: float = 1.0) 
     trial whose worker has been silent for `worker_timeout` s (no heartbeat) goes back to the retry
     queue for another worker; and when no worker runs a trial and none has called for `worker_timeout`
     s, the chief saves the Oracle and raises ChiefTimeout (re-running chief and workers resumes).
+
+    Long because the servicer subclass closes over the request log and the timeouts that the loop
+    below reads; it mirrors keras_tuner's own start_server, which keeps them together the same way.
     """
 
     import grpc

@@ -19,6 +19,8 @@ from islesbench.atomic import atomic_path, write_json_atomic, write_text_atomic
 from islesbench.tuning.cv_tuner import OBJECTIVE, fold_score_name, read_assignments
 from islesbench.tuning.search_space import SEARCH_SPACE, hparams_to_overrides, plain_value
 
+# matplotlib imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 BEST_HPARAMS = "best_hparams.json"
 TRIALS_CSV = "trials.csv"
 TRIALS_PNG = "trials.png"

@@ -27,6 +27,8 @@ from dataclasses import dataclass, field
 from islesbench.config import ExperimentConfig, apply_overrides
 from islesbench.errors import IslesbenchError
 
+# KerasTuner imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 FOCAL_LOSSES = ("focal", "focal+dice")
 # Hyperparameters KerasTuner's Hyperband adds to every trial; `tuner/epochs` is the epoch budget.
 HYPERBAND_EPOCHS = "tuner/epochs"

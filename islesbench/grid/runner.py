@@ -88,51 +88,16 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
+    def train_cell(config, extra):
+        if run_configuration is None:  # the configuration's own faults before any data work, as `run` has them
+            cross_validation.check_configuration(config)
+        prepared = prepare(data, runs_root, num_folds, 0, layout)
+        train(config, prepared, runs_root, folds="all" if fold == "all" else [fold], force=force, **extra)
+
     cells = [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)]
     for cell, config in cells:
-        overrides = grid.cell_overrides(cell)
-        config_file = None
-        if overrides:
-            config_file = cell_overrides_path(runs_root, config.name)
-            write_json_atomic(config_file, overrides)
-        entry = {
-            "name": config.name,
-            "seed": config.train.seed,
-            "kind": "run",
-            "arch": cell.arch,
-            "loss": None if cell.arch == "threshold" else cell.loss,
-            "pretrained": cell.pretrained,
-            "train_fraction": config.data.train_fraction,
-            "run_dir": str(run_layout.run_dir(runs_root, config.name)),
-            "command": cell.run_command(data, profile, runs_root, num_folds, fold, config_file,
-                                        seed=config.train.seed, fraction=config.data.train_fraction),
-        }
-        done_before = _done_folds(runs_root, config.name, requested)
-        t0 = time.monotonic()
-        try:
-            if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
-                raise IslesbenchError(f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
-                                      f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
-            extra = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
-            if run_configuration is None:  # the configuration's own faults before any data work, as `run` has them
-                cross_validation.check_configuration(config)
-            prepared = prepare(data, runs_root, num_folds, 0, layout)
-            train(config, prepared, runs_root, folds="all" if fold == "all" else [fold], force=force, **extra)
-        except IslesbenchError as exc:
-            entry.update(status=NOT_RUN, reason=str(exc))
-        except Exception as exc:  # one broken cell must not lose the rest of a long grid
-            traceback.print_exc(file=sys.stderr)
-            entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
-        entry["seconds"] = round(time.monotonic() - t0, 1)
-        done_after = _done_folds(runs_root, config.name, requested)
-        entry["folds_done"] = done_after
-        entry["folds_trained"] = len(set(done_after) - set(done_before)) if not force else len(done_after)
-        if "status" not in entry:
-            missing = sorted(set(requested) - set(done_after))
-            if missing:
-                entry.update(status=PARTIAL, reason=f"fold(s) {missing} did not finish")
-            else:
-                entry["status"] = DONE
+        entry = _run_cell(grid, cell, config, data, runs_root, profile, num_folds, fold, requested, force,
+                          pretraining, train_cell)
         record["cells"].append(entry)
         _write_record(record_path, record, started)
 
@@ -142,6 +107,52 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     record["finished"] = _now()
     _write_record(record_path, record, started)
     return record
+
+
+def _run_cell(grid: Grid, cell, config, data, runs_root, profile: str, num_folds: int, fold, requested: list,
+              force: bool, pretraining, train_cell) -> dict:
+    """Train one cell (`train_cell(config, extra run_configuration arguments)`); its entry of the benchmark record:
+    status (done, partial, not run with the reason, failed), seconds, folds done and trained, the command."""
+    overrides = grid.cell_overrides(cell)
+    config_file = None
+    if overrides:
+        config_file = cell_overrides_path(runs_root, config.name)
+        write_json_atomic(config_file, overrides)
+    entry = {
+        "name": config.name,
+        "seed": config.train.seed,
+        "kind": "run",
+        "arch": cell.arch,
+        "loss": None if cell.arch == "threshold" else cell.loss,
+        "pretrained": cell.pretrained,
+        "train_fraction": config.data.train_fraction,
+        "run_dir": str(run_layout.run_dir(runs_root, config.name)),
+        "command": cell.run_command(data, profile, runs_root, num_folds, fold, config_file,
+                                    seed=config.train.seed, fraction=config.data.train_fraction),
+    }
+    done_before = _done_folds(runs_root, config.name, requested)
+    t0 = time.monotonic()
+    try:
+        if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
+            raise IslesbenchError(f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
+                                  f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
+        train_cell(config, {"tuned": cell.tuned()} if cell.hparams else {})  # per-fold hyperparameters (nested)
+    except IslesbenchError as exc:
+        entry.update(status=NOT_RUN, reason=str(exc))
+    except Exception as exc:  # one broken cell must not lose the rest of a long grid
+        traceback.print_exc(file=sys.stderr)
+        entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
+    entry["seconds"] = round(time.monotonic() - t0, 1)
+    done_after = _done_folds(runs_root, config.name, requested)
+    entry["folds_done"] = done_after
+    entry["folds_trained"] = len(set(done_after) - set(done_before)) if not force else len(done_after)
+    if "status" not in entry:
+        missing = sorted(set(requested) - set(done_after))
+        if missing:
+            entry.update(status=PARTIAL, reason=f"fold(s) {missing} did not finish")
+        else:
+            entry["status"] = DONE
+    return entry
 
 
 def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:

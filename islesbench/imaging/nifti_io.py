@@ -1,4 +1,5 @@
-"""The one safe NIfTI reader and the one writer: every command reads and writes .nii / .nii.gz files here.
+"""The one safe NIfTI reader: every command reads .nii / .nii.gz files here (and writes them with
+islesbench.imaging.nifti_write).
 
 A file is judged on its header before a single voxel is allocated: the header bytes are parsed here
 (NIfTI-1 and NIfTI-2, either byte order) and checked, then nibabel's header class turns the checked
@@ -16,7 +17,7 @@ fields into an affine and zooms. Refused, with one line naming the file and the 
 - scl_slope infinite, or a valid scl_slope with a non-finite scl_inter;
 - more dimensions than the caller expects (`ndim`), after dropping trailing singleton axes.
 
-`read_nifti` reads a whole 3-D/4-D file (faults as CaseErrors), `save_nifti` writes one deterministically;
+`read_nifti` reads a whole 3-D/4-D file (faults as CaseErrors);
 `affines_agree` is the one affine check of every module that compares two images' geometry.
 
 Kept, as the NIfTI-1 standard says: scl_slope 0 or NaN means the values are stored unscaled (nibabel
@@ -34,7 +35,6 @@ from pathlib import Path
 
 import numpy as np
 
-from islesbench.atomic import atomic_path
 from islesbench.errors import CaseError, IslesbenchError
 
 # nibabel is imported inside the functions that use it, to keep `islesbench --help` fast.
@@ -196,71 +196,6 @@ def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple]:
     return scaled(info, raw), info.affine, tuple(info.spacing)
 
 
-def save_nifti(path, array, affine, spacing=None, dtype=np.float32, scaling: tuple | None = None) -> None:
-    """Write an array as NIfTI-1 (.nii or .nii.gz by suffix) atomically, `affine` as sform and qform.
-
-    Deterministic header, .nii.gz gzipped without a timestamp: equal inputs give byte-identical files. The
-    affine is kept exactly when it is float32-representable (NIfTI stores float32).
-
-    Args:
-        path: the file to write; its name must end in .nii or .nii.gz.
-        array: (X, Y, Z) or (X, Y, Z, T) values.
-        affine: (4, 4) voxel-to-world affine in mm.
-        spacing: the header zooms, (3,) mm (4-D: append the frame interval in s); None: from the affine.
-        dtype: the on-disk type.
-        scaling: (slope, inter) stores (array - inter) / slope, rounded for integer types; None stores
-            the values unscaled (an integer dtype: rounded, after a range check).
-    """
-    import nibabel as nib
-
-    path = Path(path)
-    if not path.name.endswith(NIFTI_SUFFIXES):
-        raise IslesbenchError(f"{path}: a NIfTI file name must end in .nii or .nii.gz")
-    array = np.asarray(array)
-    dtype = np.dtype(dtype)
-    affine = np.asarray(affine, dtype=np.float64)
-    if scaling is not None:
-        slope, inter = float(scaling[0]), float(scaling[1])
-        stored = (array.astype(np.float64) - inter) / slope
-    else:
-        slope, inter = float("nan"), float("nan")  # NIfTI: no scaling
-        stored = array
-    if dtype.kind in "iu":
-        values = stored if stored.dtype.kind in "biu" else np.rint(stored)
-        info = np.iinfo(dtype)
-        if values.size and (values.min() < info.min or values.max() > info.max):
-            raise IslesbenchError(f"{path}: values {values.min():g}..{values.max():g} do not fit {dtype}")
-        stored = values.astype(dtype)
-    else:
-        stored = stored.astype(dtype)
-    # The header and data are serialised by hand: nibabel recomputes scl_slope/scl_inter from an
-    # in-memory array on save, which would drop an explicit `scaling`.
-    header = nib.Nifti1Header()
-    header.set_data_dtype(dtype)
-    header.set_data_shape(stored.shape)
-    header.set_sform(affine, code=1)
-    header.set_qform(affine, code=1)
-    if spacing is not None:
-        zooms = tuple(float(s) for s in spacing)
-    else:
-        zooms = tuple(float(z) for z in np.sqrt((affine[:3, :3] ** 2).sum(axis=0)))
-    header.set_zooms((zooms + (1.0,) * stored.ndim)[: stored.ndim])
-    header.set_xyzt_units("mm", "sec")
-    header["scl_slope"] = slope
-    header["scl_inter"] = inter
-    header["descrip"] = b"islesbench"
-    header["vox_offset"] = 352
-    # Fortran (NIfTI) voxel order, native byte order as the header says.
-    body = np.ascontiguousarray(stored.T)
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as raw:
-            if path.name.endswith(".gz"):
-                with gzip.GzipFile(filename="", mode="wb", fileobj=raw, compresslevel=6, mtime=0) as out:
-                    _write_nifti_body(out, header, body)
-            else:
-                _write_nifti_body(raw, header, body)
-
-
 # --------------------------------------------------------------------------------------------------
 
 
@@ -270,13 +205,6 @@ def _case_of(path: Path) -> str:
         if _CASE_FOLDER.match(part):
             return part
     return Path(path).parent.name or "."
-
-
-def _write_nifti_body(stream, header, body: np.ndarray) -> None:
-    stream.write(header.binaryblock)
-    stream.write(b"\x00" * 4)  # no header extensions
-    stream.write(memoryview(body).cast("B"))
-
 
 
 def _describe(exc: BaseException) -> str:

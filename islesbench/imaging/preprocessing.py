@@ -36,6 +36,8 @@ from scipy import ndimage
 
 from islesbench.errors import IslesbenchError
 
+# nibabel imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 RULES = {
     "CT_CBF": {"kind": "brain_median", "lo": 0.0, "hi": 5.0},
     "CT_CBV": {"kind": "brain_median", "lo": 0.0, "hi": 5.0},

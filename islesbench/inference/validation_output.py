@@ -10,7 +10,8 @@ import numpy as np
 from islesbench.evaluation.aggregate import summarize
 from islesbench.evaluation.files import write_case_metrics
 from islesbench.evaluation.metrics import case_metrics
-from islesbench.imaging.nifti_io import read_nifti, save_nifti
+from islesbench.imaging.nifti_io import read_nifti
+from islesbench.imaging.nifti_write import save_nifti
 from islesbench.storage.manifest import PreparedData
 from islesbench.storage.run_layout import FoldPaths
 

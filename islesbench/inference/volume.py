@@ -11,6 +11,8 @@ import numpy as np
 
 from islesbench.imaging import preprocessing
 
+# Keras imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 
 def model_input_size(model) -> int | None:
     """The fixed in-plane side a model expects (None when it accepts any)."""

@@ -26,7 +26,8 @@ import numpy as np
 
 from islesbench.errors import IslesbenchError
 # NIfTI reading and writing are islesbench.imaging.nifti_io's; re-exported here for callers that read cases.
-from islesbench.imaging.nifti_io import read_nifti, save_nifti
+from islesbench.imaging.nifti_io import read_nifti
+from islesbench.imaging.nifti_write import save_nifti
 from islesbench.layouts import isles24, isles2018
 from islesbench.layouts.cases import (CHANNELS, MAP_CHANNELS, MASK, PWI, Case, CaseFiles, load_case, load_pwi,
                                       load_volume, natural_key, validate_case)

@@ -13,6 +13,8 @@ from __future__ import annotations
 import json
 import os
 
+# TensorFlow and Keras imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 
 def tf_config() -> dict:
     """The parsed TF_CONFIG environment variable ({} when unset)."""

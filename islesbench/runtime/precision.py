@@ -25,6 +25,8 @@ from pathlib import Path
 from islesbench.config import PRECISIONS
 from islesbench.errors import IslesbenchError
 
+# TensorFlow, Keras and JAX imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 # Compute capability from which NVIDIA GPUs have bfloat16 tensor cores (Ampere).
 BF16_GPU_CAPABILITY = (8, 0)
 # CPU flags (Linux /proc/cpuinfo) of native bfloat16 dot products: AVX-512 BF16 and AMX.

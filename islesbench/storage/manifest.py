@@ -21,6 +21,8 @@ from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
 from islesbench.storage import records
 
+# islesbench.imaging.preprocessing (SciPy) imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 MANIFEST = "manifest.json"
 SPLITS = "splits.json"
 PATIENTS = "patients.json"

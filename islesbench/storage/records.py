@@ -18,6 +18,8 @@ import numpy as np
 from islesbench.atomic import atomic_path
 from islesbench.errors import IslesbenchError
 
+# TensorFlow and protobuf imported inside functions only, so that `islesbench --help` and start-up stay fast.
+
 SCHEMA_VERSION = 1
 SLICES_SUFFIX = ".slices.tfrecord"
 VOLUME_SUFFIX = ".volume.tfrecord"
