@@ -1,14 +1,9 @@
-"""Validate a cohort (ISLES 2018 or ISLES'24 BIDS layout) and write slice/volume TFRecords, the manifest and
-patient-grouped folds (`prepare_cohort`; the `islesbench prepare` command is islesbench.commands.prepare), and
-resolve a --data value of the later commands to prepared data (`resolve_prepared`).
+"""Preparing a cohort (`prepare_cohort`; the `islesbench prepare` command is islesbench.commands.prepare,
+whose help states the rules: validate all first, write each case atomically, resume, stream channel by
+channel), and resolving a --data value of the later commands to prepared data (`resolve_prepared`).
 
-Every case is validated first; without skip_bad any fault stops the run before anything is written,
-listing all faults at once. Each case is written to temporary names and renamed, its manifest entry last,
-so a re-run skips cases whose records are complete and whose inputs are unchanged, and a killed run
-continues where it stopped. Cases are streamed one at a time, and each case one channel at a time
-(read, normalised, reoriented, resampled, dropped), so a whole-brain cohort fits in a few GiB. See
-islesbench.layouts for the layouts, islesbench.imaging.preprocessing for the normalisation and resampling, and
-islesbench.storage.manifest for the layout written.
+See islesbench.layouts for the layouts, islesbench.imaging.preprocessing for the normalisation and
+resampling, and islesbench.storage.manifest for the layout written.
 """
 
 from __future__ import annotations

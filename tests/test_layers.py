@@ -199,6 +199,20 @@ def strongly_connected(graph: dict) -> list:
     return out
 
 
+def test_the_deprecated_isles_name_warns_and_nothing_imports_it(project):
+    import importlib
+    import sys
+
+    _, modules, edges = project
+    assert [m for m, imports in edges.items() for t, _, _, _ in imports if t == "islesbench.isles"] == []
+    sys.modules.pop("islesbench.isles", None)
+    with pytest.warns(DeprecationWarning, match="islesbench.layouts"):
+        isles = importlib.import_module("islesbench.isles")
+    from islesbench import layouts
+
+    assert isles.discover_cohort is layouts.discover_cohort and isles.read_nifti is layouts.read_nifti
+
+
 def test_the_checks_catch_what_they_guard(tmp_path):
     """An upward import and a loop written on purpose are found (the checks above can fail)."""
     table = read_layer_table((ROOT / "README.md").read_text())

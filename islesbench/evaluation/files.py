@@ -110,13 +110,18 @@ def _format_cell(value) -> str:
     if isinstance(value, (int, np.integer)):
         return str(int(value))
     if isinstance(value, (float, np.floating)):
-        value = float(value)
-        if math.isnan(value):
-            return "nan"
-        if math.isinf(value):
-            return "inf" if value > 0 else "-inf"
-        return repr(value)
+        value = _special_as_text(float(value))
+        return value if isinstance(value, str) else repr(value)
     return str(value)
+
+
+def _special_as_text(value: float):
+    """nan and ±inf as the words CSV and JSON files hold ("nan", "inf", "-inf"); other floats as they are."""
+    if math.isnan(value):
+        return "nan"
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    return value
 
 
 def _parse_cell(key: str, text: str):
@@ -139,12 +144,7 @@ def _to_json_safe(obj):
     if isinstance(obj, (list, tuple)):
         return [_to_json_safe(v) for v in obj]
     if isinstance(obj, (float, np.floating)):
-        obj = float(obj)
-        if math.isnan(obj):
-            return "nan"
-        if math.isinf(obj):
-            return "inf" if obj > 0 else "-inf"
-        return obj
+        return _special_as_text(float(obj))
     if isinstance(obj, np.integer):
         return int(obj)
     return obj

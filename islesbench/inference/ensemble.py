@@ -1,14 +1,8 @@
-"""Average the validation probability maps of several runs (`ensemble_runs`; the `islesbench ensemble`
-command is islesbench.commands.ensemble, and the benchmark's ensemble calls it too).
-
-The paper's final submission was an ensemble. Under cross-validation the leak-free ensemble averages,
-case by case, the probability maps that the member runs' own validation folds produced (every member
-saw the case only as validation). Each case is thresholded at the mean of the members' thresholds for
-the fold that validated it (each chosen on training cases). The output is an ordinary run folder in
-the results layout, one fold_<k> per fold of the first member, so reports read it like any run.
-Members must come from the same cohort, the same prepared data and the same folds (the splits'
-fingerprint, and every shared case validated in the same fold); otherwise the ensemble is refused with
-the two runs and the difference named.
+"""The leak-free ensemble of validation probability maps (`ensemble_runs`): the `islesbench ensemble`
+command (islesbench.commands.ensemble, whose help states the rules) and the benchmark's nested
+ensemble call it. `check_compatible_members` refuses members from different cohorts, prepared data or
+folds, naming the two runs and the difference; the output is an ordinary run folder, so reports read
+it like any run.
 """
 
 from __future__ import annotations

@@ -16,6 +16,8 @@ the case's own stored geometry and affine, named `<case>.nii.gz`).
 
 `resolve(root, name)` picks the layout: the named one (`--layout`), else the one whose `looks_like`
 accepts the folder.
+
+May import: the core, islesbench.imaging, islesbench.storage.
 """
 
 from __future__ import annotations

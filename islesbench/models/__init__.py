@@ -14,6 +14,9 @@ Encoder freezing (`--freeze-encoder-epochs K`): for the first K epochs the train
 again (Keras 3 fixes the trainable variables when the train function is built, so re-compiling is required;
 the optimizer state of the head is lost with it, which a warm-up tolerates). Frozen BatchNormalization
 layers run in inference mode, so the pretrained statistics are kept, as intended.
+
+May import: the core, islesbench.runtime, islesbench.imaging. TensorFlow and Keras are imported inside
+functions here (the builders' modules import Keras at their top), so that `islesbench --help` stays fast.
 """
 
 from __future__ import annotations

@@ -2,12 +2,9 @@
 command is islesbench.commands.pretrain; the benchmark's "selfsup" cells call it through
 islesbench.grid.selfsup_cells).
 
-Method: Models Genesis image restoration (Zhou et al., MICCAI 2019; MedIA 2021; islesbench/data/restoration_pairs.py):
-the encoder, with a light decoder (islesbench/models/restoration.py), learns to restore slices after
-local pixel shuffling, a non-linear intensity transform and inner or outer cut-outs. It was made for small
-unlabelled medical cohorts, needs no negative pairs or large batches (contrastive methods do), and its
-transforms apply to each of the five maps. No mask is ever read: TESTING cases, other cohorts and
-synthetic cohorts serve as well as labelled ones.
+The method (Models Genesis image restoration: restoring slices after local pixel shuffling, a non-linear
+intensity transform and cut-outs; islesbench/data/restoration_pairs.py, islesbench/models/restoration.py)
+and why it suits small unlabelled CTP cohorts are in the command's help.
 
 `resolve_sources` turns --data values (raw cohorts, prepared once into OUT/prepared/, or prepared folders)
 into prepared data with the `prepare` callable its caller passes (islesbench.data_prep.prepare.resolve_prepared;

@@ -128,9 +128,9 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
 
 def training_sets(config: ExperimentConfig, patient_of: dict, splits: list) -> dict:
     """fold -> the training cases the run uses: all of the fold's, or a seeded nested share of its patients."""
-    return {k: fractions.training_subset(fold["train"], patient_of, config.data.train_fraction,
+    return {k: fractions.training_subset(split["train"], patient_of, config.data.train_fraction,
                                          config.data.fraction_seed, k)
-            for k, fold in enumerate(splits)}
+            for k, split in enumerate(splits)}
 
 
 def validate_threshold_fold(prepared: manifest.PreparedData, val_ids, paths: run_layout.FoldPaths) -> dict:

@@ -21,18 +21,18 @@ def unet():
 def test_every_slice_is_predicted_as_alone(unet, depth):
     """Short last batches are padded to the batch size; the padding must not change any real slice."""
     rng = np.random.default_rng(depth)
-    volume = rng.normal(size=(depth, 16, 16, 2)).astype("float32")
-    prob = volume.predict_grid(unet, volume, is_3d=False, batch_size=4)
+    image = rng.normal(size=(depth, 16, 16, 2)).astype("float32")
+    prob = volume.predict_grid(unet, image, is_3d=False, batch_size=4)
     assert prob.shape == (depth, 16, 16)
-    alone = np.stack([unet.predict_on_batch(volume[i:i + 1])[0, ..., 0] for i in range(depth)])
+    alone = np.stack([unet.predict_on_batch(image[i:i + 1])[0, ..., 0] for i in range(depth)])
     np.testing.assert_allclose(prob, alone, atol=1e-5)
 
 
 def test_resized_to_a_fixed_input_size_and_back():
     keras.utils.set_random_seed(0)
     fixed = build_model("unet", input_channels=2, input_size=8, base_width=4, depth=2)
-    volume = np.random.default_rng(0).normal(size=(3, 16, 16, 2)).astype("float32")
-    prob = volume.predict_grid(fixed, volume, is_3d=False)
+    image = np.random.default_rng(0).normal(size=(3, 16, 16, 2)).astype("float32")
+    prob = volume.predict_grid(fixed, image, is_3d=False)
     assert prob.shape == (3, 16, 16)
     assert np.all((prob >= 0) & (prob <= 1))
 
