@@ -135,8 +135,9 @@ class GridCell:
         return self.config("quick").name
 
     def run_command(self, data, profile: str, runs_root, num_folds: int, fold="all", config_file=None,
-                    seed: int = 0, fraction: float = 1.0) -> str:
-        """The exact `islesbench run ...` command line that runs this cell alone."""
+                    seed: int = 0, fraction: float = 1.0, layout: str | None = None) -> str:
+        """The exact `islesbench run ...` command line that runs this cell alone (the benchmark runs exactly
+        this line in the cell's child process)."""
         parts = ["islesbench", "run", "--arch", self.arch]
         if self.pretrained:
             parts += ["--pretrained", str(self.pretrained_source(runs_root))]
@@ -156,6 +157,8 @@ class GridCell:
             parts += ["--train-fraction", f"{fraction:g}"]
         if self.name_override:
             parts += ["--name", fraction_name(self.name_override, fraction)]
+        if layout:
+            parts += ["--layout", layout]
         return " ".join(_quote(p) for p in parts)
 
 
