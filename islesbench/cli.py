@@ -17,7 +17,7 @@ import sys
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 from islesbench.errors import IslesbenchError
-from islesbench.runtime import console
+from islesbench.runtime import child_env, console
 
 # name -> (module, one-line help). Order is the order of the pipeline.
 COMMANDS = {
@@ -66,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
     entry = argv is None  # the console script, not a call from Python (whose fd 2 is not ours)
     argv = sys.argv[1:] if argv is None else list(argv)
     if entry:
+        child_env.die_with_parent()  # a benchmark cell's child never outlives its `benchmark`
         # Before anything imports TensorFlow: its C++ start-up lines reach fd 2 before Python logging.
         console.quiet_tensorflow(verbose="--verbose" in argv)
     command = next((a for a in argv if not a.startswith("-")), None)

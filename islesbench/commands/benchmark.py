@@ -1,9 +1,20 @@
 """Run the paper's comparison grid over all folds, then the ensemble, then write the report.
 
-Each cell is an ordinary `islesbench run` (`islesbench.training.cross_validation.run_configuration`): it resumes, and skips the
-folds that are already done, so the same command again continues an interrupted benchmark. A cell that
-cannot run (ImageNet weights absent offline, say) is recorded as not run, with the reason and the exact
-`islesbench run ...` command that would run it, and the grid goes on. `--seeds N` repeats every cell
+Each cell is an ordinary `islesbench run`, started in its own child process (exactly the command recorded
+for it in RUNS/benchmark.json), its output in RUNS/logs/<cell>.log (appended on reruns); `--jobs N` runs up
+to N cells at once, each with cores // N CPU threads and, when GPUs are visible, one GPU. `islesbench run`
+resumes, and skips the folds that are already done, so the same command again continues an interrupted
+benchmark, and a crashed cell from its last finished epoch. A cell that cannot run (ImageNet weights absent
+offline, say: its child's one-line error, exit 2) is recorded as not run, with the reason and the exact
+`islesbench run ...` command that would run it; a child that dies by a signal (a segfault) or exits with
+any other status is recorded as crashed, with the signal or status, its log and its command. Either way
+the grid goes on. One progress line (cells done, running, crashed, elapsed, ETA) is kept current on a
+terminal and printed as plain lines elsewhere; the cells' own output (Keras' epoch lines) goes only to
+their logs unless --verbose.
+
+Exit status: 0 when every cell ended without crashing (cells that could not run are reported, not
+failures), 3 when any cell crashed (the rest of the grid, the ensemble and the report still ran; run the
+same command again to resume), 1 when a step in this process failed (the ensemble), 2 for bad input. `--seeds N` repeats every cell
 with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
 
 The ensemble averages validation probability maps, and its members are never chosen on the cases it is
@@ -29,9 +40,13 @@ from islesbench.data.fractions import parse_fractions
 from islesbench.data_prep.prepare import resolve_prepared
 from islesbench.errors import IslesbenchError
 from islesbench.grid.grid_file import benchmark_record_path, load_grid, merge_overrides
-from islesbench.grid.runner import DONE, FAILED, run_benchmark
+from islesbench.grid.progress import Progress
+from islesbench.grid.runner import CRASHED, DONE, FAILED, run_benchmark
 from islesbench.reports.report import build_report
 from islesbench.reports.results_reader import read_run
+
+
+CRASHED_EXIT = 3  # a cell's child died by a signal or exited with a status other than 0 and 2
 
 
 def configure_parser(parser) -> None:
@@ -54,6 +69,10 @@ def configure_parser(parser) -> None:
     parser.add_argument("--precision", choices=PRECISIONS, default=None,
                         help="train.precision of every cell (default auto: bfloat16 where the hardware runs it "
                              "natively); runs of another precision need their own --out")
+    parser.add_argument("--jobs", type=int, default=1, metavar="N",
+                        help="cells run at once, each in its own child process with cores // N CPU threads (and "
+                             "one GPU each, round-robin, when GPUs are visible); the folds of a cell stay in "
+                             "one child, in order")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     layouts.add_layout_argument(parser)
@@ -74,12 +93,23 @@ def run_command(args) -> int:
     if args.seeds < 1:
         raise IslesbenchError(f"--seeds must be >= 1, not {args.seeds}")
     members = [m.strip() for m in args.members.split(",") if m.strip()] if args.members else None
-    record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold, force=args.force,
-                           seeds=args.seeds, fixed_members=members, layout=args.layout, prepare=resolve_prepared,
-                           read_run=read_run)
+    if args.jobs < 1:
+        raise IslesbenchError(f"--jobs must be >= 1, not {args.jobs}")
+    total = sum(len(grid.cell_configs(args.profile, seed)) for seed in range(args.seeds))
+    progress = Progress(total, jobs=args.jobs)
+    try:
+        record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold,
+                               force=args.force, seeds=args.seeds, fixed_members=members, layout=args.layout,
+                               prepare=resolve_prepared, read_run=read_run, jobs=args.jobs, progress=progress,
+                               verbose=getattr(args, "verbose", False))
+    finally:
+        progress.close()
     for cell in record["cells"]:
         line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
-        if cell["status"] != DONE:
+        if cell["status"] == CRASHED:
+            how = cell.get("signal", {}).get("name") or f"exit status {cell.get('exit_status')}"
+            line += f"  {how}; log: {cell.get('log')}"
+        elif cell["status"] != DONE:
             line += f"  {cell.get('reason', '')}"
         print(line)
     print(f"benchmark wall time {_seconds(record['wall_seconds'])}; record: {benchmark_record_path(args.out)}")
@@ -88,6 +118,10 @@ def run_command(args) -> int:
         paths = build_report(args.out, out)
         print(f"report: {paths['report_html']}")
     # Cells that could not run (weights absent offline) are reported, not failures; crashed cells are.
+    if any(c["status"] == CRASHED for c in record["cells"]):
+        print(f"some cells crashed (exit status {CRASHED_EXIT}); their logs are named above; "
+              "run the same command again to resume them")
+        return CRASHED_EXIT
     return 1 if any(c["status"] == FAILED for c in record["cells"]) else 0
 
 

@@ -1,11 +1,21 @@
 """Run the paper's comparison grid over all folds, then the ensemble (`run_benchmark`; the `islesbench
 benchmark` command is islesbench.commands.benchmark, which also writes the report).
 
-Each cell is an ordinary `islesbench run` (`islesbench.training.cross_validation.run_configuration`): it
-resumes, and skips the folds that are already done, so the same call again continues an interrupted
-benchmark. A cell that cannot run (ImageNet weights absent offline, say) is recorded as not run, with the
-reason and the exact `islesbench run ...` command that would run it, and the grid goes on. `seeds` repeats
-every cell with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
+Each cell runs in its own child process: exactly the stand-alone command recorded for it in
+benchmark.json ("command", `islesbench run ...`), started as `python -m islesbench run ...` (argv, no shell)
+with islesbench.runtime.child_env's environment, its share of the CPU threads and (when GPUs are visible)
+one GPU, its output appended to RUNS/logs/<cell>.log. `jobs` cells run at once (a pool of threads, each
+waiting on one child); the folds of one cell stay in its child, in order. How a child ended decides the
+cell's status: exit 0 -> done (partial when a requested fold did not finish), exit 2 (islesbench's one-line
+error, e.g. ImageNet weights absent offline) -> not run with that line as the reason, death by a signal or
+any other exit status -> crashed, with the signal or exit status, the log and the command; the grid goes on.
+`islesbench run` resumes and skips finished folds, so the same call again continues an interrupted or
+crashed benchmark from the last committed epoch. `seeds` repeats every cell with training seeds 0..N-1 on
+the same folds (seed k > 0 runs into `<name>-seed<k>`). Tests pass `run_configuration`, a stand-in trainer
+that runs in this process instead (one cell after the other).
+
+Self-supervised pretraining (before the cells), the ensemble and the report run in this process, the
+ensemble only after every cell has ended.
 
 The ensemble averages validation probability maps, and its members are never chosen on the cases it is
 scored on: by default (nested) the cases of fold k are averaged over the top-k configurations ranked by
@@ -24,8 +34,14 @@ results: islesbench.reports.results_reader.read_run).
 
 from __future__ import annotations
 
+import collections
+import concurrent.futures
 import datetime as _dt
 import math
+import queue
+import shlex
+import signal
+import subprocess
 import sys
 import time
 import traceback
@@ -34,29 +50,50 @@ from pathlib import Path
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
 from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path
+from islesbench.grid.progress import NoProgress
 from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 from islesbench.inference import ensemble
+from islesbench.runtime import child_env
 from islesbench.storage import provenance, run_layout
-from islesbench.training import cross_validation
 
-DONE, PARTIAL, NOT_RUN, FAILED = "done", "partial", "not run", "failed"
+DONE, PARTIAL, NOT_RUN, FAILED, CRASHED = "done", "partial", "not run", "failed", "crashed"
+ERROR_EXIT = 2  # islesbench's one-line error (islesbench.cli)
+LOGS = "logs"  # RUNS/logs/<cell>.log
+
+
+def default_child_command() -> list[str]:
+    """What stands for `islesbench` in a cell's command: this interpreter running the package."""
+    return [sys.executable, "-m", "islesbench"]
+
+
+def cell_log_path(runs_root, name: str) -> Path:
+    """The log a cell's child writes (stdout and stderr, appended on every rerun)."""
+    return Path(runs_root) / LOGS / f"{name}.log"
 
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
                   force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,
-                  fixed_members: list | None = None, layout: str | None = None, *, prepare, read_run) -> dict:
+                  fixed_members: list | None = None, layout: str | None = None, *, prepare, read_run,
+                  jobs: int = 1, child_command: list[str] | None = None, progress=None,
+                  verbose: bool = False, gpus: list[str] | None = None) -> dict:
     """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
     writing) the benchmark record.
 
     `prepare(data, runs_root, num_folds, seed, layout)` -> PreparedData has the signature of
-    islesbench.data_prep.prepare.resolve_prepared (a raw cohort is prepared once into RUNS/prepared and
-    reused); `read_run(run folder)` is islesbench.reports.results_reader.read_run. `run_configuration` and
-    `ensemble_runs` default to islesbench.training.cross_validation's and islesbench.inference.ensemble's;
-    tests pass stand-ins.
+    islesbench.data_prep.prepare.resolve_prepared (a raw cohort is prepared once into RUNS/prepared, here,
+    before any child starts, and the children reuse it); `read_run(run folder)` is
+    islesbench.reports.results_reader.read_run. Cells run as child processes, `jobs` at once;
+    `child_command` replaces `python -m islesbench` in their argv (tests wrap the child), `gpus` the GPUs
+    found (islesbench.runtime.child_env.visible_gpus), `progress` is an islesbench.grid.progress.Progress,
+    and `verbose` copies the children's output to the console as well as to their logs.
+    `run_configuration` (a stand-in trainer, tests only) runs the cells in this process instead;
+    `ensemble_runs` defaults to islesbench.inference.ensemble's.
     """
-    train = run_configuration or cross_validation.run_configuration
+    if jobs < 1:
+        raise IslesbenchError(f"--jobs must be >= 1, not {jobs}")
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
+    progress = progress or NoProgress()
     started = time.monotonic()
     record = {
         "profile": profile,
@@ -69,6 +106,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         "train_fractions": list(grid.train_fractions),
         "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
         "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
+        "jobs": jobs,
         "provenance": provenance.provenance(),
         "started": _now(),
         "finished": None,
@@ -88,18 +126,63 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
-    def train_cell(config, extra):
-        if run_configuration is None:  # the configuration's own faults before any data work, as `run` has them
-            cross_validation.check_configuration(config)
-        prepared = prepare(data, runs_root, num_folds, 0, layout)
-        train(config, prepared, runs_root, folds="all" if fold == "all" else [fold], force=force, **extra)
-
     cells = [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)]
-    for cell, config in cells:
-        entry = _run_cell(grid, cell, config, data, runs_root, profile, num_folds, fold, requested, force,
-                          pretraining, train_cell)
-        record["cells"].append(entry)
-        _write_record(record_path, record, started)
+    entries = [_cell_entry(grid, cell, config, data, runs_root, profile, num_folds, fold, layout)
+               for cell, config in cells]
+    finished: list[dict | None] = [None] * len(cells)
+
+    def blocked(i) -> str | None:
+        cell = cells[i][0]
+        if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
+            return (f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
+                    f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
+        return None
+
+    if run_configuration is not None:  # a stand-in trainer (tests): in this process, one cell after the other
+        def train_cell(i):
+            cell, config = cells[i]
+            prepared = prepare(data, runs_root, num_folds, 0, layout)
+            extra = {"tuned": cell.tuned()} if cell.hparams else {}  # per-fold hyperparameters (nested)
+            run_configuration(config, prepared, runs_root, folds="all" if fold == "all" else [fold], force=force,
+                              **extra)
+            return {}
+
+        for i in range(len(cells)):
+            finished[i] = _run_cell(entries[i], runs_root, requested, force, blocked(i), train_cell, i, progress)
+            record["cells"] = [e for e in finished if e is not None]
+            _write_record(record_path, record, started)
+    else:
+        launch = [i for i in range(len(cells)) if blocked(i) is None]
+        if launch:
+            try:  # once, before the children, which would otherwise prepare the same folder at once
+                prepare(data, runs_root, num_folds, 0, layout)
+            except IslesbenchError:
+                pass  # each child meets the same error and reports it as its cell's reason
+        gpus = child_env.visible_gpus() if gpus is None else gpus
+        slots: queue.Queue = queue.Queue()
+        for slot in range(jobs):
+            slots.put(slot)
+        prefix = list(child_command or default_child_command())
+
+        def run_child(i):
+            slot = slots.get()
+            try:
+                argv = prefix + shlex.split(entries[i]["command"])[1:]
+                env = child_env.cell_env(jobs, slot, gpus)
+                return run_child_process(argv, env, cell_log_path(runs_root, entries[i]["name"]),
+                                         entries[i]["command"], echo=progress.write if verbose else None,
+                                         label=entries[i]["name"])
+            finally:
+                slots.put(slot)
+
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="islesbench-cell") as pool:
+            futures = {pool.submit(_run_cell, entries[i], runs_root, requested, force, blocked(i), run_child, i,
+                                   progress): i for i in range(len(cells))}
+            for future in concurrent.futures.as_completed(futures):
+                finished[futures[future]] = future.result()
+                record["cells"] = [e for e in finished if e is not None]  # grid order
+                _write_record(record_path, record, started)
+    progress.close()
 
     if grid.ensemble is not None:
         record["cells"].append(_run_ensemble(grid, record["cells"], runs_root, ensemble_runs, fixed_members,
@@ -109,16 +192,14 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     return record
 
 
-def _run_cell(grid: Grid, cell, config, data, runs_root, profile: str, num_folds: int, fold, requested: list,
-              force: bool, pretraining, train_cell) -> dict:
-    """Train one cell (`train_cell(config, extra run_configuration arguments)`); its entry of the benchmark record:
-    status (done, partial, not run with the reason, failed), seconds, folds done and trained, the command."""
+def _cell_entry(grid: Grid, cell, config, data, runs_root, profile: str, num_folds: int, fold, layout) -> dict:
+    """A cell's entry of the benchmark record before it runs (its overrides file written): name, what it is, the command."""
     overrides = grid.cell_overrides(cell)
     config_file = None
     if overrides:
         config_file = cell_overrides_path(runs_root, config.name)
         write_json_atomic(config_file, overrides)
-    entry = {
+    return {
         "name": config.name,
         "seed": config.train.seed,
         "kind": "run",
@@ -128,22 +209,30 @@ def _run_cell(grid: Grid, cell, config, data, runs_root, profile: str, num_folds
         "train_fraction": config.data.train_fraction,
         "run_dir": str(run_layout.run_dir(runs_root, config.name)),
         "command": cell.run_command(data, profile, runs_root, num_folds, fold, config_file,
-                                    seed=config.train.seed, fraction=config.data.train_fraction),
+                                    seed=config.train.seed, fraction=config.data.train_fraction, layout=layout),
     }
-    done_before = _done_folds(runs_root, config.name, requested)
+
+
+def _run_cell(entry: dict, runs_root, requested: list, force: bool, blocked: str | None, execute, index,
+              progress) -> dict:
+    """Run one cell (`execute(index)` -> the status fields the run decided, {} when it ended normally); its
+    entry of the benchmark record: status (done, partial, not run with the reason, crashed, failed), seconds,
+    folds done and trained, the command."""
+    entry = dict(entry)
+    done_before = _done_folds(runs_root, entry["name"], requested)
+    progress.start(entry["name"])
     t0 = time.monotonic()
     try:
-        if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
-            raise IslesbenchError(f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
-                                  f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
-        train_cell(config, {"tuned": cell.tuned()} if cell.hparams else {})  # per-fold hyperparameters (nested)
+        if blocked:
+            raise IslesbenchError(blocked)
+        entry.update(execute(index))
     except IslesbenchError as exc:
         entry.update(status=NOT_RUN, reason=str(exc))
     except Exception as exc:  # one broken cell must not lose the rest of a long grid
         traceback.print_exc(file=sys.stderr)
         entry.update(status=FAILED, reason=f"{type(exc).__name__}: {exc}")
     entry["seconds"] = round(time.monotonic() - t0, 1)
-    done_after = _done_folds(runs_root, config.name, requested)
+    done_after = _done_folds(runs_root, entry["name"], requested)
     entry["folds_done"] = done_after
     entry["folds_trained"] = len(set(done_after) - set(done_before)) if not force else len(done_after)
     if "status" not in entry:
@@ -152,7 +241,71 @@ def _run_cell(grid: Grid, cell, config, data, runs_root, profile: str, num_folds
             entry.update(status=PARTIAL, reason=f"fold(s) {missing} did not finish")
         else:
             entry["status"] = DONE
+    progress.finish(entry["name"], entry["status"], entry["seconds"])
     return entry
+
+
+def run_child_process(argv: list[str], env: dict, log_path: Path, command: str, echo=None, label: str = "") -> dict:
+    """Run one cell's child to its end, its stdout and stderr appended to `log_path` (and, with `echo`, each
+    line passed to echo(text) prefixed with `label`); the status fields its end decides (child_outcome)."""
+    log_path.parent.mkdir(parents=True, exist_ok=True)
+    tail: collections.deque = collections.deque(maxlen=50)
+    with open(log_path, "ab") as log:
+        log.write(f"=== {_now()} {command}\n".encode())
+        log.flush()
+        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        pending = b""
+        try:
+            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
+                log.write(chunk)
+                log.flush()
+                pending += chunk
+                *lines, pending = pending.split(b"\n")
+                tail.extend(lines)
+                if echo is not None:
+                    for line in lines:
+                        echo(f"[{label}] {line.decode(errors='replace').rstrip()}")
+        finally:
+            proc.stdout.close()
+            returncode = proc.wait()
+        if pending:
+            tail.append(pending)
+            if echo is not None:
+                echo(f"[{label}] {pending.decode(errors='replace').rstrip()}")
+        log.write(f"=== exit status {returncode}\n".encode())
+    lines = [line.decode(errors="replace").split("\r")[-1].strip() for line in tail]
+    return child_outcome(returncode, [line for line in lines if line], log_path, command)
+
+
+def child_outcome(returncode: int, output_lines: list[str], log_path, command: str) -> dict:
+    """The status fields of a cell whose child ended with `returncode` after printing `output_lines` (its
+    last lines): {} for 0 (done or partial, as the folds on disk say); not run with islesbench's error line
+    for 2; crashed for a signal (returncode < 0) or any other status, naming the log and the command."""
+    if returncode == 0:
+        return {}
+    if returncode == ERROR_EXIT:
+        errors = [line.split(": error: ", 1)[1] for line in output_lines
+                  if line.startswith("islesbench ") and ": error: " in line]
+        reason = errors[-1] if errors else (output_lines[-1] if output_lines else f"exited with status {ERROR_EXIT}")
+        return {"status": NOT_RUN, "reason": reason, "log": str(log_path)}
+    out = {"status": CRASHED, "log": str(log_path), "command": command}
+    if returncode < 0:
+        number = -returncode
+        try:
+            name = signal.Signals(number).name
+        except ValueError:
+            name = f"signal {number}"
+        out["signal"] = {"name": name, "number": number}
+        how = f"killed by signal {name} ({number})"
+    else:
+        out["exit_status"] = returncode
+        how = f"exited with status {returncode}"
+        if output_lines:
+            how += f" (last line: {output_lines[-1][:300]})"
+    out["reason"] = (f"crashed: its child process {how}. Its log: {log_path}. The same benchmark command "
+                     f"again resumes it from its last finished epoch (so does its own command: {command})")
+    return out
 
 
 def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:

@@ -17,10 +17,16 @@ read them back.
 
 from __future__ import annotations
 
+import ctypes
 import os
+import signal
 import subprocess
+import sys
 
 INHERITED_ROLES = ("TF_CONFIG", "KERASTUNER_TUNER_ID", "KERASTUNER_ORACLE_IP", "KERASTUNER_ORACLE_PORT")
+# Set in a benchmark cell's child: the pid of the `benchmark` process it must not outlive.
+PARENT_PID = "ISLESBENCH_PARENT_PID"
+PR_SET_PDEATHSIG = 1  # linux/prctl.h
 THREAD_VARIABLES = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS")
 
 
@@ -74,7 +80,23 @@ def gpu_for_slot(slot: int, gpus: list[str]) -> str:
 
 def cell_env(jobs: int, slot: int, gpus: list[str], cores: int | None = None, **extra) -> dict:
     """child_env for slot `slot` of `jobs` children at once: its share of the CPU threads and its GPU."""
-    return child_env(**thread_share(jobs, cores), CUDA_VISIBLE_DEVICES=gpu_for_slot(slot, gpus), **extra)
+    return child_env(**thread_share(jobs, cores), CUDA_VISIBLE_DEVICES=gpu_for_slot(slot, gpus),
+                     **{PARENT_PID: str(os.getpid())}, **extra)
+
+
+def die_with_parent() -> None:
+    """In a child started with PARENT_PID: have Linux SIGKILL this process when its parent dies.
+
+    A `benchmark` killed with SIGKILL (or by the OOM killer) cannot stop its cells, which would go on
+    training into the run folders that the re-run `benchmark` resumes. Elsewhere than Linux, or without
+    PARENT_PID, nothing happens. A child whose parent is already gone leaves at once.
+    """
+    parent = os.environ.get(PARENT_PID)
+    if not parent or not sys.platform.startswith("linux"):
+        return
+    ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != int(parent):
+        os._exit(1)
 
 
 def _nvidia_smi_indices() -> str:

@@ -16,7 +16,6 @@ from islesbench.grid.grid_file import (EnsembleCell, GridCell, benchmark_record_
 from islesbench.inference import ensemble
 from islesbench.reports.results_reader import read_run
 from islesbench.storage import run_layout
-from islesbench.training import cross_validation
 
 PAPER_NAMES = ["pspnet-imagenet-focal", "pspnet-imagenet-ce", "pspnet-scratch-focal", "pspnet-scratch-ce",
                "unet-focal", "unet-ce", "vnet-focal", "vnet-ce", "threshold"]
@@ -255,12 +254,17 @@ def test_cell_with_overrides_gets_a_config_file_in_its_command(tmp_path):
     assert json.loads(open(config_file).read()) == {"train": {"epochs": 1}}
 
 
+def in_process(monkeypatch, training):
+    """The command's runner with a stand-in trainer in this process (no child per cell)."""
+    real = benchmark_command.run_benchmark
+    monkeypatch.setattr(benchmark_command, "run_benchmark",
+                        lambda *a, **k: real(*a, run_configuration=training, **k))
+
+
 def test_benchmark_command_runs_the_grid_then_the_report(tmp_path, monkeypatch, capsys):
-    # The runner calls islesbench.training.cross_validation / islesbench.inference.ensemble, the command
+    # The runner starts a child per cell and calls islesbench.inference.ensemble, the command
     # islesbench.data_prep.prepare.resolve_prepared; stand-ins take their place here.
-    fake = FakeTraining()
-    monkeypatch.setattr(cross_validation, "check_configuration", lambda config: config)  # FakeTraining refuses ImageNet
-    monkeypatch.setattr(cross_validation, "run_configuration", fake)
+    in_process(monkeypatch, FakeTraining())
     monkeypatch.setattr(ensemble, "ensemble_runs", fake_ensemble)
     monkeypatch.setattr(benchmark_command, "resolve_prepared", fake_prepare)
     grid_file = tmp_path / "grid.json"
@@ -365,7 +369,7 @@ def test_benchmark_precision_reaches_every_cell_and_its_command(tmp_path, monkey
         seen[config.name] = config.train.precision
         write_fake_run(runs_root, config.name, DICE[config.name], folds=list(range(len(prepared.splits()))))
 
-    monkeypatch.setattr(cross_validation, "run_configuration", training)
+    in_process(monkeypatch, training)
     monkeypatch.setattr(benchmark_command, "resolve_prepared", fake_prepare)
     grid_file = tmp_path / "grid.json"
     grid_file.write_text(json.dumps({"cells": [{"arch": "unet"}, {"arch": "vnet"}], "ensemble": None,
