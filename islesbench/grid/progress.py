@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-CRASHED, DONE = "crashed", "done"
+CRASHED, DONE, NOT_RUN = "crashed", "done", "not run"
 
 
 class Progress:
@@ -83,13 +83,15 @@ class Progress:
         return text
 
     def eta(self) -> str:
-        """What is left: the mean time of the cells finished so far times the cells left, over the pool's width."""
+        """What is left: the mean time of the cells that trained so far times the cells left, over the pool's
+        width (a cell that did not run ends in seconds and says nothing of how long training takes)."""
         left = self.total - len(self.finished)
         if left <= 0:
             return "0 s"
-        if not self.finished:
+        trained = [seconds for status, seconds in self.finished if status != NOT_RUN]
+        if not trained:
             return "after the first cell"
-        mean = sum(s for _, s in self.finished) / len(self.finished)
+        mean = sum(trained) / len(trained)
         return fmt_duration(mean * math.ceil(left / self.jobs))
 
     def _show(self) -> None:

@@ -3,7 +3,9 @@
 Milletari's design: residual stages of 5×5×5 convolutions with PReLU (1, 2, 3, 3, … convolutions per
 stage), strided-convolution down-sampling (×2, doubling the width) and transposed-convolution up-sampling,
 skip connections by concatenation. We add batch norm after each convolution (the original has none; it
-makes small-batch training stable) and dropout at the bottleneck.
+makes small-batch training stable) and dropout at the bottleneck. The convolutions are Keras' own with one
+change in bfloat16/float16: their kernel gradients go through the 2-D kernel, slice by slice
+(`islesbench.models.conv3d`: oneDNN's AMX 3-D kernel-gradient kernel overflows its buffer at 256²).
 
 Why the z axis needs care: an ISLES 2018 slab has 2–22 slices 4–12 mm thick, against ~0.9 mm in-plane. The
 paper's 3-D nets, which treat z like x and y, down-sample a 2-slice slab to nothing and mix slices ~5–10 voxel
@@ -26,6 +28,7 @@ import keras
 from keras import ops
 
 from islesbench.models.batch_norm import FusedBatchNormalization
+from islesbench.models.conv3d import Conv3DSliceGrad, Conv3DTransposeSliceGrad
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
 
@@ -85,7 +88,7 @@ class DepthCrop(keras.layers.Layer):
 
 
 def _conv_bn(x, filters: int, kernel, name: str, strides=1):
-    x = keras.layers.Conv3D(filters, kernel, strides=strides, padding="same", use_bias=False, name=name + "_conv")(x)
+    x = Conv3DSliceGrad(filters, kernel, strides=strides, padding="same", use_bias=False, name=name + "_conv")(x)
     return FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
 
 
@@ -138,7 +141,7 @@ def build_vnet(
     x = inputs
     if z_stride > 1:
         x = DepthPad(z_stride**depth, name="vnet_depth_pad")(x)
-    residual = keras.layers.Conv3D(base_width, 1, name="vnet_input_proj")(x)
+    residual = Conv3DSliceGrad(base_width, 1, name="vnet_input_proj")(x)
     skips = []
     for level in range(depth):
         name = f"vnet_down{level}"
@@ -152,14 +155,14 @@ def build_vnet(
     for level in reversed(range(depth)):
         name = f"vnet_up{level}"
         stride = (z_stride, 2, 2)
-        up = keras.layers.Conv3DTranspose(
+        up = Conv3DTransposeSliceGrad(
             base_width * 2**level, stride, strides=stride, use_bias=False, name=f"{name}_upconv"
         )(x)
         up = FusedBatchNormalization(momentum=BN_MOMENTUM, name=f"{name}_upconv_bn")(up)
         up = _prelu(up, f"{name}_upconv_prelu")
         x = keras.layers.Concatenate(name=f"{name}_concat")([up, skips[level]])
         x = _residual_stage(x, up, base_width * 2**level, min(level + 1, 3), kernel(level), name)
-    x = keras.layers.Conv3D(1, 1, bias_initializer=prior_bias(), name="vnet_logits")(x)
+    x = Conv3DSliceGrad(1, 1, bias_initializer=prior_bias(), name="vnet_logits")(x)
     if z_stride > 1:
         x = DepthCrop(name="vnet_depth_crop")([x, inputs])
     mask = keras.layers.Activation("sigmoid", dtype="float32", name="mask")(x)

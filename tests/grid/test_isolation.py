@@ -318,3 +318,12 @@ def test_a_cells_child_dies_with_its_killed_benchmark(tmp_path):
         time.sleep(0.05)
     os.kill(pid, signal.SIGKILL)
     raise AssertionError(f"child {pid} outlived its killed parent")
+
+
+def test_eta_ignores_cells_that_did_not_run():
+    """Cells refused in seconds (ImageNet weights offline) must not make the ETA of training cells tiny."""
+    p = Progress(4, stream=io.StringIO(), tty=False, clock=lambda: 0.0)
+    p.finish("pspnet-imagenet-focal", "not run", 0.1)
+    assert p.eta() == "after the first cell"
+    p.finish("unet-focal", "done", 120.0)
+    assert p.eta() == "4.0 min"  # 2 cells left x 120 s
