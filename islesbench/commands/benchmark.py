@@ -10,7 +10,8 @@ offline, say: its child's one-line error, exit 2) is recorded as not run, with t
 any other status is recorded as crashed, with the signal or status, its log and its command. Either way
 the grid goes on. One progress line (cells done, running, crashed, elapsed, ETA) is kept current on a
 terminal and printed as plain lines elsewhere; the cells' own output (Keras' epoch lines) goes only to
-their logs unless --verbose.
+their logs unless --verbose. `--executor ray` runs each cell as a Ray task on a cluster instead
+(islesbench/grid/ray_executor.py; --address, --cell-cpus, --cell-gpus): OUT must be shared storage.
 
 Exit status: 0 when every cell ended without crashing (cells that could not run are reported, not
 failures), 3 when any cell crashed (the rest of the grid, the ensemble and the report still ran; run the
@@ -73,6 +74,16 @@ def configure_parser(parser) -> None:
                         help="cells run at once, each in its own child process with cores // N CPU threads (and "
                              "one GPU each, round-robin, when GPUs are visible); the folds of a cell stay in "
                              "one child, in order")
+    parser.add_argument("--executor", choices=("local", "ray"), default="local",
+                        help="local: child processes on this machine (--jobs at once); ray: each cell a Ray task "
+                             "on a Ray cluster (--address), retried when its node is lost; OUT must then be "
+                             "shared storage that every node can write")
+    parser.add_argument("--address", default=None, metavar="HOST:PORT|auto",
+                        help="with --executor ray: the Ray cluster to join (default: start a local Ray here)")
+    parser.add_argument("--cell-cpus", type=float, default=1, metavar="C",
+                        help="with --executor ray: CPUs per cell task (and the child's CPU threads)")
+    parser.add_argument("--cell-gpus", type=float, default=0, metavar="G",
+                        help="with --executor ray: GPUs per cell task (the child sees the GPUs Ray gives it)")
     parser.add_argument("--report-out", default=None, help="report folder (default: OUT/report)")
     parser.add_argument("--no-report", action="store_true", help="skip writing the report at the end")
     layouts.add_layout_argument(parser)
@@ -101,7 +112,9 @@ def run_command(args) -> int:
         record = run_benchmark(grid, args.data, args.out, args.profile, num_folds=args.folds, fold=fold,
                                force=args.force, seeds=args.seeds, fixed_members=members, layout=args.layout,
                                prepare=resolve_prepared, read_run=read_run, jobs=args.jobs, progress=progress,
-                               verbose=getattr(args, "verbose", False))
+                               verbose=getattr(args, "verbose", False),
+                               executor=getattr(args, "executor", "local"), address=getattr(args, "address", None),
+                               cell_cpus=getattr(args, "cell_cpus", 1), cell_gpus=getattr(args, "cell_gpus", 0))
     finally:
         progress.close()
     for cell in record["cells"]:

@@ -34,14 +34,11 @@ results: islesbench.reports.results_reader.read_run).
 
 from __future__ import annotations
 
-import collections
 import concurrent.futures
 import datetime as _dt
 import math
 import queue
 import shlex
-import signal
-import subprocess
 import sys
 import time
 import traceback
@@ -49,33 +46,24 @@ from pathlib import Path
 
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
+from islesbench.grid.cell_process import (CRASHED, DONE, ERROR_EXIT, FAILED, LOGS, NOT_RUN, PARTIAL,  # noqa: F401
+                                          cell_log_path, child_outcome, default_child_command,
+                                          run_child_process)
 from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path
 from islesbench.grid.progress import NoProgress
+from islesbench.grid.ray_executor import RayCells
 from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 from islesbench.inference import ensemble
 from islesbench.runtime import child_env
 from islesbench.storage import provenance, run_layout
 
-DONE, PARTIAL, NOT_RUN, FAILED, CRASHED = "done", "partial", "not run", "failed", "crashed"
-ERROR_EXIT = 2  # islesbench's one-line error (islesbench.cli)
-LOGS = "logs"  # RUNS/logs/<cell>.log
-
-
-def default_child_command() -> list[str]:
-    """What stands for `islesbench` in a cell's command: this interpreter running the package."""
-    return [sys.executable, "-m", "islesbench"]
-
-
-def cell_log_path(runs_root, name: str) -> Path:
-    """The log a cell's child writes (stdout and stderr, appended on every rerun)."""
-    return Path(runs_root) / LOGS / f"{name}.log"
-
-
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
                   force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,
                   fixed_members: list | None = None, layout: str | None = None, *, prepare, read_run,
                   jobs: int = 1, child_command: list[str] | None = None, progress=None,
-                  verbose: bool = False, gpus: list[str] | None = None) -> dict:
+                  verbose: bool = False, gpus: list[str] | None = None, executor: str = "local",
+                  address: str | None = None, cell_cpus: float = 1, cell_gpus: float = 0,
+                  max_retries: int = 3) -> dict:
     """Run every cell of `grid` (for each of `seeds` training seeds), then its ensemble; return (and keep
     writing) the benchmark record.
 
@@ -88,55 +76,41 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     and `verbose` copies the children's output to the console as well as to their logs.
     `run_configuration` (a stand-in trainer, tests only) runs the cells in this process instead;
     `ensemble_runs` defaults to islesbench.inference.ensemble's.
+
+    `executor` "ray" submits every cell as a Ray task instead (islesbench.grid.ray_executor: `address` of
+    the cluster, None for a local Ray; `cell_cpus`, `cell_gpus` per task; a task lost with its node is
+    retried `max_retries` times); `jobs` and `gpus` are then Ray's business, and the runs folder must be
+    shared storage (checked before any cell). The statuses come from the same child_outcome.
+
+    Long only with this docstring: the body is the phases in order (record, pretraining, cells, ensemble).
     """
     if jobs < 1:
         raise IslesbenchError(f"--jobs must be >= 1, not {jobs}")
+    if executor not in ("local", "ray"):
+        raise IslesbenchError(f"--executor must be local or ray, not {executor}")
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     progress = progress or NoProgress()
     started = time.monotonic()
-    record = {
-        "profile": profile,
-        "data": str(data),
-        "runs_root": str(runs_root),
-        "num_folds": num_folds,
-        "fold": fold,
-        "grid": [cfg.name for _, cfg in grid.cell_configs(profile)],
-        "seeds": seeds,
-        "train_fractions": list(grid.train_fractions),
-        "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
-        "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
-        "jobs": jobs,
-        "provenance": provenance.provenance(),
-        "started": _now(),
-        "finished": None,
-        "wall_seconds": None,
-        "cells": [],
-    }
+    record = _new_record(grid, data, runs_root, profile, num_folds, fold, seeds, fixed_members, jobs, executor)
     record_path = benchmark_record_path(runs_root)
     requested = list(range(num_folds)) if fold == "all" else [int(fold)]
     pretraining = None
     if grid.uses_selfsup():
-        config_file = None
-        if grid.pretraining.overrides:
-            config_file = cell_overrides_path(runs_root, "pretraining")
-            write_json_atomic(config_file, grid.pretraining.overrides)
-        pretraining = run_selfsup_pretraining(grid.pretraining, data, runs_root, profile, requested, num_folds,
-                                              layout=layout, force=force, config_file=config_file, prepare=prepare)
+        pretraining = _pretrain(grid, data, runs_root, profile, requested, num_folds, layout, force, prepare)
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
     cells = [(c, cfg) for seed in range(seeds) for c, cfg in grid.cell_configs(profile, seed, runs_root)]
     entries = [_cell_entry(grid, cell, config, data, runs_root, profile, num_folds, fold, layout)
                for cell, config in cells]
+    blocked = [_blocked(cell, pretraining) for cell, _ in cells]
     finished: list[dict | None] = [None] * len(cells)
 
-    def blocked(i) -> str | None:
-        cell = cells[i][0]
-        if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
-            return (f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
-                    f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
-        return None
+    def publish(i, entry):
+        finished[i] = entry
+        record["cells"] = [e for e in finished if e is not None]  # grid order
+        _write_record(record_path, record, started)
 
     if run_configuration is not None:  # a stand-in trainer (tests): in this process, one cell after the other
         def train_cell(i):
@@ -148,40 +122,30 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
             return {}
 
         for i in range(len(cells)):
-            finished[i] = _run_cell(entries[i], runs_root, requested, force, blocked(i), train_cell, i, progress)
-            record["cells"] = [e for e in finished if e is not None]
-            _write_record(record_path, record, started)
+            publish(i, _run_cell(entries[i], runs_root, requested, force, blocked[i], train_cell, i, progress))
     else:
-        launch = [i for i in range(len(cells)) if blocked(i) is None]
-        if launch:
+        if any(reason is None for reason in blocked):
             try:  # once, before the children, which would otherwise prepare the same folder at once
                 prepare(data, runs_root, num_folds, 0, layout)
             except IslesbenchError:
                 pass  # each child meets the same error and reports it as its cell's reason
-        gpus = child_env.visible_gpus() if gpus is None else gpus
-        slots: queue.Queue = queue.Queue()
-        for slot in range(jobs):
-            slots.put(slot)
-        prefix = list(child_command or default_child_command())
-
-        def run_child(i):
-            slot = slots.get()
-            try:
-                argv = prefix + shlex.split(entries[i]["command"])[1:]
-                env = child_env.cell_env(jobs, slot, gpus)
-                return run_child_process(argv, env, cell_log_path(runs_root, entries[i]["name"]),
-                                         entries[i]["command"], echo=progress.write if verbose else None,
-                                         label=entries[i]["name"])
-            finally:
-                slots.put(slot)
-
-        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs, thread_name_prefix="islesbench-cell") as pool:
-            futures = {pool.submit(_run_cell, entries[i], runs_root, requested, force, blocked(i), run_child, i,
-                                   progress): i for i in range(len(cells))}
-            for future in concurrent.futures.as_completed(futures):
-                finished[futures[future]] = future.result()
-                record["cells"] = [e for e in finished if e is not None]  # grid order
-                _write_record(record_path, record, started)
+        cluster = None
+        if executor == "ray":
+            cluster = RayCells(runs_root, address=address, cell_cpus=cell_cpus, cell_gpus=cell_gpus,
+                               max_retries=max_retries, child_command=child_command)
+            cluster.start()
+            workers, run_child = max(1, len(cells)), _ray_child(cluster, entries, runs_root)
+        else:
+            gpus = child_env.visible_gpus() if gpus is None else gpus
+            prefix = list(child_command or default_child_command())
+            workers, run_child = jobs, _local_child(entries, runs_root, jobs, gpus, prefix,
+                                                    progress.write if verbose else None)
+        try:
+            _run_pool(workers, len(cells), publish, lambda i: _run_cell(entries[i], runs_root, requested, force,
+                                                                         blocked[i], run_child, i, progress))
+        finally:
+            if cluster is not None:
+                cluster.close()
     progress.close()
 
     if grid.ensemble is not None:
@@ -190,6 +154,84 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     record["finished"] = _now()
     _write_record(record_path, record, started)
     return record
+
+
+def _pretrain(grid: Grid, data, runs_root: Path, profile: str, requested: list, num_folds: int, layout, force: bool,
+              prepare) -> dict:
+    """The self-supervised pretraining of the grid's "selfsup" cells (before any cell); its record entry."""
+    config_file = None
+    if grid.pretraining.overrides:
+        config_file = cell_overrides_path(runs_root, "pretraining")
+        write_json_atomic(config_file, grid.pretraining.overrides)
+    return run_selfsup_pretraining(grid.pretraining, data, runs_root, profile, requested, num_folds, layout=layout,
+                                   force=force, config_file=config_file, prepare=prepare)
+
+
+def _blocked(cell, pretraining: dict | None) -> str | None:
+    """Why `cell` cannot start (its self-supervised encoders did not finish), or None."""
+    if cell.pretrained == SELFSUP and pretraining and pretraining["status"] != DONE:
+        return (f"its self-supervised pretraining did not finish: {pretraining.get('reason')}; "
+                f"pretrain with: {pretraining.get('command', 'islesbench pretrain')}")
+    return None
+
+
+def _run_pool(workers: int, count: int, publish, run_cell) -> None:
+    """run_cell(i) for i < count, `workers` at a time; publish(i, entry) as each ends."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=workers, thread_name_prefix="islesbench-cell") as pool:
+        futures = {pool.submit(run_cell, i): i for i in range(count)}
+        for future in concurrent.futures.as_completed(futures):
+            publish(futures[future], future.result())
+
+
+def _new_record(grid: Grid, data, runs_root: Path, profile: str, num_folds: int, fold, seeds: int, fixed_members,
+                jobs: int, executor: str) -> dict:
+    """The benchmark record before any cell ran: what was asked, the provenance, the start time."""
+    return {
+        "profile": profile,
+        "data": str(data),
+        "runs_root": str(runs_root),
+        "num_folds": num_folds,
+        "fold": fold,
+        "grid": [cfg.name for _, cfg in grid.cell_configs(profile)],
+        "seeds": seeds,
+        "train_fractions": list(grid.train_fractions),
+        "ensemble_top_k": grid.ensemble.top_k if grid.ensemble else None,
+        "ensemble_selection": None if grid.ensemble is None else ("fixed" if fixed_members else "nested"),
+        "jobs": jobs,
+        "executor": executor,
+        "provenance": provenance.provenance(),
+        "started": _now(),
+        "finished": None,
+        "wall_seconds": None,
+        "cells": [],
+    }
+
+
+def _ray_child(cluster, entries: list, runs_root: Path):
+    """run_child(i) of the Ray executor: cell i as a task on the cluster (one parent thread waits on each)."""
+    def run_child(i):
+        return cluster.run(shlex.split(entries[i]["command"])[1:], cell_log_path(runs_root, entries[i]["name"]),
+                           entries[i]["command"])
+    return run_child
+
+
+def _local_child(entries: list, runs_root: Path, jobs: int, gpus: list, prefix: list, echo):
+    """run_child(i) of the local executor: cell i as a child process in one of `jobs` slots (its share of
+    the threads, its GPU)."""
+    slots: queue.Queue = queue.Queue()
+    for slot in range(jobs):
+        slots.put(slot)
+
+    def run_child(i):
+        slot = slots.get()
+        try:
+            argv = prefix + shlex.split(entries[i]["command"])[1:]
+            return run_child_process(argv, child_env.cell_env(jobs, slot, gpus),
+                                     cell_log_path(runs_root, entries[i]["name"]), entries[i]["command"],
+                                     echo=echo, label=entries[i]["name"])
+        finally:
+            slots.put(slot)
+    return run_child
 
 
 def _cell_entry(grid: Grid, cell, config, data, runs_root, profile: str, num_folds: int, fold, layout) -> dict:
@@ -243,69 +285,6 @@ def _run_cell(entry: dict, runs_root, requested: list, force: bool, blocked: str
             entry["status"] = DONE
     progress.finish(entry["name"], entry["status"], entry["seconds"])
     return entry
-
-
-def run_child_process(argv: list[str], env: dict, log_path: Path, command: str, echo=None, label: str = "") -> dict:
-    """Run one cell's child to its end, its stdout and stderr appended to `log_path` (and, with `echo`, each
-    line passed to echo(text) prefixed with `label`); the status fields its end decides (child_outcome)."""
-    log_path.parent.mkdir(parents=True, exist_ok=True)
-    tail: collections.deque = collections.deque(maxlen=50)
-    with open(log_path, "ab") as log:
-        log.write(f"=== {_now()} {command}\n".encode())
-        log.flush()
-        proc = subprocess.Popen(argv, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                                stderr=subprocess.STDOUT)
-        pending = b""
-        try:
-            for chunk in iter(lambda: proc.stdout.read1(65536), b""):
-                log.write(chunk)
-                log.flush()
-                pending += chunk
-                *lines, pending = pending.split(b"\n")
-                tail.extend(lines)
-                if echo is not None:
-                    for line in lines:
-                        echo(f"[{label}] {line.decode(errors='replace').rstrip()}")
-        finally:
-            proc.stdout.close()
-            returncode = proc.wait()
-        if pending:
-            tail.append(pending)
-            if echo is not None:
-                echo(f"[{label}] {pending.decode(errors='replace').rstrip()}")
-        log.write(f"=== exit status {returncode}\n".encode())
-    lines = [line.decode(errors="replace").split("\r")[-1].strip() for line in tail]
-    return child_outcome(returncode, [line for line in lines if line], log_path, command)
-
-
-def child_outcome(returncode: int, output_lines: list[str], log_path, command: str) -> dict:
-    """The status fields of a cell whose child ended with `returncode` after printing `output_lines` (its
-    last lines): {} for 0 (done or partial, as the folds on disk say); not run with islesbench's error line
-    for 2; crashed for a signal (returncode < 0) or any other status, naming the log and the command."""
-    if returncode == 0:
-        return {}
-    if returncode == ERROR_EXIT:
-        errors = [line.split(": error: ", 1)[1] for line in output_lines
-                  if line.startswith("islesbench ") and ": error: " in line]
-        reason = errors[-1] if errors else (output_lines[-1] if output_lines else f"exited with status {ERROR_EXIT}")
-        return {"status": NOT_RUN, "reason": reason, "log": str(log_path)}
-    out = {"status": CRASHED, "log": str(log_path), "command": command}
-    if returncode < 0:
-        number = -returncode
-        try:
-            name = signal.Signals(number).name
-        except ValueError:
-            name = f"signal {number}"
-        out["signal"] = {"name": name, "number": number}
-        how = f"killed by signal {name} ({number})"
-    else:
-        out["exit_status"] = returncode
-        how = f"exited with status {returncode}"
-        if output_lines:
-            how += f" (last line: {output_lines[-1][:300]})"
-    out["reason"] = (f"crashed: its child process {how}. Its log: {log_path}. The same benchmark command "
-                     f"again resumes it from its last finished epoch (so does its own command: {command})")
-    return out
 
 
 def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:

@@ -1,7 +1,8 @@
 """Children that stand in for a benchmark cell's `islesbench run` (the runner's `child_command` prefix).
 
 FAKE_CHILD behaves as the cell named in FAKE_CELLS (JSON: cell name -> done | segv | exit1 | error |
-sleep:<seconds>; default done): it records its start, end and environment in OUT/children.jsonl, prints a
+sleep:<seconds>; default done): it records its start (with its pid), end and environment in
+OUT/children.jsonl, prints a
 Keras-like epoch line, then dies, fails or writes a finished fake run (tests/fake_runs.py).
 
 SEGV_WRAPPER is the real `islesbench run`, except that the child whose argv contains SEGV_ARGS sends
@@ -16,6 +17,8 @@ TESTS = Path(__file__).resolve().parents[1]
 FAKE_CHILD = f"""
 import argparse, json, os, signal, sys, time
 sys.path.insert(0, {str(TESTS)!r})
+from islesbench.runtime.child_env import die_with_parent
+die_with_parent()  # as `islesbench run` does: never outlive the benchmark (or the Ray worker) that started it
 from fake_runs import DICE, write_fake_run
 p = argparse.ArgumentParser(allow_abbrev=False)
 p.add_argument("command")
@@ -35,7 +38,7 @@ behaviour = json.loads(os.environ.get("FAKE_CELLS", "{{}}")).get(name, "done")
 keys = ("TF_NUM_INTRAOP_THREADS", "TF_NUM_INTEROP_THREADS", "OMP_NUM_THREADS", "CUDA_VISIBLE_DEVICES")
 log = os.path.join(args.out, "children.jsonl")
 with open(log, "a") as f:
-    f.write(json.dumps({{"name": name, "event": "start", "t": time.time(), "env": {{k: os.environ.get(k) for k in keys}}}}) + "\\n")
+    f.write(json.dumps({{"name": name, "event": "start", "t": time.time(), "pid": os.getpid(), "env": {{k: os.environ.get(k) for k in keys}}}}) + "\\n")
 print("Epoch 1/1 - fake keras line", flush=True)
 if behaviour == "segv":
     os.kill(os.getpid(), signal.SIGSEGV)
