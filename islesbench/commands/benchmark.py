@@ -40,12 +40,12 @@ from islesbench.config import PRECISIONS, PROFILES, parse_fold
 from islesbench.data.fractions import parse_fractions
 from islesbench.data_prep.prepare import resolve_prepared
 from islesbench.errors import IslesbenchError
+from islesbench.grid.cell_process import CRASHED, DONE, FAILED
 from islesbench.grid.grid_file import benchmark_record_path, load_grid, merge_overrides
 from islesbench.grid.progress import Progress
-from islesbench.grid.runner import CRASHED, DONE, FAILED, run_benchmark
+from islesbench.grid.runner import run_benchmark
 from islesbench.reports.report import build_report
 from islesbench.reports.results_reader import read_run
-
 
 CRASHED_EXIT = 3  # a cell's child died by a signal or exited with a status other than 0 and 2
 

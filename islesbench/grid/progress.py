@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 
-CRASHED, DONE, NOT_RUN = "crashed", "done", "not run"
+from islesbench.grid.cell_process import CRASHED, DONE, NOT_RUN
 
 
 class Progress:

@@ -46,9 +46,8 @@ from pathlib import Path
 
 from islesbench.atomic import write_json_atomic
 from islesbench.errors import IslesbenchError
-from islesbench.grid.cell_process import (CRASHED, DONE, ERROR_EXIT, FAILED, LOGS, NOT_RUN, PARTIAL,  # noqa: F401
-                                          cell_log_path, child_outcome, default_child_command,
-                                          run_child_process)
+from islesbench.grid.cell_process import (DONE, FAILED, NOT_RUN, PARTIAL, cell_log_path,
+                                          default_child_command, run_child_process)
 from islesbench.grid.grid_file import Grid, benchmark_record_path, cell_overrides_path
 from islesbench.grid.progress import NoProgress
 from islesbench.grid.ray_executor import RayCells
@@ -56,6 +55,7 @@ from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 from islesbench.inference import ensemble
 from islesbench.runtime import child_env
 from islesbench.storage import provenance, run_layout
+
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
                   force: bool = False, run_configuration=None, ensemble_runs=None, seeds: int = 1,

@@ -12,14 +12,14 @@ import time
 
 import pytest
 from cell_children import FAKE_CHILD
+from test_grid import fake_ensemble, fake_prepare
 
 from islesbench.commands import benchmark as benchmark_command
-from islesbench.grid import runner
+from islesbench.grid import cell_process, runner
 from islesbench.grid.grid_file import benchmark_record_path, grid_from_dict
 from islesbench.grid.progress import Progress
 from islesbench.reports.results_reader import read_run
 from islesbench.runtime import child_env
-from test_grid import fake_ensemble, fake_prepare
 
 
 @pytest.fixture
@@ -146,13 +146,13 @@ def test_benchmark_exits_3_when_a_cell_crashed_and_the_report_lists_it(tmp_path,
 
 
 def test_child_outcome_decides_the_status():
-    assert runner.child_outcome(0, ["x"], "l", "c") == {}
-    assert runner.child_outcome(2, ["Epoch 1", "islesbench run: error: no weights: get them", "x"], "l", "c") == {
+    assert cell_process.child_outcome(0, ["x"], "l", "c") == {}
+    assert cell_process.child_outcome(2, ["Epoch 1", "islesbench run: error: no weights: get them", "x"], "l", "c") == {
         "status": "not run", "reason": "no weights: get them", "log": "l"}
-    killed = runner.child_outcome(-signal.SIGKILL, [], "l", "c")
+    killed = cell_process.child_outcome(-signal.SIGKILL, [], "l", "c")
     assert killed["status"] == "crashed" and killed["signal"] == {"name": "SIGKILL", "number": 9}
     assert killed["command"] == "c" and killed["log"] == "l"
-    exited = runner.child_outcome(134, ["Aborted"], "l", "c")
+    exited = cell_process.child_outcome(134, ["Aborted"], "l", "c")
     assert exited["exit_status"] == 134 and "Aborted" in exited["reason"]
 
 
@@ -292,12 +292,6 @@ def test_a_cell_killed_by_sigsegv_mid_fold_is_crashed_and_the_same_call_complete
 
 def test_a_cells_child_dies_with_its_killed_benchmark(tmp_path):
     """A parent killed with SIGKILL cannot stop its children: the child asks Linux to kill it then."""
-    import os
-    import signal
-    import subprocess
-    import sys
-    import time
-
     child = "from islesbench.runtime.child_env import die_with_parent; die_with_parent(); import time; time.sleep(120)"
     parent = (
         "import os, signal, subprocess, sys, time\n"
