@@ -185,6 +185,8 @@ def main(argv=None) -> int:
     parser.add_argument("--repeats", type=int, default=3, help="repeats; the median of their means is reported")
     parser.add_argument("--warmup", type=int, default=2, help="untimed first calls (tracing, compilation)")
     parser.add_argument("--matmul-n", type=int, default=8192, help="side of the reference jnp.dot")
+    parser.add_argument("--conv3d", choices=("taps", "native"), default="taps",
+                        help="V-Net convolutions as 2-D taps (islesbench's JAX path) or Keras' native 3-D op")
     parser.add_argument("--csv", help="write one row per (model, size, precision, mode) to this CSV file")
     args = parser.parse_args(argv)
 
@@ -204,6 +206,9 @@ def main(argv=None) -> int:
     import islesbench.models.unet  # noqa: F401
     import islesbench.models.vnet  # noqa: F401
 
+    from islesbench.models import conv3d
+
+    conv3d.TAPS_ON_JAX = args.conv3d == "taps"
     if "tensorflow" in sys.modules:
         print("models_jax.py: importing islesbench's models, config or losses imported tensorflow", file=sys.stderr)
         return 2
@@ -222,7 +227,8 @@ def main(argv=None) -> int:
                 measured, macs = bench(arch, size, precision, macs, args)
                 for row in measured:
                     print(", ".join(f"{k}={v}" for k, v in row.items()), flush=True)
-                    rows.append({"card": card, "jax": jax.__version__, "keras": keras.__version__, **row})
+                    rows.append({"card": card, "jax": jax.__version__, "keras": keras.__version__,
+                                 "conv3d": args.conv3d, **row})
                 if args.csv:
                     write_rows(args.csv, rows)
     after = matmul_rates(args.matmul_n)

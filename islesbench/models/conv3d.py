@@ -14,6 +14,15 @@ training step (SIGSEGV, SIGILL or `free(): invalid next size`); thinner slabs at
 gradients without crashing. The 2-D harness handles the same row blocking correctly, and float32 uses
 another kernel, so float32 (and every forward pass and input gradient) runs Keras' own code unchanged,
 and so does a TensorFlow that sees a GPU.
+
+On the JAX backend both layers compute a convolution whose kernel is one slice deep or whose depth stride
+is 1 (every convolution of the anisotropic V-Net) as 2-D convolutions: one per depth tap of the kernel over
+the slab folded to (B·D, H, W, C), summed (`conv3d_as_taps`), and the transposed one as a 2-D transposed
+convolution over the folded slab. The same products, summed in another order. Why: XLA hands 3-D
+convolutions to cuDNN's 3-D kernels, and their backward passes in bfloat16 are slow on an H200
+(`benchmarks/layers_jax.py` times each form per layer); 2-D ones get cuDNN's tuned kernels. The isotropic
+V-Net's 5×5×5 stride-2 convolutions keep the native op. `TAPS_ON_JAX = False` restores Keras' own code
+(the benchmarks compare both).
 """
 
 from __future__ import annotations
@@ -23,6 +32,69 @@ import keras
 # TensorFlow is imported inside the functions, only when the TensorFlow backend runs them.
 
 REDUCED_DTYPES = ("bfloat16", "float16")
+TAPS_ON_JAX = True
+
+
+def _taps(layer) -> bool:
+    """Whether `layer` runs as 2-D convolutions: the JAX backend, plain channels-last, and a one-slice kernel
+    or depth stride 1 (a transposed convolution needs both)."""
+    one_slice, unit_stride = layer.kernel_size[0] == 1, layer.strides[0] == 1
+    shape_fits = (one_slice and unit_stride) if isinstance(layer, keras.layers.Conv3DTranspose) else (
+        one_slice or unit_stride)
+    return (TAPS_ON_JAX and keras.backend.backend() == "jax" and shape_fits
+            and layer.data_format == "channels_last" and getattr(layer, "groups", 1) == 1
+            and all(rate == 1 for rate in layer.dilation_rate))
+
+
+def conv3d_as_taps(inputs, kernel, strides, padding: str):
+    """A channels-last 3-D convolution as one 2-D convolution per depth tap of the kernel, summed.
+
+    Args:
+        inputs: (B, D, H, W, Ci) with static H, W and Ci.
+        kernel: (kd, kh, kw, Ci, Co).
+        strides: (sd, sh, sw); sd must be 1 unless kd is 1.
+        padding: "same" or "valid" (Keras' names; TensorFlow's rule: a SAME pad puts the odd voxel at the back).
+
+    Returns:
+        (B, Do, Ho, Wo, Co), what keras.ops.conv returns for the 3-D convolution.
+    """
+    _, _, h, w, c = inputs.shape
+    kd = kernel.shape[0]
+    batch = keras.ops.shape(inputs)[0]
+
+    def conv2d(slab, tap):
+        y = keras.ops.conv(keras.ops.reshape(slab, (-1, h, w, c)), tap, strides=strides[1:], padding=padding)
+        return keras.ops.reshape(y, (batch, -1, *y.shape[1:]))
+
+    if kd == 1:
+        return conv2d(inputs[:, :: strides[0]], kernel[0])
+    front = (kd - 1) // 2 if padding == "same" else 0
+    padded = keras.ops.pad(inputs, ((0, 0), (front, kd - 1 - front if padding == "same" else 0), (0, 0), (0, 0),
+                                    (0, 0)))
+    out_depth = keras.ops.shape(padded)[1] - kd + 1
+    total = conv2d(padded[:, 0:out_depth], kernel[0])
+    for k in range(1, kd):
+        total = total + conv2d(padded[:, k: k + out_depth], kernel[k])
+    return total
+
+
+def conv3d_transpose_as_2d(inputs, kernel, strides, padding: str):
+    """A channels-last transposed 3-D convolution with a one-slice kernel and depth stride 1, as a 2-D one.
+
+    Args:
+        inputs: (B, D, H, W, Ci) with static H, W and Ci.
+        kernel: (1, kh, kw, Co, Ci), Keras' Conv3DTranspose layout.
+        strides: (1, sh, sw).
+        padding: "same" or "valid".
+
+    Returns:
+        (B, D, Ho, Wo, Co), what keras.ops.conv_transpose returns for the 3-D transposed convolution.
+    """
+    _, _, h, w, c = inputs.shape
+    batch = keras.ops.shape(inputs)[0]
+    y = keras.ops.conv_transpose(keras.ops.reshape(inputs, (-1, h, w, c)), kernel[0], strides=strides[1:],
+                                 padding=padding)
+    return keras.ops.reshape(y, (batch, -1, *y.shape[1:]))
 
 
 def _slice_grad(layer, inputs) -> bool:
@@ -121,6 +193,8 @@ class Conv3DSliceGrad(keras.layers.Conv3D):
     """
 
     def convolution_op(self, inputs, kernel):
+        if _taps(self):
+            return conv3d_as_taps(inputs, kernel, self.strides, self.padding)
         if not _slice_grad(self, inputs):
             return super().convolution_op(inputs, kernel)
         import tensorflow as tf
@@ -137,16 +211,19 @@ class Conv3DTransposeSliceGrad(keras.layers.Conv3DTranspose):
     """
 
     def call(self, inputs):
-        if not _slice_grad(self, inputs) or self.output_padding is not None:
+        if self.output_padding is not None or not (_taps(self) or _slice_grad(self, inputs)):
             return super().call(inputs)
-        import tensorflow as tf
+        if _taps(self):
+            outputs = conv3d_transpose_as_2d(inputs, self.kernel, self.strides, self.padding)
+        else:
+            import tensorflow as tf
 
-        shape = tf.shape(inputs)
-        sizes = [_transposed_size(shape[i + 1], self.kernel_size[i], self.strides[i], self.padding)
-                 for i in range(3)]
-        output_shape = tf.stack([shape[0], *sizes, self.filters])
-        outputs = _conv3d_transpose(inputs, tf.cast(self.kernel, inputs.dtype), output_shape, self.strides,
-                                    self.padding.upper())
+            shape = tf.shape(inputs)
+            sizes = [_transposed_size(shape[i + 1], self.kernel_size[i], self.strides[i], self.padding)
+                     for i in range(3)]
+            output_shape = tf.stack([shape[0], *sizes, self.filters])
+            outputs = _conv3d_transpose(inputs, tf.cast(self.kernel, inputs.dtype), output_shape, self.strides,
+                                        self.padding.upper())
         if self.use_bias:  # Keras' own bias and activation code (channels-last), so the same numbers
             outputs = keras.ops.add(outputs, keras.ops.reshape(self.bias, (1,) * (self.rank + 1) + (self.filters,)))
         return self.activation(outputs) if self.activation is not None else outputs

@@ -146,3 +146,43 @@ def test_layers_save_and_load(tmp_path):
     assert type(loaded.get_layer("up")) is Conv3DTransposeSliceGrad
     sample = np.random.default_rng(4).normal(size=(1, 3, 8, 8, 2)).astype("float32")
     np.testing.assert_allclose(loaded(sample), model(sample), rtol=1e-6, atol=1e-6)
+
+
+@pytest.mark.parametrize("depth,kernel,strides,padding", [
+    (8, (1, 5, 5), (1, 1, 1), "same"), (8, (3, 5, 5), (1, 1, 1), "same"), (1, (3, 5, 5), (1, 1, 1), "same"),
+    (7, (1, 2, 2), (1, 2, 2), "same"), (6, (1, 1, 1), (1, 1, 1), "valid"), (7, (3, 3, 3), (1, 2, 2), "same"),
+    (5, (4, 3, 3), (1, 1, 1), "same"), (8, (1, 3, 3), (2, 2, 2), "valid"), (6, (3, 3, 3), (1, 1, 1), "valid")])
+def test_conv3d_as_taps_is_the_3d_convolution(depth, kernel, strides, padding):
+    """The JAX path's 2-D-tap form (written in keras.ops, so it runs here on TensorFlow) against Keras' 3-D op,
+    including an even kernel depth (SAME's odd pad at the back) and a depth stride with a one-slice kernel."""
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=(2, depth, 12, 10, 3)).astype("float32")
+    w = rng.normal(size=(*kernel, 3, 4)).astype("float32")
+    expected = keras.ops.conv(x, w, strides=strides, padding=padding)
+    got = conv3d.conv3d_as_taps(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(w), strides, padding)
+    assert tuple(got.shape) == tuple(expected.shape)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(expected),
+                               rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("padding", ["same", "valid"])
+def test_conv3d_transpose_as_2d_is_the_3d_transposed_convolution(padding):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, 5, 6, 7, 3)).astype("float32")
+    w = rng.normal(size=(1, 2, 2, 4, 3)).astype("float32")
+    expected = keras.ops.conv_transpose(x, w, strides=(1, 2, 2), padding=padding)
+    got = conv3d.conv3d_transpose_as_2d(keras.ops.convert_to_tensor(x), keras.ops.convert_to_tensor(w),
+                                        (1, 2, 2), padding)
+    np.testing.assert_allclose(keras.ops.convert_to_numpy(got), keras.ops.convert_to_numpy(expected),
+                               rtol=1e-4, atol=1e-4)
+
+
+def test_tap_form_only_on_jax_and_only_where_it_applies(monkeypatch):
+    plain = Conv3DSliceGrad(4, (3, 5, 5), padding="same")
+    isotropic_down = Conv3DSliceGrad(4, (5, 5, 5), strides=(2, 2, 2), padding="same")
+    up = Conv3DTransposeSliceGrad(4, (1, 2, 2), strides=(1, 2, 2))
+    assert not any(conv3d._taps(layer) for layer in (plain, isotropic_down, up))  # TensorFlow: Keras' own code
+    monkeypatch.setattr(keras.backend, "backend", lambda: "jax")
+    assert conv3d._taps(plain) and conv3d._taps(up) and not conv3d._taps(isotropic_down)
+    monkeypatch.setattr(conv3d, "TAPS_ON_JAX", False)
+    assert not conv3d._taps(plain)
