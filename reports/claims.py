@@ -128,16 +128,16 @@ def _distinct(values) -> list:
 
 
 def _values(values: list) -> str:
-    """Distinct provenance values, short: commits and hashes cut to 12 characters, flag lists joined."""
+    """Distinct provenance values joined by commas, short: commits and hashes cut to 12 characters."""
     def one(v):
         if isinstance(v, str) and len(v) >= 40 and all(c in "0123456789abcdef" for c in v):
             return v[:12]
         if isinstance(v, list):
-            return "/".join(map(str, v)) or "none"
+            return " ".join(map(str, v)) or "none"
         if isinstance(v, dict):
-            return ", ".join(f"{k} {x}" for k, x in v.items())
+            return " ".join(f"{k}={x}" for k, x in v.items())
         return str(v)
-    return " | ".join(one(v) for v in values)
+    return ", ".join(one(v) for v in values)
 
 
 def slices_per_step(config: dict) -> int:

@@ -86,7 +86,7 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
                    cohort: str = COHORT, folds=(0, 1), prepared=None, config=None, extras=None,
                    patient_map: bool = True, fold_provenance=None) -> Path:
     """A finished run in the results layout: config.json, the patient map as training keeps it (the prepared
-    folder's, or every case its own patient without one; none with patient_map=False), per-fold
+    folder's patients.json, or every case its own patient without one; none with patient_map=False), per-fold
     config/history/metrics/summary/DONE. `fold_provenance(fold)` -> the fold's provenance record."""
     cfg = config or config_of(name)
     name = cfg.name
@@ -96,8 +96,9 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
         extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)
     if patient_map:
-        kept = ({**json.loads((Path(prepared) / "patients.json").read_text()), "copied_from": str(prepared)}
-                if prepared else {"method": "test: every case its own patient", "patients": {}})
+        source = Path(prepared) / "patients.json" if prepared else None
+        kept = ({**json.loads(source.read_text()), "copied_from": str(source)} if source and source.is_file()
+                else {"method": "test: every case its own patient", "patients": {}})
         run_layout.write_patient_map(run, kept)
     for fold in folds:
         paths = run_layout.fold_paths(runs_root, name, fold)

@@ -58,14 +58,14 @@ def thread_share(jobs: int, cores: int | None = None) -> dict:
 
 def effective_threads(environ=None) -> dict:
     """The thread counts this process's TensorFlow runs with: what tf.config.threading set, else the
-    variables above, else TensorFlow's default (both pools as wide as the usable cores); OMP as set or None.
+    variables above, else the defaults (TensorFlow's pools and OpenMP as wide as the usable cores).
 
     Recorded with each fold (islesbench.storage.provenance): reductions run in another order with other
     thread counts, so the numbers move (README, `--jobs`)."""
     environ = os.environ if environ is None else environ
     set_in_python = {"intra_op": 0, "inter_op": 0}
     tf = sys.modules.get("tensorflow")  # only read back when already imported: never start TensorFlow for this
-    if tf is not None:
+    if tf is not None and hasattr(tf, "config"):
         set_in_python = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
                          "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
 
@@ -75,7 +75,7 @@ def effective_threads(environ=None) -> dict:
 
     omp = environ.get("OMP_NUM_THREADS", "").strip()
     return {"intra_op": pool("intra_op", "TF_NUM_INTRAOP_THREADS"), "inter_op": pool("inter_op", "TF_NUM_INTEROP_THREADS"),
-            "omp": int(omp) if omp.isdigit() else None}
+            "omp": int(omp) if omp.isdigit() and int(omp) > 0 else usable_cores()}
 
 
 def visible_gpus(environ=None, query=None) -> list[str]:

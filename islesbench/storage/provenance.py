@@ -65,17 +65,21 @@ def fold_provenance(devices: list | None, replicas: int | None) -> dict:
     return record
 
 
-def tree_changes() -> dict:
+def tree_changes(repo=None) -> dict:
     """tree_modified, diff_sha256 (None for a clean tree; the module docstring says what it hashes) and the
-    changed files (at most 50 named) of the code in the git tree holding islesbench."""
+    changed files (at most 50 named) of the code in the git tree at `repo` (default: the one holding islesbench).
+
+    Args:
+        repo: a folder inside a git work tree; None for islesbench's own.
+    """
     specs = [f":/{p}" for p in SOURCE_PATHS]
-    diff = _git_bytes("diff", "HEAD", "--binary", "--", *specs) or b""
+    diff = _git_bytes("diff", "HEAD", "--binary", "--", *specs, cwd=repo) or b""
     untracked = sorted(p for p in (_git_bytes("ls-files", "--others", "--exclude-standard", "--full-name", "-z", "--",
-                                              *specs) or b"").decode("utf-8", "replace").split("\0") if p)
-    names = (_git("diff", "HEAD", "--name-only", "--", *specs) or "").splitlines()
+                                              *specs, cwd=repo) or b"").decode("utf-8", "replace").split("\0") if p)
+    names = (_git("diff", "HEAD", "--name-only", "--", *specs, cwd=repo) or "").splitlines()
     if not diff and not untracked:
         return {"tree_modified": False, "diff_sha256": None, "modified_files": []}
-    root = Path(_git("rev-parse", "--show-toplevel") or ".")
+    root = Path(_git("rev-parse", "--show-toplevel", cwd=repo) or ".")
     digest = hashlib.sha256(diff)
     for path in untracked:
         digest.update(path.encode() + b"\0" + _file_sha256(root / path).encode() + b"\n")
@@ -139,14 +143,15 @@ def earlier_records(previous_fold_config: dict, current: dict) -> list:
     return out
 
 
-def _git(*argv) -> str | None:
-    out = _git_bytes(*argv)
-    return out.decode("utf-8", "replace").strip() or None if out is not None else None
+def _git(*argv, cwd=None) -> str | None:
+    out = _git_bytes(*argv, cwd=cwd)
+    return (out.decode("utf-8", "replace").strip() or None) if out is not None else None
 
 
-def _git_bytes(*argv) -> bytes | None:
+def _git_bytes(*argv, cwd=None) -> bytes | None:
     try:
-        done = subprocess.run(["git", *argv], cwd=Path(__file__).resolve().parent, capture_output=True, timeout=30)
+        done = subprocess.run(["git", *argv], cwd=cwd or Path(__file__).resolve().parent, capture_output=True,
+                              timeout=30)
     except (OSError, subprocess.SubprocessError):
         return None
     return done.stdout if done.returncode == 0 else None
