@@ -13,7 +13,7 @@ from islesbench.cli import main
 from islesbench.config import apply_overrides, profile_config
 from islesbench.errors import IslesbenchError
 from islesbench.reports.report import build_report
-from islesbench.storage import manifest, run_layout
+from islesbench.storage import manifest
 from islesbench.training.cross_validation import run_configuration
 
 
@@ -40,12 +40,12 @@ def test_a_moved_runs_folder_keeps_its_patients(tiny_prepared, tmp_path):
 def test_a_run_without_a_patient_map_is_refused_with_one_line(tmp_path, capsys):
     runs = tmp_path / "runs"
     run = write_fake_run(runs, "unet-focal", DICE["unet-focal"], prepared=tmp_path / "gone")
-    run_layout.patient_map_path(run).unlink(missing_ok=True)
+    (run / "patients.json").unlink(missing_ok=True)
     with pytest.raises(IslesbenchError, match="patients.json: missing"):
         build_report(runs, tmp_path / "report")
     assert main(["report", str(runs), "--out", str(tmp_path / "report")]) == 2
     err = capsys.readouterr().err.strip()
-    assert len(err.splitlines()) == 1 and str(run_layout.patient_map_path(run)) in err and "Traceback" not in err
+    assert len(err.splitlines()) == 1 and str(run / "patients.json") in err and "Traceback" not in err
 
 
 def test_runs_made_before_the_map_was_kept_read_the_prepared_datas_and_say_so(tmp_path):
@@ -54,7 +54,7 @@ def test_runs_made_before_the_map_was_kept_read_the_prepared_datas_and_say_so(tm
     prepared = write_fake_prepared(tmp_path / "prepared")
     runs = tmp_path / "runs"
     run = write_fake_run(runs, "unet-focal", DICE["unet-focal"], prepared=prepared)
-    run_layout.patient_map_path(run).unlink(missing_ok=True)
+    (run / "patients.json").unlink(missing_ok=True)
     build_report(runs, tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
     assert f"patients from {prepared / 'patients.json'} (the prepared data unet-focal names; not kept with the run)" in md

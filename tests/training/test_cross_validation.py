@@ -200,10 +200,10 @@ def test_each_fold_records_what_trained_it_and_a_later_invocation_does_not_rewri
     run = run_layout.run_dir(tmp_path, "threshold")
     folds = [json.loads(run_layout.fold_paths(tmp_path, "threshold", k).config.read_text()) for k in (0, 1)]
     assert [f["provenance"]["commit"] for f in folds] == ["a" * 40, "b" * 40]
-    assert folds[1]["provenance"]["machine"]["devices"] == ["CPU"]  # the rCBF rule trains nothing, on the CPU
-    assert "threads" in folds[1]["provenance"]["machine"]
     # the run's own config.json, rewritten by every invocation, names no commit as the one that trained it
     assert "provenance" not in json.loads((run / "config.json").read_text())
+    assert folds[1]["provenance"]["machine"]["devices"] == ["CPU"]  # the rCBF rule trains nothing, on the CPU
+    assert "threads" in folds[1]["provenance"]["machine"]
 
 
 def test_a_resumed_fold_keeps_who_trained_its_first_epochs(tmp_path, monkeypatch):
@@ -225,5 +225,5 @@ def test_a_resumed_fold_keeps_who_trained_its_first_epochs(tmp_path, monkeypatch
 
 def test_a_run_keeps_the_patient_map_it_trained_with(tiny_prepared, tmp_path):
     run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared, tmp_path, folds=[0])
-    kept = run_layout.read_patient_map(run_layout.run_dir(tmp_path, "threshold"))
-    assert kept == tiny_prepared.patients()
+    kept = json.loads((run_layout.run_dir(tmp_path, "threshold") / "patients.json").read_text())
+    assert kept["patients"] == tiny_prepared.patients() and kept["copied_from"] == str(tiny_prepared.paths.patients)
