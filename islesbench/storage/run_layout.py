@@ -3,7 +3,8 @@
     RUNS/<config-name>/config.json              resolved ExperimentConfig of the run
     RUNS/<config-name>/patients.json            the patient map the run trained with (case -> patient), kept
                                                 with the run so the report's unit survives a moved folder
-    RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number
+    RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number and the provenance of the process
+                                                that trained the fold (islesbench.storage.provenance)
                                history.csv      one row per epoch (Keras CSVLogger)
                                progress.png     loss and validation Dice per epoch (redrawn every 30 s at most, and at the end)
                                checkpoint_best.keras, checkpoint_last.keras
