@@ -7,8 +7,12 @@ from __future__ import annotations
 import json
 
 from islesbench.reports.document import code, heading, para, table
-from islesbench.storage import provenance
 from islesbench.reports.stats import is_finite
+from islesbench.storage import provenance
+
+# Fields in which the rCBF rule (no replicas) and an ensemble (averaging, no training) legitimately differ
+# from the trained folds beside them; the claims compare them between trained arms (reports/claims.py).
+_PER_PROCESS_FIELDS = ("machine.devices", "machine.replicas", "machine.threads")
 
 
 def benchmark_blocks(record: dict | None) -> list:
@@ -83,10 +87,11 @@ def provenance_warnings(groups: list, record: dict | None) -> list:
         blocks.append(para("**Made from uncommitted code.** The benchmark or some folds ran from a tree whose code "
                            "differs from its commit (" + "; ".join(f"`{x}`" for x in labels) + "): these numbers "
                            "cannot be reproduced from a commit."))
-    distinct = {json.dumps(provenance.compared_values(r), sort_keys=True, default=str) for r in fold_records}
+    distinct = {json.dumps({k: v for k, v in provenance.compared_values(r).items() if k not in _PER_PROCESS_FIELDS},
+                           sort_keys=True, default=str) for r in fold_records}
     if len(distinct) > 1:
-        blocks.append(para(f"**Folds from {len(distinct)} different provenances** (code, library versions or "
-                           "machine; see What produced the runs): a claim whose two sides differ in them is not "
+        blocks.append(para(f"**Folds from {len(distinct)} different combinations of code, library versions and "
+                           "CPU** (see What produced the runs): a claim whose two sides differ in them is not "
                            "counted as controlled."))
     return blocks
 

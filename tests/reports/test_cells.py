@@ -78,7 +78,16 @@ def test_what_produced_the_runs_names_the_commits_that_trained_the_folds(tmp_pat
     assert "unet-ce fold 0; unet-focal fold 0, 1" in section and "unet-ce fold 1" in section
     assert "Xeon (avx512_bf16 amx_bf16)" in section and "CPU × 1" in section
     # and the first lines say that the folds do not share one provenance
-    assert "**Folds from 2 different provenances**" in md[:md.index("## Comparison")]
+    assert "**Folds from 2 different combinations of code, library versions and CPU**" in md[:md.index("## Comparison")]
+
+
+def test_the_rcbf_rule_and_an_ensemble_beside_trained_folds_are_no_mixed_provenance(tmp_path):
+    runs = tmp_path / "runs"
+    _unet_runs(runs, {(n, k): _record() for n in ("unet-focal", "unet-ce") for k in (0, 1)})
+    rule = _record(machine={**_record()["machine"], "devices": ["CPU"], "replicas": None})
+    write_fake_run(runs, "threshold", DICE["threshold"], fold_provenance=lambda fold: rule)
+    md = _report(runs, tmp_path)
+    assert "different combinations" not in md and "threshold fold 0, 1" in md
 
 
 def test_a_benchmark_from_uncommitted_code_says_so_in_its_first_lines(tmp_path):
