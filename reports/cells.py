@@ -1,10 +1,18 @@
 """The report's record of how the numbers were made: the benchmark's cells (status, wall time, commands
-for what did not run) and the commit that produced each run."""
+for what did not run), what trained each fold (its provenance), and the report's first lines when that
+is not one commit's clean code."""
 
 from __future__ import annotations
 
+import json
+
 from islesbench.reports.document import code, heading, para, table
 from islesbench.reports.stats import is_finite
+from islesbench.storage import provenance
+
+# Fields in which the rCBF rule (no replicas) and an ensemble (averaging, no training) legitimately differ
+# from the trained folds beside them; the claims compare them between trained arms (reports/claims.py).
+_PER_PROCESS_FIELDS = ("machine.devices", "machine.replicas", "machine.threads")
 
 
 def benchmark_blocks(record: dict | None) -> list:
@@ -21,8 +29,7 @@ def benchmark_blocks(record: dict | None) -> list:
     prov = record.get("provenance") or {}
     if prov:
         versions = ", ".join(f"{k} {v}" for k, v in (prov.get("versions") or {}).items() if v)
-        info.append(f"commit `{(prov.get('commit') or 'unknown')[:12]}`"
-                    + (" (with uncommitted changes)" if prov.get("tree_modified") else ""))
+        info.append(f"code `{_code_label(prov)}`")
         if prov.get("command"):
             info.append(f"command `{prov['command']}`")
         info.append(versions)
@@ -44,16 +51,76 @@ def benchmark_blocks(record: dict | None) -> list:
 
 
 def provenance_blocks(groups: list) -> list:
-    """Which commit (and command) produced each run, from its config.json; runs that record none are named."""
-    by_commit = {}
+    """What trained each fold: one row per distinct provenance (commit and diff hash, libraries, CPU, devices,
+    threads) with the folds it trained, from each fold's config.json; folds that record none are named."""
+    by_key, rows_of = {}, {}
     for g in groups:
         for run in g.runs:
-            prov = run.config.get("provenance") or {}
-            key = (prov.get("commit") or "not recorded") + (" (uncommitted changes)" if prov.get("tree_modified") else "")
-            by_commit.setdefault(key, []).append(run.name)
-    rows = [[commit[:12] + commit[40:] if len(commit) >= 40 else commit, ", ".join(sorted(names))]
-            for commit, names in sorted(by_commit.items())]
-    return [heading(3, "What produced the runs"), table(["Commit", "Runs"], rows)] if rows else []
+            for fold in run.folds:
+                records = run.fold_provenance.get(fold) or [None]
+                label = f"{fold} (resumed: part)" if len(records) > 1 else str(fold)
+                for record in records:
+                    key = json.dumps(provenance.compared_values(record), sort_keys=True, default=str)
+                    by_key.setdefault(key, record)
+                    rows_of.setdefault(key, {}).setdefault(run.name, []).append(label)
+    rows = []
+    for key, record in sorted(by_key.items(), key=lambda kv: _code_label(kv[1])):
+        runs = "; ".join(f"{name} fold {', '.join(folds)}" for name, folds in sorted(rows_of[key].items()))
+        rows.append([_code_label(record), *_machine_cells(record), runs])
+    if not rows:
+        return []
+    return [heading(3, "What produced the runs"),
+            para("Per fold, from the fold's config.json, written when the fold trained (a resumed fold lists every "
+                 "process that trained part of it). `+ changes` names the SHA-256 of the uncommitted changes to the "
+                 "code (README: Provenance)."),
+            table(["Code", "Libraries", "CPU", "Devices × replicas", "Threads (intra/inter)", "Folds"], rows)]
+
+
+def provenance_warnings(groups: list, record: dict | None) -> list:
+    """The report's first lines when its numbers cannot be traced to one commit: code with uncommitted
+    changes (the benchmark's or any fold's), or folds trained under more than one provenance."""
+    fold_records = [r for g in groups for r in g.provenance_records]
+    dirty = [r for r in fold_records + [(record or {}).get("provenance")] if r and r.get("tree_modified")]
+    blocks = []
+    if dirty:
+        labels = sorted({_code_label(r) for r in dirty})
+        blocks.append(para("**Made from uncommitted code.** The benchmark or some folds ran from a tree whose code "
+                           "differs from its commit (" + "; ".join(f"`{x}`" for x in labels) + "): these numbers "
+                           "cannot be reproduced from a commit."))
+    distinct = {json.dumps({k: v for k, v in provenance.compared_values(r).items() if k not in _PER_PROCESS_FIELDS},
+                           sort_keys=True, default=str) for r in fold_records}
+    if len(distinct) > 1:
+        blocks.append(para(f"**Folds from {len(distinct)} different combinations of code, library versions and "
+                           "CPU** (see What produced the runs): a claim whose two sides differ in them is not "
+                           "counted as controlled."))
+    return blocks
+
+
+def _code_label(record: dict | None) -> str:
+    if not record:
+        return "not recorded"
+    label = (record.get("commit") or "unknown commit")[:12]
+    if record.get("tree_modified"):
+        label += (f" + changes {record['diff_sha256'][:12]}" if record.get("diff_sha256")
+                  else " + uncommitted changes (not hashed)")
+    return label
+
+
+def _machine_cells(record: dict | None) -> list:
+    """Libraries, CPU, devices × replicas and threads of a provenance record, as table cells."""
+    if not record:
+        return ["", "", "", ""]
+    versions = record.get("versions") or {}
+    libraries = ", ".join(f"{k} {versions[k]}" for k in ("tensorflow", "keras", "numpy") if versions.get(k))
+    machine = record.get("machine") or {}
+    cpu = machine.get("cpu_model") or machine.get("platform") or "?"
+    if machine.get("cpu_flags") is not None:
+        cpu += f" ({' '.join(f for f in machine['cpu_flags'] if f.startswith(('amx', 'avx512_bf16'))) or 'no AMX/BF16'})"
+    devices = ", ".join(machine.get("devices") or []) or "?"
+    if machine.get("replicas"):
+        devices += f" × {machine['replicas']}"
+    threads = machine.get("threads") or {}
+    return [libraries, cpu, devices, f"{threads['intra_op']}/{threads['inter_op']}" if threads else "?"]
 
 
 def first_sentence(reason: str | None) -> str:

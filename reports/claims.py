@@ -10,14 +10,16 @@ configuration can be derived, whether the pair would have been matched in this p
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 
 from islesbench.config import pretrained_tag, recorded_fraction
+from islesbench.storage import provenance
 
 # Fields that name a run or locate its files: they never make two rows different experiments. train_patients
 # follows from the data, folds and fraction (compared), and runs made before it was recorded lack it.
 IGNORED_FIELDS = ("name", "name_override", "fold", "raw_data", "prepared", "members", "member_runs",
-                  "selection", "kind", "provenance", "train_patients")
+                  "selection", "kind", "provenance", "provenance_earlier", "train_patients")
 
 # What each factor may change. Architecture comparisons may change the model section and how the
 # 16 slices of a step are batched (2-D: 16 slices; V-Net: 2 slabs of 8), nothing else.
@@ -70,8 +72,14 @@ def config_differences(a: dict, b: dict) -> dict:
     return {k: (fa.get(k), fb.get(k)) for k in sorted(set(fa) | set(fb)) if fa.get(k) != fb.get(k)}
 
 
-def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,)) -> PairCheck:
-    """Is (a, b) a controlled comparison of `factor`? Lists every difference and the confounders."""
+def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), provenance_a=None,
+               provenance_b=None) -> PairCheck:
+    """Is (a, b) a controlled comparison of `factor`? Lists every difference and the confounders.
+
+    `provenance_a`/`provenance_b`, when given, are the provenance records of every fold of every seed of
+    each side (`ConfigGroup.provenance_records`): the folds of both must come from one commit, diff hash,
+    set of library versions and kind of machine, else the pair is not controlled ("provenance").
+    """
     diffs = config_differences(a, b)
     allowed = FACTORS[factor]
     confounders = [k for k in diffs if k not in allowed]
@@ -79,6 +87,12 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,)) -> Pai
         confounders.append("seeds")
         diffs["seeds"] = (sorted(seeds_a), sorted(seeds_b))
     differences = [f"{k}: {_short(x)} → {_short(y)}" for k, (x, y) in diffs.items()]
+    if provenance_a is not None and provenance_b is not None:
+        mixed = provenance_differences(provenance_a, provenance_b)
+        if mixed:
+            confounders.append("provenance (" + "; ".join(f"{k}: {_values(x)} vs {_values(y)}"
+                                                         for k, (x, y) in mixed.items()) + ")")
+            differences += [f"provenance.{k}: {_values(x)} → {_values(y)}" for k, (x, y) in mixed.items()]
     note = ""
     if factor == "architecture" and not confounders:
         step_a, step_b = slices_per_step(a), slices_per_step(b)
@@ -89,6 +103,41 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,)) -> Pai
         note = note or f"the two configurations do not differ in {factor}"
         return PairCheck(False, differences, confounders or ["(no difference in the factor)"], note)
     return PairCheck(not confounders, differences, confounders, note)
+
+
+def provenance_differences(records_a: list, records_b: list) -> dict:
+    """field -> (distinct values on side a, on side b) for every compared provenance field
+    (`islesbench.storage.provenance.COMPARED_FIELDS`) that takes more than one value over the folds of both
+    sides; a fold without a record (None) is 'not recorded'."""
+    values_a = [provenance.compared_values(r) for r in records_a]
+    values_b = [provenance.compared_values(r) for r in records_b]
+    fields = sorted({k for v in values_a + values_b for k in v})
+    out = {}
+    for name in fields:
+        side_a, side_b = _distinct(v.get(name) for v in values_a), _distinct(v.get(name) for v in values_b)
+        if len(_distinct(side_a + side_b)) > 1:
+            out[name] = (side_a, side_b)
+    return out
+
+
+def _distinct(values) -> list:
+    seen = {}
+    for v in values:
+        seen.setdefault(json.dumps(v, sort_keys=True, default=str), v)
+    return list(seen.values())
+
+
+def _values(values: list) -> str:
+    """Distinct provenance values joined by commas, short: commits and hashes cut to 12 characters."""
+    def one(v):
+        if isinstance(v, str) and len(v) >= 40 and all(c in "0123456789abcdef" for c in v):
+            return v[:12]
+        if isinstance(v, list):
+            return " ".join(map(str, v)) or "none"
+        if isinstance(v, dict):
+            return " ".join(f"{k}={x}" for k, x in v.items())
+        return str(v)
+    return ", ".join(one(v) for v in values)
 
 
 def slices_per_step(config: dict) -> int:

@@ -175,6 +175,7 @@ def build_report(runs_dir, out_dir) -> dict:
                    "threshold is chosen on that fold's training cases, validation uses the last checkpoint (not "
                    "the best on validation), ensemble members and tuned hyperparameters are chosen on other folds "
                    "(nested) unless the Selection column says otherwise.")]
+    blocks[1:1] = cells.provenance_warnings(groups, record)
     if groups:
         blocks += [heading(2, "Comparison"), tables.comparison_table(groups, out_dir),
                    para("Means over patients (a patient's slabs averaged first; over seeds too), with 95 % intervals "

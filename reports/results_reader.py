@@ -1,8 +1,11 @@
 """Reading a runs folder for the report: every run's configuration and per-case metrics, grouped.
 
-Reads only the results layout (`islesbench.storage.run_layout`), each run's config.json, the prepared data's
-patients.json (which cases are one patient) and `benchmark.json`; it never trains or predicts. Repeats of
-one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup.
+Reads only the results layout (`islesbench.storage.run_layout`): each run's config.json, its folds' config.json
+(what trained each fold: its provenance), the patient map kept with the run (patients.json: which cases are
+one patient), and `benchmark.json`; it never trains or predicts. Repeats of one configuration over training
+seeds (`<name>-seed<k>`) form one ConfigGroup. A run without a patient map (older runs read the prepared
+data's, when it is still where config.json says) is refused: counting each slab as a patient would change
+the report's statistical unit without saying so.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ import json
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from islesbench.config import base_name
+from islesbench.config import base_name, read_json_file
 from islesbench.errors import IslesbenchError
 from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
@@ -38,6 +41,9 @@ class RunResults:
     unfinished_folds: list = field(default_factory=list)  # folds with metrics.csv but no DONE marker
     histories: dict = field(default_factory=dict)  # fold -> history.csv path
     is_ensemble: bool = False
+    # fold -> the provenance records of what trained it (its config.json's `provenance`, then any
+    # `provenance_earlier` of a resumed fold); [] when the fold records none
+    fold_provenance: dict = field(default_factory=dict)
 
     def values(self, metric: str) -> dict:
         """{case: value} of one metric."""
@@ -101,9 +107,21 @@ def read_run(run_dir) -> RunResults | None:
         run.rows += [{**r, "fold": fold} for r in fold_rows]
         if paths.history_csv.exists():
             run.histories[fold] = paths.history_csv
+        run.fold_provenance[fold] = _fold_provenance(paths)
     if not run.rows:
         return None
     return run
+
+
+def _fold_provenance(paths: run_layout.FoldPaths) -> list:
+    """The provenance records in a fold's config.json (empty when it has none or no config.json)."""
+    if not paths.config.is_file():
+        return []
+    config = read_json_file(paths.config, "fold configuration")
+    if not isinstance(config, dict):
+        return []
+    records = [config.get("provenance")] + list(config.get("provenance_earlier") or [])
+    return [r for r in records if isinstance(r, dict) and r]
 
 
 def _check_cases_against_masks(paths: run_layout.FoldPaths, rows: list) -> None:
@@ -196,6 +214,11 @@ class ConfigGroup:
         """How the run's hyperparameters were tuned (None: not tuned)."""
         return self.config.get("tuning") or None
 
+    @property
+    def provenance_records(self) -> list:
+        """What trained each fold of each seed: its provenance records (None for a fold that records none)."""
+        return [record for r in self.runs for fold in r.folds for record in (r.fold_provenance.get(fold) or [None])]
+
     def patient(self, case: str) -> str:
         return self.patient_of.get(case, case)
 
@@ -232,32 +255,47 @@ def seed_patient_values(run: "RunResults", metric: str, patient_of) -> dict:
     return {p: sum(v) / len(v) for p, v in by_patient.items()}
 
 
-def read_patients(config: dict) -> tuple[dict, str]:
-    """case -> patient from the prepared data a run recorded, and where it came from."""
-    prepared = config.get("prepared")
+def read_patients(run: RunResults) -> tuple[dict, str] | None:
+    """case -> patient of a run, and where it came from: the map kept in its folder, else (runs made before
+    it was kept) the prepared data's patients.json where config.json says it is; None when neither exists."""
+    kept = run_layout.read_patient_map(run.run_dir)
+    if kept is not None:
+        return kept, str(run_layout.patient_map_path(run.run_dir))
+    prepared = run.config.get("prepared")
     if prepared:
         path = Path(str(prepared)) / "patients.json"
-        try:
-            return dict(json.loads(path.read_text())["patients"]), str(path)
-        except (OSError, ValueError, KeyError, TypeError):
-            pass
-    return {}, "not recorded: every case counted as its own patient"
+        if path.is_file():
+            data = read_json_file(path, "patients file")
+            if not isinstance(data, dict) or not isinstance(data.get("patients"), dict):
+                raise IslesbenchError(f"{path}: expected {{\"patients\": {{case: patient}}}}")
+            return dict(data["patients"]), f"{path} (the prepared data {run.name} names; not kept with the run)"
+    return None
 
 
 def group_runs(runs: list) -> list:
-    """Runs grouped by configuration (seeds together), each group with its cohort's patient mapping."""
+    """Runs grouped by configuration (seeds together), each group with its cohort's patient mapping.
+
+    IslesbenchError when no run of the group (nor another run of its cohort) has a patient map.
+    """
     by_name = {}
     for run in runs:
         by_name.setdefault((run.cohort, base_name({**run.config, "name": run.name})), []).append(run)
     groups = []
     for (_, name), members in sorted(by_name.items()):
         members.sort(key=lambda r: int((r.config.get("train") or {}).get("seed") or 0))
-        patient_of, source = {}, "not recorded: every case counted as its own patient"
+        found = None
         for candidate in members + [r for r in runs if r.cohort == members[0].cohort]:
-            patient_of, source = read_patients(candidate.config)
-            if patient_of:
+            found = read_patients(candidate)
+            if found is not None:
                 break
-        groups.append(ConfigGroup(name=name, runs=members, patient_of=patient_of, patient_source=source))
+        if found is None:
+            run = members[0]
+            raise IslesbenchError(
+                f"{run_layout.patient_map_path(run.run_dir)}: missing, and so is the prepared data's patients.json "
+                f"({run.config.get('prepared') or 'config.json names no prepared data'}): the report will not count "
+                "each slab as a patient; copy the prepared folder's patients.json there, or rerun `islesbench run` "
+                "on the prepared data (finished folds are skipped)")
+        groups.append(ConfigGroup(name=name, runs=members, patient_of=found[0], patient_source=found[1]))
     return groups
 
 

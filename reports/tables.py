@@ -205,7 +205,8 @@ def claim_blocks(groups: list, record: dict | None) -> list:
             rows.append(PairRow(pair.label, pair.first, pair.second, None, False,
                                 "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
-        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
+        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds, a.provenance_records,
+                                  b.provenance_records)
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import numpy as np
@@ -82,8 +83,11 @@ def write_fake_prepared(root: Path) -> Path:
 
 
 def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: bool = True,
-                   cohort: str = COHORT, folds=(0, 1), prepared=None, config=None, extras=None) -> Path:
-    """A finished run in the results layout: config.json, per-fold config/history/metrics/summary/DONE."""
+                   cohort: str = COHORT, folds=(0, 1), prepared=None, config=None, extras=None,
+                   patient_map: bool = True, fold_provenance=None) -> Path:
+    """A finished run in the results layout: config.json, the patient map as training keeps it (the prepared
+    folder's patients.json, or every case its own patient without one; none with patient_map=False), per-fold
+    config/history/metrics/summary/DONE. `fold_provenance(fold)` -> the fold's provenance record."""
     cfg = config or config_of(name)
     name = cfg.name
     run = run_layout.run_dir(runs_root, name)
@@ -91,9 +95,15 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
     if prepared:
         extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)
+    if patient_map:
+        source = Path(prepared) / "patients.json" if prepared else None
+        kept = ({**json.loads(source.read_text()), "copied_from": str(source)} if source and source.is_file()
+                else {"method": "test: every case its own patient", "patients": {}})
+        run_layout.write_patient_map(run, kept)
     for fold in folds:
         paths = run_layout.fold_paths(runs_root, name, fold)
-        cfg.save(paths.config, fold=fold, **extra)
+        fold_extra = {"provenance": fold_provenance(fold)} if fold_provenance else {}
+        cfg.save(paths.config, fold=fold, **extra, **fold_extra)
         rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)) if FOLD_OF[c] == fold]
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
         if history and cfg.model.arch != "threshold":

@@ -17,7 +17,7 @@ from islesbench.errors import IslesbenchError
 from islesbench.evaluation.aggregate import summarize
 from islesbench.evaluation.files import read_case_metrics
 from islesbench.inference.validation_output import write_validation
-from islesbench.storage import manifest, run_layout
+from islesbench.storage import manifest, provenance, run_layout
 
 
 def _validated_cases(run_root: Path) -> dict:
@@ -108,6 +108,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
               "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile"),
               **(record or {})}
     write_json_atomic(out_dir / "config.json", config)
+    run_layout.write_patient_map(out_dir, prepared.patient_record())
     by_fold = {}
     for case_id in common:
         by_fold.setdefault(members[0][2][case_id][0], []).append(case_id)
@@ -120,7 +121,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
             all_rows += read_case_metrics(paths.metrics_csv)
             continue
         run_layout.prepare_fold_dir(paths)
-        write_json_atomic(paths.config, {**config, "fold": k})
+        write_json_atomic(paths.config, {**config, "fold": k, "provenance": provenance.provenance()})
         thresholds = {c: float(np.mean([m[2][c][2] for m in members])) for c in by_fold[k]}
         threshold = float(np.mean(list(thresholds.values())))
         write_json_atomic(paths.threshold_json, {"threshold": threshold, "chosen_on": "mean of the members' thresholds"})

@@ -56,6 +56,28 @@ def thread_share(jobs: int, cores: int | None = None) -> dict:
     return {"TF_NUM_INTRAOP_THREADS": str(share), "TF_NUM_INTEROP_THREADS": str(share), "OMP_NUM_THREADS": str(share)}
 
 
+def effective_threads(environ=None) -> dict:
+    """The thread counts this process's TensorFlow runs with: what tf.config.threading set, else the
+    variables above, else the defaults (TensorFlow's pools and OpenMP as wide as the usable cores).
+
+    Recorded with each fold (islesbench.storage.provenance): reductions run in another order with other
+    thread counts, so the numbers move (README, `--jobs`)."""
+    environ = os.environ if environ is None else environ
+    set_in_python = {"intra_op": 0, "inter_op": 0}
+    tf = sys.modules.get("tensorflow")  # only read back when already imported: never start TensorFlow for this
+    if tf is not None and hasattr(tf, "config"):
+        set_in_python = {"intra_op": tf.config.threading.get_intra_op_parallelism_threads(),
+                         "inter_op": tf.config.threading.get_inter_op_parallelism_threads()}
+
+    def pool(name, variable):
+        value = environ.get(variable, "").strip()
+        return set_in_python[name] or (int(value) if value.isdigit() and int(value) > 0 else usable_cores())
+
+    omp = environ.get("OMP_NUM_THREADS", "").strip()
+    return {"intra_op": pool("intra_op", "TF_NUM_INTRAOP_THREADS"), "inter_op": pool("inter_op", "TF_NUM_INTEROP_THREADS"),
+            "omp": int(omp) if omp.isdigit() and int(omp) > 0 else usable_cores()}
+
+
 def visible_gpus(environ=None, query=None) -> list[str]:
     """The GPU ids a child may be given: CUDA_VISIBLE_DEVICES of this process when it is set (empty or -1:
     none), else the indices `nvidia-smi` lists (none when it is absent or fails). `query()` -> text stands

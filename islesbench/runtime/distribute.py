@@ -71,6 +71,30 @@ def describe(strategy) -> str:
     return f"{name} with {strategy.num_replicas_in_sync} replica(s)"
 
 
+def device_names(strategy) -> list:
+    """What each of the strategy's devices is: `CPU`, or the GPU's name (`GPU: NVIDIA H200`), one per device."""
+    import tensorflow as tf
+
+    gpu_names = []
+    for gpu in tf.config.list_physical_devices("GPU"):
+        try:
+            gpu_names.append(tf.config.experimental.get_device_details(gpu).get("device_name") or gpu.name)
+        except (ValueError, RuntimeError):
+            gpu_names.append(gpu.name)
+    try:
+        devices = strategy.extended.worker_devices
+    except RuntimeError:  # the default strategy: TensorFlow's own placement, the first GPU if there is one
+        devices = ["device:GPU:0" if gpu_names else "device:CPU:0"]
+    names = []
+    for device in devices:
+        kind, _, index = device.rpartition("device:")[2].partition(":")
+        if kind.upper() == "GPU" and index.isdigit() and int(index) < len(gpu_names):
+            names.append(f"GPU: {gpu_names[int(index)]}")
+        else:
+            names.append(kind.upper() or device)
+    return names
+
+
 def patch_keras_multi_worker_reduction() -> None:
     """Let Keras 3 average per-replica scalars (loss, metrics) across workers.
 

@@ -159,6 +159,15 @@ class PreparedData:
                                   "re-run `islesbench prepare`")
         return dict(data["patients"])
 
+    def patient_record(self) -> dict:
+        """The patient map as a run keeps it (run_layout.write_patient_map): patients.json's case -> patient and
+        method, and the file it came from; without a patients.json, every case its own patient, said so."""
+        if not self.paths.patients.is_file():
+            return {"method": f"none: {self.paths.patients} does not exist, so every case is its own patient",
+                    "patients": {}, "copied_from": None}
+        data = read_json_file(self.paths.patients, "patients file")
+        return {"method": data.get("method"), "patients": self.patients(), "copied_from": str(self.paths.patients)}
+
     def slice_files(self, case_ids) -> list:
         return [str(self.paths.slices_file(c)) for c in case_ids]
 

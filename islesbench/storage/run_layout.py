@@ -1,7 +1,10 @@
 """The results layout on disk, which every stage writes and the reports read.
 
     RUNS/<config-name>/config.json              resolved ExperimentConfig of the run
-    RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number
+    RUNS/<config-name>/patients.json            the patient map the run trained with (case -> patient), kept
+                                                with the run so the report's unit survives a moved folder
+    RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number and the provenance of the process
+                                                that trained the fold (islesbench.storage.provenance)
                                history.csv      one row per epoch (Keras CSVLogger)
                                progress.png     loss and validation Dice per epoch (redrawn every 30 s at most, and at the end)
                                checkpoint_best.keras, checkpoint_last.keras
@@ -26,11 +29,12 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from islesbench.atomic import remove_stale_temporaries, write_text_atomic
+from islesbench.atomic import remove_stale_temporaries, write_json_atomic, write_text_atomic
 from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
 
 DONE_MARKER = "DONE"
+PATIENT_MAP = "patients.json"
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,28 @@ def read_run_config(run_root) -> dict:
     if not isinstance(config, dict) or not isinstance(config.get("model"), dict):
         raise IslesbenchError(f"{path}: not an islesbench run configuration (no `model` object)")
     return config
+
+
+def patient_map_path(run_root) -> Path:
+    """The run's own copy of the patient map."""
+    return Path(run_root) / PATIENT_MAP
+
+
+def write_patient_map(run_root, record: dict) -> None:
+    """Keep the patient map a run trained with (manifest.PreparedData.patient_record()) in its folder."""
+    write_json_atomic(patient_map_path(run_root), record)
+
+
+def read_patient_map(run_root) -> dict | None:
+    """case -> patient from the run's patients.json; None when the run has none (IslesbenchError naming a damaged one)."""
+    path = patient_map_path(run_root)
+    if not path.is_file():
+        return None
+    data = read_json_file(path, "patient map")
+    patients = data.get("patients") if isinstance(data, dict) else None
+    if not isinstance(patients, dict) or not all(isinstance(v, str) for v in patients.values()):
+        raise IslesbenchError(f"{path}: expected {{\"patients\": {{case: patient}}}}, found {str(data)[:80]}")
+    return dict(patients)
 
 
 def read_threshold(path) -> float:

@@ -15,20 +15,20 @@ import time
 from pathlib import Path
 
 from islesbench import layouts
-from islesbench.config import ExperimentConfig, apply_overrides, changed_fields
+from islesbench.config import ExperimentConfig, apply_overrides, changed_fields, read_json_file
 from islesbench.data import fractions
 from islesbench.errors import IslesbenchError
 from islesbench.inference import threshold_rule
 from islesbench.inference.validation_output import write_validation
 from islesbench.runtime import distribute, precision
 from islesbench.storage import manifest, pretrain_records, provenance, run_layout
-from islesbench.training import fold, model_reuse
+from islesbench.training import checkpoints, fold, model_reuse
 
 # islesbench.models.pretrained (Keras) is imported inside check_configuration, to keep `islesbench --help` fast.
 
 # Fields whose change does not change a run's numbers (a resumed run may differ in them). train_patients follows
 # from the data, folds and fraction, which are compared; full-data runs made before it was recorded lack it.
-_IGNORED_FOR_IDENTITY = ("fold", "provenance", "train_patients")
+_IGNORED_FOR_IDENTITY = ("fold", "provenance", "provenance_earlier", "train_patients")
 
 
 def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
@@ -73,8 +73,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
               "prepared": str(prepared.root.resolve()), "grid": prepared.grid,
               "slice_mm": prepared.slice_mm,
               "splits_fingerprint": manifest.fingerprint(splits),
-              "tuning": tuned.provenance() if tuned is not None else None,
-              "provenance": provenance.provenance()}
+              "tuning": tuned.provenance() if tuned is not None else None}
     if encoder is not None:
         extras["pretraining"] = encoder.provenance(fold_ids, splits, prepared)
     # Every fold's, not only the requested ones: the report's curve needs it when a single fold ran.
@@ -89,6 +88,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
                 f"use another --out or --name, or --force to replace it")
     if chief:
         config.save(config_file, **extras)
+        run_layout.write_patient_map(run_root, prepared.patient_record())
     t_run = time.time()
     for k in fold_ids:
         paths = run_layout.fold_paths(runs_root, config.name, k)
@@ -106,7 +106,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
         fold_extras = dict(extras, train_cases=train_ids) if config.data.train_fraction < 1 else extras
         if chief:
             run_layout.prepare_fold_dir(paths)
-            fold_config.save(paths.config, fold=k, **fold_extras)
+            fold_config.save(paths.config, fold=k, **fold_extras, **fold_provenance(config, paths))
         share = (f" ({config.data.train_fraction:g} of {len(splits[k]['train'])})"
                  if config.data.train_fraction < 1 else "")
         print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train{share}, {len(val_ids)} val cases",
@@ -124,6 +124,28 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
     if distribute.num_workers() == 1:
         fold.release_memory()
     return run_root
+
+
+def fold_provenance(config: ExperimentConfig, paths: run_layout.FoldPaths) -> dict:
+    """The provenance entries of a fold's config.json, written as the fold (re)starts: this process's
+    (commit, diff hash, versions, CPU, devices, replicas, threads), and, when an earlier process trained
+    some of the fold's epochs under another provenance, that one too (`provenance_earlier`).
+
+    The run's own config.json carries none: it is rewritten by every invocation, and a fold skipped as
+    finished was not trained by the current one.
+    """
+    if config.model.arch == "threshold":
+        devices, replicas = ["CPU"], None
+    else:
+        strategy = distribute.make_strategy()
+        devices, replicas = distribute.device_names(strategy), strategy.num_replicas_in_sync
+    record = provenance.fold_provenance(devices, replicas)
+    entries = {"provenance": record}
+    if paths.config.is_file() and checkpoints.latest_epoch_checkpoint(paths.backup_dir)[0] > 0:
+        earlier = provenance.earlier_records(read_json_file(paths.config, "fold configuration"), record)
+        if earlier:
+            entries["provenance_earlier"] = earlier
+    return entries
 
 
 def training_sets(config: ExperimentConfig, patient_of: dict, splits: list) -> dict:

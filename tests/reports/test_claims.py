@@ -58,3 +58,19 @@ def test_claim_pairs_include_missing_partners_and_skip_tuned_runs():
     assert ("2-D > 3-D: U-Net vs V-Net (focal)", "unet-focal", "vnet-focal") in pairs
     assert ("focal > CE (unet)", "unet-focal", "unet-ce") in pairs  # the partner that did not run
     assert not any("tuned" in p[1] or "tuned" in p[2] for p in pairs)
+
+
+def test_folds_from_other_code_or_machines_confound_any_pair():
+    a, b = _config("quick", "unet"), _config("quick", "unet", loss="ce")
+    record = {"commit": "a" * 40, "tree_modified": True, "diff_sha256": "d" * 64, "versions": {"numpy": "2.2.6"},
+              "machine": {"cpu_model": "Xeon", "cpu_flags": ["amx_bf16"], "devices": ["CPU"], "replicas": 1}}
+    same = claims.check_pair("loss", a, b, provenance_a=[record, dict(record, command="other")],
+                             provenance_b=[record])
+    assert same.controlled  # the command line and the like do not count
+    other_diff = claims.check_pair("loss", a, b, provenance_a=[record], provenance_b=[dict(record, diff_sha256="e" * 64)])
+    assert other_diff.confounders == ["provenance (diff_sha256: dddddddddddd vs eeeeeeeeeeee)"]
+    unknown = claims.check_pair("loss", a, b, provenance_a=[record], provenance_b=[None])
+    assert not unknown.controlled and "not recorded" in unknown.confounders[0]
+    gpu = claims.check_pair("loss", a, b, provenance_a=[record],
+                            provenance_b=[dict(record, machine={**record["machine"], "devices": ["GPU: NVIDIA H200"]})])
+    assert gpu.confounders == ["provenance (machine.devices: CPU vs GPU: NVIDIA H200)"]

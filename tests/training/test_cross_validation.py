@@ -181,3 +181,49 @@ def test_progress_plot_drawn_after_the_first_and_last_epochs_of_short_epochs(tin
     drawn.clear()
     run_configuration(tiny_config(train={"epochs": 3}), tiny_prepared, tmp_path / "again", folds=[0])
     assert drawn == [1, 2, 3]
+
+
+def _fake_provenance(commit):
+    return lambda: {"commit": commit, "tree_modified": False, "diff_sha256": None, "versions": {"numpy": "1"},
+                    "machine": {"cpu_model": "test CPU", "cpu_flags": []}}
+
+
+def test_each_fold_records_what_trained_it_and_a_later_invocation_does_not_rewrite_it(tiny_prepared, tmp_path,
+                                                                                      monkeypatch):
+    from islesbench.storage import provenance
+
+    config = tiny_config(model={"arch": "threshold"})
+    monkeypatch.setattr(provenance, "provenance", _fake_provenance("a" * 40))
+    run_configuration(config, tiny_prepared, tmp_path, folds=[0])
+    monkeypatch.setattr(provenance, "provenance", _fake_provenance("b" * 40))
+    run_configuration(config, tiny_prepared, tmp_path)  # fold 0 skipped as finished, fold 1 trained now
+    run = run_layout.run_dir(tmp_path, "threshold")
+    folds = [json.loads(run_layout.fold_paths(tmp_path, "threshold", k).config.read_text()) for k in (0, 1)]
+    assert [f["provenance"]["commit"] for f in folds] == ["a" * 40, "b" * 40]
+    # the run's own config.json, rewritten by every invocation, names no commit as the one that trained it
+    assert "provenance" not in json.loads((run / "config.json").read_text())
+    assert folds[1]["provenance"]["machine"]["devices"] == ["CPU"]  # the rCBF rule trains nothing, on the CPU
+    assert "threads" in folds[1]["provenance"]["machine"]
+
+
+def test_a_resumed_fold_keeps_who_trained_its_first_epochs(tmp_path, monkeypatch):
+    from islesbench.storage import provenance
+    from islesbench.training.cross_validation import fold_provenance
+
+    config = tiny_config(model={"arch": "threshold"})
+    paths = run_layout.fold_paths(tmp_path, "threshold", 0)
+    run_layout.prepare_fold_dir(paths)
+    config.save(paths.config, fold=0, provenance=_fake_provenance("a" * 40)())
+    monkeypatch.setattr(provenance, "provenance", _fake_provenance("b" * 40))
+    assert "provenance_earlier" not in fold_provenance(config, paths)  # no epoch trained before: nothing to keep
+    paths.backup_dir.mkdir()
+    (paths.backup_dir / "epoch_0001.keras").write_bytes(b"")
+    entries = fold_provenance(config, paths)
+    assert entries["provenance"]["commit"] == "b" * 40
+    assert [r["commit"] for r in entries["provenance_earlier"]] == ["a" * 40]
+
+
+def test_a_run_keeps_the_patient_map_it_trained_with(tiny_prepared, tmp_path):
+    run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared, tmp_path, folds=[0])
+    kept = json.loads((run_layout.run_dir(tmp_path, "threshold") / "patients.json").read_text())
+    assert kept["patients"] == tiny_prepared.patients() and kept["copied_from"] == str(tiny_prepared.paths.patients)
