@@ -161,6 +161,8 @@ def build_report(runs_dir, out_dir) -> dict:
     fig_dir = out_dir / FIGURE_DIR
     fig_dir.mkdir(exist_ok=True)
     groups = group_runs(runs)
+    for message in sorted({g.mixed for g in groups if g.mixed}):  # never a silent change of what a row is
+        print(f"warning: {message}", file=sys.stderr)
 
     title = "islesbench comparison report"
     cohorts = sorted({r.cohort for r in runs})

@@ -2,7 +2,10 @@
 
 Reads only the results layout (`islesbench.storage.run_layout`), each run's config.json, the prepared data's
 patients.json (which cases are one patient) and `benchmark.json`; it never trains or predicts. Repeats of
-one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup.
+one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup, and only when every seed's
+config.json equals the others' but for the seed (`SEED_FIELDS`): runs under one name that differ in anything
+else (a second `benchmark --seeds 2 --precision float32` into the same folder) are split into one group per
+configuration, each flagged (`ConfigGroup.mixed`), never averaged into one seed spread.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from islesbench.errors import IslesbenchError
 from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
 from islesbench.grid.grid_file import benchmark_record_path
+from islesbench.reports.claims import config_differences
 from islesbench.reports.stats import is_finite
 from islesbench.storage import run_layout
 
@@ -23,6 +27,9 @@ from islesbench.storage import run_layout
 METRIC_COLUMNS = METRIC_NAMES
 # Keys under which an ensemble's config.json may list its member runs.
 ENSEMBLE_MEMBER_KEYS = ("members", "runs", "run_dirs", "member_runs")
+# The flattened config.json fields (reports/claims.py) in which repeats of one configuration over training seeds
+# may differ; fields claims.IGNORED_FIELDS leaves out (name, provenance, paths) are not compared either.
+SEED_FIELDS = ("train.seed",)
 
 
 @dataclass
@@ -153,10 +160,11 @@ class ConfigGroup:
     runs: list  # RunResults, one per seed
     patient_of: dict = field(default_factory=dict)  # case -> patient (missing case: its own patient)
     patient_source: str = ""
+    mixed: str = ""  # non-empty when runs under this name held other configurations too: which, and how they differ
 
     @property
     def config(self) -> dict:
-        """The configuration of the first seed (the others differ in train.seed only)."""
+        """The configuration of the first seed (group_runs checked that the others differ in SEED_FIELDS only)."""
         return self.runs[0].config
 
     @property
@@ -169,7 +177,7 @@ class ConfigGroup:
 
     @property
     def seeds(self) -> list:
-        return [int((r.config.get("train") or {}).get("seed") or 0) for r in self.runs]
+        return [_seed(r.config) for r in self.runs]
 
     @property
     def folds(self) -> list:
@@ -244,22 +252,70 @@ def read_patients(config: dict) -> tuple[dict, str]:
     return {}, "not recorded: every case counted as its own patient"
 
 
+def seed_config_differences(a: dict, b: dict) -> dict:
+    """field -> (value in a, value in b) for every field but the seed (SEED_FIELDS) in which two runs differ."""
+    return {k: v for k, v in config_differences(a, b).items() if k not in SEED_FIELDS}
+
+
+def split_by_config(members: list) -> list:
+    """Runs of one name (sorted by seed) as lists of runs with equal configurations but for the seed, the list
+    holding the first seed first."""
+    variants = []
+    for run in members:
+        same = next((v for v in variants if not seed_config_differences(v[0].config, run.config)), None)
+        if same is None:
+            variants.append([run])
+        else:
+            same.append(run)
+    return variants
+
+
 def group_runs(runs: list) -> list:
-    """Runs grouped by configuration (seeds together), each group with its cohort's patient mapping."""
+    """Runs grouped by configuration (seeds together), each group with its cohort's patient mapping.
+
+    Runs share a group when they share cohort and name (less `-seed<k>`) and their config.json files differ in
+    SEED_FIELDS only. Runs under one name with other configurations become groups of their own: the first
+    seed's keeps the name, the others are named `<name> [seeds …]`, and every one of them says in `mixed` what
+    differs, so that no table merges them and no claim calls them controlled.
+    """
     by_name = {}
     for run in runs:
         by_name.setdefault((run.cohort, base_name({**run.config, "name": run.name})), []).append(run)
     groups = []
     for (_, name), members in sorted(by_name.items()):
-        members.sort(key=lambda r: int((r.config.get("train") or {}).get("seed") or 0))
+        members.sort(key=lambda r: _seed(r.config))
         patient_of, source = {}, "not recorded: every case counted as its own patient"
         for candidate in members + [r for r in runs if r.cohort == members[0].cohort]:
             patient_of, source = read_patients(candidate.config)
             if patient_of:
                 break
-        groups.append(ConfigGroup(name=name, runs=members, patient_of=patient_of, patient_source=source))
+        variants = split_by_config(members)
+        for i, variant in enumerate(variants):
+            mixed = ""
+            if len(variants) > 1:
+                mixed = (f"the runs named {name} (seeds {', '.join(str(_seed(r.config)) for r in members)}) hold "
+                         f"{len(variants)} configurations, split into separate rows: "
+                         + "; ".join(f"seeds {_seed_list(v)}: " + ", ".join(
+                             f"{k} {_clip(x)} → {_clip(y)}" for k, (x, y) in seed_config_differences(variants[0][0].config,
+                                                                                      v[0].config).items())
+                             for v in variants[1:]))
+            label = name if i == 0 else f"{name} [seeds {_seed_list(variant)}]"
+            groups.append(ConfigGroup(name=label, runs=variant, patient_of=patient_of, patient_source=source,
+                                      mixed=mixed))
     return groups
 
+
+def _seed(config: dict) -> int:
+    return int((config.get("train") or {}).get("seed") or 0)
+
+
+def _clip(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _seed_list(runs: list) -> str:
+    return ", ".join(str(_seed(r.config)) for r in runs)
 
 
 def _to_float(x) -> float:

@@ -36,8 +36,10 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 
 def selection_flag(group) -> str:
-    """What the row's label must warn about: hyperparameters, members or a pretraining that used its scored
-    cases."""
+    """What the row's label must warn about: seed runs of other configurations under its name, hyperparameters,
+    members or a pretraining that used its scored cases."""
+    if group.mixed:
+        return "MIXED SEEDS: " + group.mixed
     seen = sum(int(e.get("saw_validation_cases") or 0)
                for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
     if seen:
@@ -206,6 +208,10 @@ def claim_blocks(groups: list, record: dict | None) -> list:
                                 "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
         check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
+        mixed = [g.mixed for g in (a, b) if g.mixed]
+        if mixed:  # a side's seeds ran other configurations too: not the experiment its name says
+            check = claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
+                                     "; ".join(mixed))
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
