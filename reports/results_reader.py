@@ -6,11 +6,17 @@ one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup, a
 config.json equals the others' but for the seed (`SEED_FIELDS`): runs under one name that differ in anything
 else (a second `benchmark --seeds 2 --precision float32` into the same folder) are split into one group per
 configuration, each flagged (`ConfigGroup.mixed`), never averaged into one seed spread.
+
+A distance (HD, HD95, ASSD) is infinite when exactly one of prediction and reference is empty (the ISLES
+2015–2018 evaluator's rule): plain means leave such cases out, which improves a row that misses a lesion.
+The penalised values (`PENALTY`) replace an infinite distance by the diagonal of the case's field of view,
+read from the header of the predicted mask the run wrote in the input's own geometry.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +25,7 @@ from islesbench.errors import IslesbenchError
 from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
 from islesbench.grid.grid_file import benchmark_record_path
+from islesbench.imaging import nifti_io
 from islesbench.reports.claims import config_differences
 from islesbench.reports.stats import is_finite
 from islesbench.storage import run_layout
@@ -30,6 +37,13 @@ ENSEMBLE_MEMBER_KEYS = ("members", "runs", "run_dirs", "member_runs")
 # The flattened config.json fields (reports/claims.py) in which repeats of one configuration over training seeds
 # may differ; fields claims.IGNORED_FIELDS leaves out (name, provenance, paths) are not compared either.
 SEED_FIELDS = ("train.seed",)
+# The distance columns and how an infinite value (exactly one mask empty) is penalised. ISLES 2015–2018's evaluator
+# reports infinity and ranks such a case last, which gives no number to average; this is BraTS's convention, the
+# largest distance the image allows (BraTS: HD95 373.13 mm, the diagonal of its 240×240×155 1-mm grid).
+DISTANCE_COLUMNS = ("hd", "hd95", "assd")
+PENALTY = ("an infinite distance (exactly one of prediction and reference empty) counted as the diagonal of the "
+           "case's field of view, √Σ(voxels·spacing)² over the three axes in mm, the largest distance the image "
+           "allows (BraTS's convention, e.g. 373.13 mm on its 240×240×155 1-mm grid)")
 
 
 @dataclass
@@ -45,6 +59,7 @@ class RunResults:
     unfinished_folds: list = field(default_factory=list)  # folds with metrics.csv but no DONE marker
     histories: dict = field(default_factory=dict)  # fold -> history.csv path
     is_ensemble: bool = False
+    diagonals: dict = field(default_factory=dict, repr=False)  # (fold, case) -> field-of-view diagonal, cached
 
     def values(self, metric: str) -> dict:
         """{case: value} of one metric."""
@@ -58,6 +73,25 @@ class RunResults:
     def prediction_path(self, case: str, fold: int) -> Path:
         """The predicted mask of `case` (validated in `fold`)."""
         return run_layout.FoldPaths(self.run_dir / f"fold_{fold}").mask_path(case)
+
+    def field_of_view_diagonal(self, case: str, fold: int) -> float:
+        """The diagonal (mm) of the case's image, from its predicted mask's header; NaN when that mask is absent
+        or unreadable (the penalised value is then unknown and the case stays out, counted)."""
+        key = (fold, case)
+        if key not in self.diagonals:
+            try:
+                info = nifti_io.read_info(self.prediction_path(case, fold), ndim=3)
+                self.diagonals[key] = math.sqrt(sum((n * s) ** 2 for n, s in zip(info.shape, info.spacing)))
+            except nifti_io.NiftiFileError:
+                self.diagonals[key] = float("nan")
+        return self.diagonals[key]
+
+    def value(self, row: dict, metric: str, penalised: bool = False) -> float:
+        """A row's metric; with `penalised`, an infinite distance becomes the case's field-of-view diagonal."""
+        v = row[metric]
+        if penalised and metric in DISTANCE_COLUMNS and math.isinf(v):
+            return self.field_of_view_diagonal(row["case"], row["fold"])
+        return v
 
     def raw_data(self) -> str | None:
         """The raw ISLES-layout cohort the run was trained on, if its config records it."""
@@ -207,19 +241,25 @@ class ConfigGroup:
     def patient(self, case: str) -> str:
         return self.patient_of.get(case, case)
 
-    def patient_values(self, metric: str) -> dict:
+    def patient_values(self, metric: str, penalised: bool = False) -> dict:
         """patient -> the metric: mean over the patient's slabs (finite values), then over seeds.
 
         A patient whose slabs have no finite value in a seed is left out of that seed; a patient with no
-        finite value in any seed is absent (its infinite distances are counted separately).
+        finite value in any seed is absent (its infinite distances are counted by `infinite_results`). With
+        `penalised`, infinite distances count as the field-of-view diagonal (PENALTY) instead.
         """
-        per_seed = [seed_patient_values(r, metric, self.patient) for r in self.runs]
+        per_seed = [seed_patient_values(r, metric, self.patient, penalised) for r in self.runs]
         patients = set().union(*per_seed) if per_seed else set()
         out = {}
         for p in sorted(patients):  # a fixed order: the bootstrap resamples by position
             vals = [s[p] for s in per_seed if p in s]
             out[p] = sum(vals) / len(vals)
         return out
+
+    def infinite_results(self, metrics=DISTANCE_COLUMNS) -> tuple[int, int]:
+        """(results with an infinite value of any of `metrics`, all results): over every seed and case."""
+        rows = [row for r in self.runs for row in r.rows]
+        return sum(1 for row in rows if any(math.isinf(row[m]) for m in metrics)), len(rows)
 
     def seed_means(self, metric: str = "dice") -> list:
         """Per seed: the mean over patients of the metric."""
@@ -230,11 +270,12 @@ class ConfigGroup:
         return out
 
 
-def seed_patient_values(run: "RunResults", metric: str, patient_of) -> dict:
-    """patient -> mean of the finite values of `metric` over the patient's cases, for one run."""
+def seed_patient_values(run: "RunResults", metric: str, patient_of, penalised: bool = False) -> dict:
+    """patient -> mean of the finite values of `metric` over the patient's cases, for one run (`penalised`:
+    infinite distances as RunResults.value gives them)."""
     by_patient = {}
     for row in run.rows:
-        v = row[metric]
+        v = run.value(row, metric, penalised)
         if is_finite(v):
             by_patient.setdefault(patient_of(row["case"]), []).append(float(v))
     return {p: sum(v) / len(v) for p, v in by_patient.items()}

@@ -8,7 +8,6 @@ Every block is built from ConfigGroups (reports/results_reader.py); rendering is
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,14 +21,18 @@ from islesbench.grid.grid_file import GridCell
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
+from islesbench.reports.results_reader import DISTANCE_COLUMNS
 from islesbench.reports.stats import is_finite
 
-DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
                  ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("nsd_2mm", "NSD 2 mm", 3),
                  ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1", 3),
                  ("lesion_count_diff", "Lesion count diff", 2))
+# (column, heading) of the distances shown again with an empty prediction penalised (results_reader.PENALTY): the
+# two ISLES 2018 ranked teams on, beside Dice and AVD.
+PENALISED_METRICS = (("hd", "HD, empty penalised (mm)"), ("assd", "ASSD, empty penalised (mm)"))
+INFINITE_COLUMN = "Infinite distances (results)"
 
 # The paper's column: its 5-fold CV numbers (reports/anchors.py), labelled by data and split.
 PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
@@ -122,21 +125,39 @@ def order_groups(groups: list) -> list:
 
 
 def comparison_table(groups: list, out_dir: Path):
-    """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags."""
+    """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags.
+
+    A metric's cell names its n, the patients with a value, when that is fewer than the row's patients (an
+    infinite distance leaves its patient out of the plain mean); the infinite results are counted over every
+    seed and case, and HD and ASSD are shown again with an empty prediction penalised (results_reader.PENALTY).
+    """
     headers = (["Configuration", "Cohort", "Seeds", "Folds", "Patients (cases)", "Dice [95% CI]",
                 "SD over patients", "SD over seeds"] + [h for _, h, _ in OTHER_METRICS]
-               + ["Cases with inf distance", "Convention", "Selection", PAPER_COLUMN])
+               + [INFINITE_COLUMN] + [h for _, h in PENALISED_METRICS]
+               + ["Convention", "Selection", PAPER_COLUMN])
     body = []
     for g in order_groups(groups):
+        patients = len({g.patient(c) for c in g.cases})
         dice = list(g.patient_values("dice").values())
         cells = [Link(g.name, _rel(g.runs[0].run_dir / "config.json", out_dir)), g.cohort, len(g.runs),
-                 len(g.folds), f"{len({g.patient(c) for c in g.cases})} ({len(g.cases)})",
-                 mean_with_ci(dice, 3), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a", seed_spread(g)]
-        cells += [mean_with_ci(list(g.patient_values(col).values()), dec) for col, _, dec in OTHER_METRICS]
-        inf_cases = sum(1 for r in g.runs[0].rows if any(math.isinf(r[c]) for c in DISTANCE_COLUMNS))
-        cells += [inf_cases, g.convention, selection_flag(g) or "—", paper_number(g) or "—"]
+                 len(g.folds), f"{patients} ({len(g.cases)})",
+                 mean_with_n(dice, 3, patients), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a",
+                 seed_spread(g)]
+        cells += [mean_with_n(list(g.patient_values(col).values()), dec, patients) for col, _, dec in OTHER_METRICS]
+        infinite, results = g.infinite_results()
+        cells.append(f"{infinite} of {results}")
+        cells += [mean_with_n(list(g.patient_values(col, penalised=True).values()), 1, patients)
+                  for col, _ in PENALISED_METRICS]
+        cells += [g.convention, selection_flag(g) or "—", paper_number(g) or "—"]
         body.append(cells)
     return table(headers, body)
+
+
+def mean_with_n(values: list, decimals: int, patients: int) -> str:
+    """mean_with_ci of the finite values, with `(n k/N patients)` when k of the N patients have one."""
+    n = sum(1 for v in values if is_finite(v))
+    text = mean_with_ci(values, decimals)
+    return text if n == patients else f"{text} (n {n}/{patients})"
 
 
 def per_fold_table(groups: list):
