@@ -128,7 +128,8 @@ def pair_blocks(lines: dict, fractions: list) -> list:
             verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)
             rows.append(tables.PairRow(label, first.name, second.name, c, check.controlled and f < 1, verdict,
                                        "; ".join(check.differences), untested="not a test" if f < 1 else
-                                       "see the claims table"))
+                                       "see the claims table", seed_sds=tables.seed_sds(first, second),
+                                       n_seeds=len(first.runs)))
     if not rows:
         return []
     return [heading(3, "Pretrained vs scratch at each fraction"),

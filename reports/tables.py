@@ -177,7 +177,9 @@ def per_fold_table(groups: list):
 
 _STATS_HEADERS = ["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "W", "p", "p (Holm)",
                   "r", "Note"]
-PAIR_HEADERS = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)"]
+PAIR_HEADERS = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)", "Outcome",
+                                     f"Detectable at {stats.POWER:.0%} power",
+                                     f"Needed for {stats.TARGET_DIFFERENCE:g} Dice"]
 
 
 def stats_blocks(groups: list, record: dict | None) -> list:
@@ -239,11 +241,36 @@ def claim_blocks(groups: list, record: dict | None) -> list:
             "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
             + (f" ({check.note})" if check.note else ""))
         rows.append(PairRow(pair.label, a.name, b.name, comparison, check.controlled, verdict,
-                            "; ".join(check.differences) or "none"))
+                            "; ".join(check.differences) or "none", seed_sds=seed_sds(a, b), n_seeds=len(a.runs),
+                            paper_effect=None if a.is_isles24 else anchors.paper_effect(a.name, b.name)))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
                  "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
-            table(PAIR_HEADERS, pair_table(rows))]
+            table(PAIR_HEADERS, pair_table(rows)),
+            para(POWER_NOTE)]
+
+
+POWER_NOTE = (
+    "Outcome: **shown** when p (Holm) < 0.05 and the 95 % interval excludes zero on the paper's side; an interval "
+    "that spans zero is **not shown**, which is not \"does not hold\": that is said only when the interval also "
+    "excludes the difference the paper reports (+0.07 for pre-training, +0.05 for focal over CE on the pretrained "
+    f"PSPNet). Power: the smallest mean difference the pair detects with {stats.POWER:.0%} power at Holm's "
+    "strictest level (0.05 / m over the table's m tested pairs), from the SD of the per-patient differences and "
+    "each arm's SD over seeds: Var = σ_d² / (ARE·n) + (σ_A² + σ_B²) / s with ARE = 3/π, the Wilcoxon test's "
+    f"efficiency relative to the t-test; and the patients (at these seeds) or seeds (at these patients) that "
+    f"would detect {stats.TARGET_DIFFERENCE:g} Dice. With one seed the seed term is unmeasured and left out, so "
+    "the detectable difference is a lower bound.")
+
+
+def seed_sds(*groups) -> tuple:
+    """Each group's SD (ddof = 1) of its per-seed mean Dice, or () when any group ran fewer than two seeds."""
+    out = []
+    for g in groups:
+        means = [m for m in g.seed_means("dice") if is_finite(m)]
+        if len(means) < 2:
+            return ()
+        out.append(float(np.std(means, ddof=1)))
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -258,23 +285,49 @@ class PairRow:
     verdict: str
     differences: str
     untested: str = "not a test"  # the p cell of a row that is shown but not tested
+    seed_sds: tuple = ()  # each side's SD over seeds of the mean Dice; () when unmeasured (one seed)
+    n_seeds: int = 1  # seeds per side
+    paper_effect: anchors.Effect | None = None  # the difference the paper reports for this pair, if any
 
 
 def pair_table(rows: list) -> list:
     """The body of a table under PAIR_HEADERS: Holm runs over the tested rows of this table only."""
     tested = [r.comparison for r in rows if r.tested and r.comparison is not None]
     holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
+    alpha = stats.ALPHA / max(len(tested), 1)  # Holm's strictest step
     body = []
     for r in rows:
         c = r.comparison
         if c is None:
-            body.append([r.label, r.first, r.second] + ["—"] * 6 + [r.verdict, r.differences])
+            body.append([r.label, r.first, r.second] + ["—"] * 6 + [r.verdict, r.differences] + ["—"] * 3)
             continue
         cells = _stats_row(c, holm.get(id(c)))
         if not r.tested:
             cells[5:8] = ["—", r.untested, "—"]
-        body.append(cells[:9] + [r.verdict + (f"; {c.reason}" if c.reason else ""), r.differences])
+        body.append(cells[:9] + [r.verdict + (f"; {c.reason}" if c.reason else ""), r.differences]
+                    + (_outcome_cells(r, holm.get(id(c)), alpha) if r.tested else ["—"] * 3))
     return body
+
+
+def _outcome_cells(r: PairRow, holm_p, alpha: float) -> list:
+    """Outcome, detectable difference and what a target difference needs, for a tested row."""
+    c = r.comparison
+    outcome = claims.claim_outcome(c.ci, holm_p, stats.ALPHA, r.paper_effect)
+    if c.sd_diff is None:
+        return [outcome, "n/a: fewer than two patients", "n/a"]
+    power = stats.power_estimate(c.sd_diff, c.n_pairs, r.seed_sds, r.n_seeds, alpha=alpha)
+    detectable = "n/a" if power.detectable is None else f"{power.detectable:.3f} (α = {power.alpha:.3g})"
+    if power.note:
+        detectable += f"; {power.note}"
+    patients = (f"{power.patients_needed} patients at {r.n_seeds} seed(s)" if power.patients_needed else
+                f"no number of patients at {r.n_seeds} seed(s) (the seed spread alone is larger)")
+    if power.seeds_needed:
+        seeds = f"{power.seeds_needed} seeds at {c.n_pairs} patients"
+    elif r.seed_sds:
+        seeds = f"no number of seeds at {c.n_pairs} patients"
+    else:
+        seeds = "seeds: unknown (one seed)"
+    return [outcome, detectable, f"{patients}; or {seeds}"]
 
 
 def _missing_reason(missing: str, present, pair, record) -> str:

@@ -393,3 +393,36 @@ def test_infinite_distances_are_counted_over_every_seed_and_penalised_in_their_o
         per_seed.append([v for _, v in sorted(zip(CASES, hd))])  # the report's order: patients sorted by name
     assert row["HD, empty penalised (mm)"] == _mean_ci(np.mean(per_seed, axis=0), 1)
     assert "diagonal of the case's field of view" in md
+
+
+def test_each_claim_says_what_the_grid_could_detect_and_what_it_would_need(tmp_path):
+    from islesbench.config import profile_config
+    from islesbench.reports import stats
+
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    noise = {(loss, seed): rng.normal(0, 0.03, len(CASES)) for loss in ("focal", "ce") for seed in (0, 1)}
+    for (loss, seed), jitter in noise.items():  # focal and CE equal but for noise: the interval spans zero
+        cfg = apply_overrides(profile_config("quick", "unet"), {"loss": {"name": loss}, "train": {"seed": seed}})
+        write_fake_run(runs, cfg.name, list(np.clip(np.array(DICE["unet-focal"]) + jitter, 0.01, 1)), config=cfg)
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Comparison |") and "Outcome" in line).strip("|").split(" | ")]
+    row = dict(zip(header, (c.strip() for c in next(line for line in md.splitlines()
+                                                    if line.startswith("| focal > CE (unet) |")).strip("|").split(" | "))))
+    assert row["Verdict"] == "controlled: differs only in loss"
+    assert row["Outcome"] == "not shown: the interval spans zero"
+    assert "does not hold" not in row["Outcome"]
+
+    def arm(loss):  # per seed, per case (no patients.json: a case is a patient)
+        return np.array([np.clip(np.array(DICE["unet-focal"]) + noise[(loss, s)], 0.01, 1) for s in (0, 1)])
+
+    focal, ce = arm("focal"), arm("ce")
+    diffs = focal.mean(axis=0) - ce.mean(axis=0)
+    seed_sds = (np.std(focal.mean(axis=1), ddof=1), np.std(ce.mean(axis=1), ddof=1))
+    est = stats.power_estimate(np.std(diffs, ddof=1), len(CASES), seed_sds, 2, alpha=0.05)
+    assert row["Detectable at 80% power"] == f"{est.detectable:.3f} (α = 0.05)"
+    assert row["Needed for 0.05 Dice"] == (f"{est.patients_needed} patients at 2 seed(s); or "
+                                           + (f"{est.seeds_needed} seeds at 10 patients" if est.seeds_needed
+                                              else "no number of seeds at 10 patients"))
