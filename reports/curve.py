@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from islesbench.config import base_name, recorded_fraction, resnet50_weights
-from islesbench.reports import claims, figures, stats, tables
+from islesbench.reports import figures, stats, tables
 from islesbench.reports.cells import first_sentence, fmt_seconds
 from islesbench.reports.document import code, heading, image, para, table
 from islesbench.reports.stats import is_finite
@@ -122,7 +122,7 @@ def pair_blocks(lines: dict, fractions: list) -> list:
                 rows.append(tables.PairRow(label, getattr(first, "name", "—"), getattr(second, "name", "—"), None,
                                            False, "not testable: one side has no results at this fraction", ""))
                 continue
-            check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds)
+            check = tables.check_groups("pretraining", first, second)
             c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
                                       second.name, "dice", label=label)
             verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)

@@ -21,7 +21,6 @@ from islesbench.grid.grid_file import GridCell
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
-from islesbench.reports.results_reader import DISTANCE_COLUMNS
 from islesbench.reports.stats import is_finite
 
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
@@ -230,11 +229,7 @@ def claim_blocks(groups: list, record: dict | None) -> list:
             rows.append(PairRow(pair.label, pair.first, pair.second, None, False,
                                 "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
-        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
-        mixed = [g.mixed for g in (a, b) if g.mixed]
-        if mixed:  # a side's seeds ran other configurations too: not the experiment its name says
-            check = claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
-                                     "; ".join(mixed))
+        check = check_groups(pair.factor, a, b)
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
@@ -271,6 +266,17 @@ def seed_sds(*groups) -> tuple:
             return ()
         out.append(float(np.std(means, ddof=1)))
     return tuple(out)
+
+
+def check_groups(factor: str, a, b) -> claims.PairCheck:
+    """claims.check_pair on two ConfigGroups, and never controlled when a side's name also holds seed runs of
+    other configurations (results_reader.group_runs split them off: not the experiment the name says)."""
+    check = claims.check_pair(factor, a.config, b.config, a.seeds, b.seeds)
+    mixed = [g.mixed for g in (a, b) if g.mixed]
+    if not mixed:
+        return check
+    return claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
+                            "; ".join(mixed))
 
 
 @dataclass(frozen=True)
