@@ -186,8 +186,8 @@ def build_report(runs_dir, out_dir) -> dict:
                         "patients than the row has says so, `(n k/N)`: HD, HD95 and ASSD are infinite when exactly "
                         "one of prediction and reference is empty, and their plain means leave those patients out "
                         "(so a missed lesion makes a row's distances look better). '"
-                        + tables.INFINITE_COLUMN + "' counts those results (case × seed) over every seed; the "
-                        "penalised HD and ASSD columns count each instead as " + PENALTY + ". "
+                        + tables.INFINITE_COLUMN + "' counts those results (case × seed) over every seed. In the "
+                        "penalised HD and ASSD columns, " + PENALTY + ". "
                         + tables.convention_note(groups)
                         + " NSD is the normalised surface Dice at 2 mm; AVD the absolute volume difference in mL; "
                         "lesion F1 and the absolute lesion-count difference use 26-connected components "

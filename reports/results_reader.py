@@ -41,7 +41,7 @@ SEED_FIELDS = ("train.seed",)
 # reports infinity and ranks such a case last, which gives no number to average; this is BraTS's convention, the
 # largest distance the image allows (BraTS: HD95 373.13 mm, the diagonal of its 240×240×155 1-mm grid).
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
-PENALTY = ("an infinite distance (exactly one of prediction and reference empty) counted as the diagonal of the "
+PENALTY = ("an infinite distance (exactly one of prediction and reference empty) counts as the diagonal of the "
            "case's field of view, √Σ(voxels·spacing)² over the three axes in mm, the largest distance the image "
            "allows (BraTS's convention, e.g. 373.13 mm on its 240×240×155 1-mm grid)")
 

@@ -153,10 +153,10 @@ def comparison_table(groups: list, out_dir: Path):
 
 
 def mean_with_n(values: list, decimals: int, patients: int) -> str:
-    """mean_with_ci of the finite values, with `(n k/N patients)` when k of the N patients have one."""
+    """mean_with_ci of the finite values, with `(n k/N)` when only k of the N patients have one (`n/a`: none has)."""
     n = sum(1 for v in values if is_finite(v))
     text = mean_with_ci(values, decimals)
-    return text if n == patients else f"{text} (n {n}/{patients})"
+    return text if n in (0, patients) else f"{text} (n {n}/{patients})"
 
 
 def per_fold_table(groups: list):
