@@ -22,11 +22,14 @@ detected with power 1 − β at two-sided level α is
 
     δ_min = (z_{1−α/2} + z_{1−β}) · √Var(Δ),
 
-and the patients (seeds) needed for a difference δ solve δ = δ_min for n (s), holding the other fixed. The
+and the patients (seeds) needed for a difference δ solve δ = δ_min for n (s), holding the other fixed; when
+neither alone reaches δ, each term gets half the variance and both numbers are given together. The
 level is Holm's strictest step, α = 0.05 / m over the m tested pairs of a table; and at least
 max(MIN_NONZERO_PAIRS, ⌈log2(2/α)⌉) patients are needed at all, the exact test's smallest two-sided p being
 2/2ⁿ. With one seed the seed SD is unmeasured: the seed term is left out (and said so), so δ_min is a lower
-bound. The normal approximation is rough at the few patients of a quick grid; it sizes a grid, it is no test.
+bound. With several seeds the seed noise within a patient is in both terms (σ_d averages it over the seeds,
+σ_A and σ_B over the patients), so the estimate errs towards a larger δ_min. The normal approximation is rough
+at the few patients of a quick grid, and a two-seed SD is itself uncertain: it sizes a grid, it is no test.
 """
 
 from __future__ import annotations
@@ -162,6 +165,7 @@ class PowerEstimate:
     seeds_needed: int | None  # seeds per arm for `target` at the patients used (None: not reachable, or unknown)
     target: float = TARGET_DIFFERENCE
     note: str = ""  # what the estimate leaves out or why a number is missing
+    together: tuple | None = None  # (patients, seeds) for `target` when neither alone reaches it (half the variance each)
 
 
 def min_patients(alpha: float) -> int:
@@ -205,7 +209,11 @@ def power_estimate(sd_diff: float, n_patients: int, seed_sds=(), n_seeds: int = 
     seeds_needed = None
     if seed_sds and budget > patient_var:
         seeds_needed = max(1, math.ceil(seed_var / (budget - patient_var)))
-    return PowerEstimate(alpha, detectable, patients_needed, seeds_needed, target, "; ".join(notes))
+    together = None
+    if patients_needed is None and seeds_needed is None and seed_sds:
+        together = (max(min_patients(alpha), math.ceil(float(sd_diff) ** 2 / (WILCOXON_ARE * budget / 2))),
+                    max(1, math.ceil(seed_var / (budget / 2))))
+    return PowerEstimate(alpha, detectable, patients_needed, seeds_needed, target, "; ".join(notes), together)
 
 
 def holm_adjust(p_values: list) -> list:

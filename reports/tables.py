@@ -333,7 +333,10 @@ def _outcome_cells(r: PairRow, holm_p, alpha: float) -> list:
         seeds = f"no number of seeds at {c.n_pairs} patients"
     else:
         seeds = "seeds: unknown (one seed)"
-    return [outcome, detectable, f"{patients}; or {seeds}"]
+    needed = f"{patients}; or {seeds}"
+    if power.together:
+        needed += f"; together: {power.together[0]} patients and {power.together[1]} seeds"
+    return [outcome, detectable, needed]
 
 
 def _missing_reason(missing: str, present, pair, record) -> str:

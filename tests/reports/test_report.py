@@ -425,4 +425,6 @@ def test_each_claim_says_what_the_grid_could_detect_and_what_it_would_need(tmp_p
     assert row["Detectable at 80% power"] == f"{est.detectable:.3f} (α = 0.05)"
     assert row["Needed for 0.05 Dice"] == (f"{est.patients_needed} patients at 2 seed(s); or "
                                            + (f"{est.seeds_needed} seeds at 10 patients" if est.seeds_needed
-                                              else "no number of seeds at 10 patients"))
+                                              else "no number of seeds at 10 patients")
+                                           + (f"; together: {est.together[0]} patients and {est.together[1]} seeds"
+                                              if est.together else ""))

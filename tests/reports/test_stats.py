@@ -136,3 +136,10 @@ def test_power_estimate_says_what_it_cannot_know_or_reach():
     assert stats.power_estimate(0.1, 7, alpha=0.0125).detectable is None
     # A seed spread above the target: no number of patients helps.
     assert stats.power_estimate(0.1, 20, (0.05, 0.05), 1).patients_needed is None
+
+
+def test_when_neither_patients_nor_seeds_alone_reach_the_target_both_are_given_together():
+    est = stats.power_estimate(0.15, 16, (0.03, 0.03), 2, alpha=0.01)
+    assert est.patients_needed is None and est.seeds_needed is None
+    patients, seeds = est.together
+    assert stats.power_estimate(0.15, patients, (0.03, 0.03), seeds, alpha=0.01).detectable <= 0.05
