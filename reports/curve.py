@@ -136,7 +136,7 @@ def pair_blocks(lines: dict, fractions: list) -> list:
             para("Paired two-sided Wilcoxon signed-rank tests on per-patient Dice (first − second), Holm-adjusted over "
                  "the controlled pairs below full data; a pair whose config.json files differ in more than the "
                  "initialisation is shown but not tested, and so is the full-data pair, which the paper's claims "
-                 "table tests."),
+                 "table tests. Outcome and power columns as in the claims table (Statistics)."),
             table(tables.PAIR_HEADERS, tables.pair_table(rows))]
 
 
