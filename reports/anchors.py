@@ -9,6 +9,9 @@ Two sources:
 - the ISLES 2018 challenge (Hakim et al., Stroke 2021): the test leaderboard's best Dice and best AVD
   (different teams) and the organisers' threshold baseline.
 
+The paper's effect sizes (`PAPER_EFFECTS`: pre-training ≈ +0.07 Dice, focal over CE +0.05 on the pretrained
+PSPNet) let a claim that is not shown say more: its interval may exclude the paper's effect.
+
 ISLES'24's winning test Dice is kept too, labelled as the different task it is (final infarct on
 follow-up DWI from acute CT). Dice, AVD and lesion counts do not depend on an HD/ASSD convention;
 an anchor that did would say so in ``convention``.
@@ -75,6 +78,30 @@ ANCHORS: tuple[Anchor, ...] = (
     Anchor("isles24-test-winner-dice", "dice", "0.285 ± 0.213", 0.285, "winning entry (nnU-Net ResEnc-L)",
            ISLES24_TEST, ISLES24),
 )
+
+
+@dataclass(frozen=True)
+class Effect:
+    """A difference the paper reports between two configurations (first − second, Dice)."""
+
+    first: str
+    second: str
+    value: float
+    text: str  # how the paper states it
+    data: str = ISLES2018_TRAINING_CV
+    source: str = PAPER
+
+
+PAPER_EFFECTS: tuple[Effect, ...] = (
+    Effect("pspnet-imagenet-focal", "pspnet-scratch-focal", 0.07, "+0.07 (pre-training added about 7 Dice points)"),
+    Effect("pspnet-imagenet-ce", "pspnet-scratch-ce", 0.07, "+0.07 (pre-training added about 7 Dice points)"),
+    Effect("pspnet-imagenet-focal", "pspnet-imagenet-ce", 0.05, "+0.05 (0.54 − 0.49)"),
+)
+
+
+def paper_effect(first: str, second: str) -> Effect | None:
+    """The paper's difference between two configurations (by name), or None when it states no number."""
+    return next((e for e in PAPER_EFFECTS if (e.first, e.second) == (first, second)), None)
 
 
 def anchor(key: str) -> Anchor:

@@ -6,6 +6,11 @@ encoder's initialisation, the architecture). The two rows' config.json files are
 optimiser, augmentation, seeds, data, folds) is reported with its differences and is not called a test
 of the claim. A pair with a missing side says why (the benchmark's reason), and, when the missing
 configuration can be derived, whether the pair would have been matched in this profile at all.
+
+A controlled pair's outcome (`claim_outcome`) is "shown" only when the Holm-adjusted p-value is below 0.05 and
+the 95 % interval of the mean difference excludes zero on the paper's side; an interval that spans zero is
+"not shown", never "does not hold" — absence of evidence is not evidence of absence — unless it also excludes
+the difference the paper reports (reports/anchors.py, `PAPER_EFFECTS`).
 """
 
 from __future__ import annotations
@@ -196,3 +201,33 @@ def _short(value) -> str:
     if isinstance(value, (list, tuple)) and len(str(value)) > 40:
         return f"[{len(value)} items]"
     return str(value)
+
+
+def claim_outcome(ci, holm_p, alpha: float = 0.05, paper_effect=None) -> str:
+    """What a controlled pair says about its claim (the paper reports first > second).
+
+    Args:
+        ci: 95 % interval (low, high) of the mean difference first − second, or None.
+        holm_p: the Holm-adjusted p-value, or None when there is no test.
+        alpha: the family-wise level.
+        paper_effect: the paper's difference (reports/anchors.py `Effect`), or None when it states none.
+
+    Returns:
+        "shown", "reversed" or "not shown", with the reason; "does not hold at the paper's size" only when the
+        interval excludes the paper's difference.
+    """
+    if ci is None or holm_p is None:
+        outcome = "not shown: no test"
+    elif holm_p < alpha and ci[0] > 0:
+        outcome = "shown: first > second"
+    elif holm_p < alpha and ci[1] < 0:
+        outcome = "reversed: second > first"
+    elif ci[0] <= 0 <= ci[1]:
+        outcome = "not shown: the interval spans zero"
+    else:
+        outcome = f"not shown: p (Holm) ≥ {alpha:g}"
+    if paper_effect is not None and ci is not None and not ci[0] <= paper_effect.value <= ci[1]:
+        side = "above" if paper_effect.value > ci[1] else "below"
+        outcome += (f"; the paper's {paper_effect.text} lies {side} the interval"
+                    + (": does not hold at the paper's size" if side == "above" else ""))
+    return outcome

@@ -13,7 +13,7 @@ from __future__ import annotations
 import numpy as np
 
 from islesbench.config import base_name, recorded_fraction, resnet50_weights
-from islesbench.reports import claims, figures, stats, tables
+from islesbench.reports import figures, stats, tables
 from islesbench.reports.cells import first_sentence, fmt_seconds
 from islesbench.reports.document import code, heading, image, para, table
 from islesbench.reports.stats import is_finite
@@ -122,21 +122,21 @@ def pair_blocks(lines: dict, fractions: list) -> list:
                 rows.append(tables.PairRow(label, getattr(first, "name", "—"), getattr(second, "name", "—"), None,
                                            False, "not testable: one side has no results at this fraction", ""))
                 continue
-            check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds,
-                                      first.provenance_records, second.provenance_records)
+            check = tables.check_groups("pretraining", first, second)
             c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
                                       second.name, "dice", label=label)
             verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)
             rows.append(tables.PairRow(label, first.name, second.name, c, check.controlled and f < 1, verdict,
                                        "; ".join(check.differences), untested="not a test" if f < 1 else
-                                       "see the claims table"))
+                                       "see the claims table", seed_sds=tables.seed_sds(first, second),
+                                       n_seeds=len(first.runs)))
     if not rows:
         return []
     return [heading(3, "Pretrained vs scratch at each fraction"),
             para("Paired two-sided Wilcoxon signed-rank tests on per-patient Dice (first − second), Holm-adjusted over "
                  "the controlled pairs below full data; a pair whose config.json files differ in more than the "
                  "initialisation is shown but not tested, and so is the full-data pair, which the paper's claims "
-                 "table tests."),
+                 "table tests. Outcome and power columns as in the claims table (Statistics)."),
             table(tables.PAIR_HEADERS, tables.pair_table(rows))]
 
 

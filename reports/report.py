@@ -21,8 +21,8 @@ from islesbench.errors import IslesbenchError
 from islesbench.imaging import nifti_io, preprocessing
 from islesbench.reports import cells, curve, figures, tables
 from islesbench.reports.document import heading, image, para, render_html, render_markdown
-from islesbench.reports.results_reader import (METRIC_COLUMNS, RunResults, collect_runs, ensemble_members, group_runs,
-                                               read_benchmark_record)
+from islesbench.reports.results_reader import (METRIC_COLUMNS, PENALTY, RunResults, collect_runs, ensemble_members,
+                                               group_runs, read_benchmark_record)
 from islesbench.reports.stats import is_finite
 
 FIGURE_DIR = "figures"
@@ -161,6 +161,8 @@ def build_report(runs_dir, out_dir) -> dict:
     fig_dir = out_dir / FIGURE_DIR
     fig_dir.mkdir(exist_ok=True)
     groups = group_runs(runs)
+    for message in sorted({g.mixed for g in groups if g.mixed}):  # never a silent change of what a row is
+        print(f"warning: {message}", file=sys.stderr)
 
     title = "islesbench comparison report"
     cohorts = sorted({r.cohort for r in runs})
@@ -181,9 +183,13 @@ def build_report(runs_dir, out_dir) -> dict:
                    para("Means over patients (a patient's slabs averaged first; over seeds too), with 95 % intervals "
                         "from a seeded patient-level bootstrap; 'SD over patients' is the spread between patients "
                         "(ddof = 1), 'SD over seeds' the spread of the mean Dice between training seeds on "
-                        "the same folds: a difference between rows smaller than it is seed noise. HD, HD95 and ASSD "
-                        "are averaged over finite values; 'Cases with inf distance' counts the seed-0 cases where "
-                        "exactly one of prediction and reference is empty. " + tables.convention_note(groups)
+                        "the same folds: a difference between rows smaller than it is seed noise. A mean over fewer "
+                        "patients than the row has says so, `(n k/N)`: HD, HD95 and ASSD are infinite when exactly "
+                        "one of prediction and reference is empty, and their plain means leave those patients out "
+                        "(so a missed lesion makes a row's distances look better). '"
+                        + tables.INFINITE_COLUMN + "' counts those results (case × seed) over every seed. In the "
+                        "penalised HD and ASSD columns, " + PENALTY + ". "
+                        + tables.convention_note(groups)
                         + " NSD is the normalised surface Dice at 2 mm; AVD the absolute volume difference in mL; "
                         "lesion F1 and the absolute lesion-count difference use 26-connected components "
                         "(ISLES'22/'24). Each configuration links to the config.json that produced it.")]

@@ -2,15 +2,24 @@
 
 Reads only the results layout (`islesbench.storage.run_layout`): each run's config.json, its folds' config.json
 (what trained each fold: its provenance), the patient map kept with the run (patients.json: which cases are
-one patient), and `benchmark.json`; it never trains or predicts. Repeats of one configuration over training
-seeds (`<name>-seed<k>`) form one ConfigGroup. A run without a patient map (older runs read the prepared
-data's, when it is still where config.json says) is refused: counting each slab as a patient would change
-the report's statistical unit without saying so.
+one patient), and `benchmark.json`; it never trains or predicts. A run without a patient map (older runs read
+the prepared data's, when it is still where config.json says) is refused: counting each slab as a patient
+would change the report's statistical unit without saying so. Repeats of one configuration over training
+seeds (`<name>-seed<k>`) form one ConfigGroup, and only when every seed's config.json equals the others' but
+for the seed (`SEED_FIELDS`): runs under one name that differ in anything else (a second `benchmark --seeds 2
+--precision float32` into the same folder) are split into one group per configuration, each flagged
+(`ConfigGroup.mixed`), never averaged into one seed spread.
+
+A distance (HD, HD95, ASSD) is infinite when exactly one of prediction and reference is empty (the ISLES
+2015–2018 evaluator's rule): plain means leave such cases out, which improves a row that misses a lesion.
+The penalised values (`PENALTY`) replace an infinite distance by the diagonal of the case's field of view,
+read from the header of the predicted mask the run wrote in the input's own geometry.
 """
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -19,6 +28,8 @@ from islesbench.errors import IslesbenchError
 from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
 from islesbench.grid.grid_file import benchmark_record_path
+from islesbench.imaging import nifti_io
+from islesbench.reports.claims import config_differences
 from islesbench.reports.stats import is_finite
 from islesbench.storage import run_layout
 
@@ -26,6 +37,16 @@ from islesbench.storage import run_layout
 METRIC_COLUMNS = METRIC_NAMES
 # Keys under which an ensemble's config.json may list its member runs.
 ENSEMBLE_MEMBER_KEYS = ("members", "runs", "run_dirs", "member_runs")
+# The flattened config.json fields (reports/claims.py) in which repeats of one configuration over training seeds
+# may differ; fields claims.IGNORED_FIELDS leaves out (name, provenance, paths) are not compared either.
+SEED_FIELDS = ("train.seed",)
+# The distance columns and how an infinite value (exactly one mask empty) is penalised. ISLES 2015–2018's evaluator
+# reports infinity and ranks such a case last, which gives no number to average; this is BraTS's convention, the
+# largest distance the image allows (BraTS: HD95 373.13 mm, the diagonal of its 240×240×155 1-mm grid).
+DISTANCE_COLUMNS = ("hd", "hd95", "assd")
+PENALTY = ("an infinite distance (exactly one of prediction and reference empty) counts as the diagonal of the "
+           "case's field of view, √Σ(voxels·spacing)² over the three axes in mm, the largest distance the image "
+           "allows (BraTS's convention, e.g. 373.13 mm on its 240×240×155 1-mm grid)")
 
 
 @dataclass
@@ -44,6 +65,7 @@ class RunResults:
     # fold -> the provenance records of what trained it (its config.json's `provenance`, then any
     # `provenance_earlier` of a resumed fold); [] when the fold records none
     fold_provenance: dict = field(default_factory=dict)
+    diagonals: dict = field(default_factory=dict, repr=False)  # (fold, case) -> field-of-view diagonal, cached
 
     def values(self, metric: str) -> dict:
         """{case: value} of one metric."""
@@ -57,6 +79,25 @@ class RunResults:
     def prediction_path(self, case: str, fold: int) -> Path:
         """The predicted mask of `case` (validated in `fold`)."""
         return run_layout.FoldPaths(self.run_dir / f"fold_{fold}").mask_path(case)
+
+    def field_of_view_diagonal(self, case: str, fold: int) -> float:
+        """The diagonal (mm) of the case's image, from its predicted mask's header; NaN when that mask is absent
+        or unreadable (the penalised value is then unknown and the case stays out, counted)."""
+        key = (fold, case)
+        if key not in self.diagonals:
+            try:
+                info = nifti_io.read_info(self.prediction_path(case, fold), ndim=3)
+                self.diagonals[key] = math.sqrt(sum((n * s) ** 2 for n, s in zip(info.shape, info.spacing)))
+            except nifti_io.NiftiFileError:
+                self.diagonals[key] = float("nan")
+        return self.diagonals[key]
+
+    def value(self, row: dict, metric: str, penalised: bool = False) -> float:
+        """A row's metric; with `penalised`, an infinite distance becomes the case's field-of-view diagonal."""
+        v = row[metric]
+        if penalised and metric in DISTANCE_COLUMNS and math.isinf(v):
+            return self.field_of_view_diagonal(row["case"], row["fold"])
+        return v
 
     def raw_data(self) -> str | None:
         """The raw ISLES-layout cohort the run was trained on, if its config records it."""
@@ -171,10 +212,11 @@ class ConfigGroup:
     runs: list  # RunResults, one per seed
     patient_of: dict = field(default_factory=dict)  # case -> patient (missing case: its own patient)
     patient_source: str = ""
+    mixed: str = ""  # non-empty when runs under this name held other configurations too: which, and how they differ
 
     @property
     def config(self) -> dict:
-        """The configuration of the first seed (the others differ in train.seed only)."""
+        """The configuration of the first seed (group_runs checked that the others differ in SEED_FIELDS only)."""
         return self.runs[0].config
 
     @property
@@ -187,7 +229,7 @@ class ConfigGroup:
 
     @property
     def seeds(self) -> list:
-        return [int((r.config.get("train") or {}).get("seed") or 0) for r in self.runs]
+        return [_seed(r.config) for r in self.runs]
 
     @property
     def folds(self) -> list:
@@ -222,19 +264,25 @@ class ConfigGroup:
     def patient(self, case: str) -> str:
         return self.patient_of.get(case, case)
 
-    def patient_values(self, metric: str) -> dict:
+    def patient_values(self, metric: str, penalised: bool = False) -> dict:
         """patient -> the metric: mean over the patient's slabs (finite values), then over seeds.
 
         A patient whose slabs have no finite value in a seed is left out of that seed; a patient with no
-        finite value in any seed is absent (its infinite distances are counted separately).
+        finite value in any seed is absent (its infinite distances are counted by `infinite_results`). With
+        `penalised`, infinite distances count as the field-of-view diagonal (PENALTY) instead.
         """
-        per_seed = [seed_patient_values(r, metric, self.patient) for r in self.runs]
+        per_seed = [seed_patient_values(r, metric, self.patient, penalised) for r in self.runs]
         patients = set().union(*per_seed) if per_seed else set()
         out = {}
         for p in sorted(patients):  # a fixed order: the bootstrap resamples by position
             vals = [s[p] for s in per_seed if p in s]
             out[p] = sum(vals) / len(vals)
         return out
+
+    def infinite_results(self, metrics=DISTANCE_COLUMNS) -> tuple[int, int]:
+        """(results with an infinite value of any of `metrics`, all results): over every seed and case."""
+        rows = [row for r in self.runs for row in r.rows]
+        return sum(1 for row in rows if any(math.isinf(row[m]) for m in metrics)), len(rows)
 
     def seed_means(self, metric: str = "dice") -> list:
         """Per seed: the mean over patients of the metric."""
@@ -245,11 +293,12 @@ class ConfigGroup:
         return out
 
 
-def seed_patient_values(run: "RunResults", metric: str, patient_of) -> dict:
-    """patient -> mean of the finite values of `metric` over the patient's cases, for one run."""
+def seed_patient_values(run: "RunResults", metric: str, patient_of, penalised: bool = False) -> dict:
+    """patient -> mean of the finite values of `metric` over the patient's cases, for one run (`penalised`:
+    infinite distances as RunResults.value gives them)."""
     by_patient = {}
     for row in run.rows:
-        v = row[metric]
+        v = run.value(row, metric, penalised)
         if is_finite(v):
             by_patient.setdefault(patient_of(row["case"]), []).append(float(v))
     return {p: sum(v) / len(v) for p, v in by_patient.items()}
@@ -272,17 +321,39 @@ def read_patients(run: RunResults) -> tuple[dict, str] | None:
     return None
 
 
+def seed_config_differences(a: dict, b: dict) -> dict:
+    """field -> (value in a, value in b) for every field but the seed (SEED_FIELDS) in which two runs differ."""
+    return {k: v for k, v in config_differences(a, b).items() if k not in SEED_FIELDS}
+
+
+def split_by_config(members: list) -> list:
+    """Runs of one name (sorted by seed) as lists of runs with equal configurations but for the seed, the list
+    holding the first seed first."""
+    variants = []
+    for run in members:
+        same = next((v for v in variants if not seed_config_differences(v[0].config, run.config)), None)
+        if same is None:
+            variants.append([run])
+        else:
+            same.append(run)
+    return variants
+
+
 def group_runs(runs: list) -> list:
     """Runs grouped by configuration (seeds together), each group with its cohort's patient mapping.
 
-    IslesbenchError when no run of the group (nor another run of its cohort) has a patient map.
+    Runs share a group when they share cohort and name (less `-seed<k>`) and their config.json files differ in
+    SEED_FIELDS only. Runs under one name with other configurations become groups of their own: the first
+    seed's keeps the name, the others are named `<name> [seeds …]`, and every one of them says in `mixed` what
+    differs, so that no table merges them and no claim calls them controlled. IslesbenchError when no run of
+    the group (nor another run of its cohort) has a patient map.
     """
     by_name = {}
     for run in runs:
         by_name.setdefault((run.cohort, base_name({**run.config, "name": run.name})), []).append(run)
     groups = []
     for (_, name), members in sorted(by_name.items()):
-        members.sort(key=lambda r: int((r.config.get("train") or {}).get("seed") or 0))
+        members.sort(key=lambda r: _seed(r.config))
         found = None
         for candidate in members + [r for r in runs if r.cohort == members[0].cohort]:
             found = read_patients(candidate)
@@ -295,9 +366,34 @@ def group_runs(runs: list) -> list:
                 f"({run.config.get('prepared') or 'config.json names no prepared data'}): the report will not count "
                 "each slab as a patient; copy the prepared folder's patients.json there, or rerun `islesbench run` "
                 "on the prepared data (finished folds are skipped)")
-        groups.append(ConfigGroup(name=name, runs=members, patient_of=found[0], patient_source=found[1]))
+        patient_of, source = found
+        variants = split_by_config(members)
+        for i, variant in enumerate(variants):
+            mixed = ""
+            if len(variants) > 1:
+                mixed = (f"the runs named {name} (seeds {', '.join(str(_seed(r.config)) for r in members)}) hold "
+                         f"{len(variants)} configurations, split into separate rows: "
+                         + "; ".join(f"seeds {_seed_list(v)}: " + ", ".join(
+                             f"{k} {_clip(x)} → {_clip(y)}" for k, (x, y) in seed_config_differences(variants[0][0].config,
+                                                                                      v[0].config).items())
+                             for v in variants[1:]))
+            label = name if i == 0 else f"{name} [seeds {_seed_list(variant)}]"
+            groups.append(ConfigGroup(name=label, runs=variant, patient_of=patient_of, patient_source=source,
+                                      mixed=mixed))
     return groups
 
+
+def _seed(config: dict) -> int:
+    return int((config.get("train") or {}).get("seed") or 0)
+
+
+def _clip(value) -> str:
+    text = str(value)
+    return text if len(text) <= 40 else text[:37] + "..."
+
+
+def _seed_list(runs: list) -> str:
+    return ", ".join(str(_seed(r.config)) for r in runs)
 
 
 def _to_float(x) -> float:

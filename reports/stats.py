@@ -7,6 +7,29 @@ Zero differences are dropped before ranking (Wilcoxon's original treatment, scip
 `zero_method="wilcox"`), and the effect size uses the same non-zero differences: the matched-pairs
 rank-biserial correlation r = (R+ − R−) / (R+ + R−) (Kerby 2014), positive when the first configuration
 is better. When no test is possible the result says why instead of a p-value.
+
+Power (`power_estimate`). For a paired comparison on n patients, each arm run with s seeds, the variance of
+the grid's mean difference is taken as
+
+    Var(Δ) ≈ σ_d² / (ARE · n) + (σ_A² + σ_B²) / s
+
+where σ_d is the SD (ddof = 1) of the per-patient differences (seed-averaged, as tested), σ_A and σ_B the SDs
+(ddof = 1) of each arm's per-seed mean Dice (what a test over the patients of one set of trained models cannot
+see: one seed's luck moves the whole arm), and ARE = 3/π ≈ 0.955 the asymptotic relative efficiency of the
+Wilcoxon signed-rank test to the paired t-test under normal differences (Lehmann 1975; G*Power's A.R.E.
+method), so the signed-rank test needs n/ARE patients where the t-test needs n. The smallest difference
+detected with power 1 − β at two-sided level α is
+
+    δ_min = (z_{1−α/2} + z_{1−β}) · √Var(Δ),
+
+and the patients (seeds) needed for a difference δ solve δ = δ_min for n (s), holding the other fixed; when
+neither alone reaches δ, each term gets half the variance and both numbers are given together. The
+level is Holm's strictest step, α = 0.05 / m over the m tested pairs of a table; and at least
+max(MIN_NONZERO_PAIRS, ⌈log2(2/α)⌉) patients are needed at all, the exact test's smallest two-sided p being
+2/2ⁿ. With one seed the seed SD is unmeasured: the seed term is left out (and said so), so δ_min is a lower
+bound. With several seeds the seed noise within a patient is in both terms (σ_d averages it over the seeds,
+σ_A and σ_B over the patients), so the estimate errs towards a larger δ_min. The normal approximation is rough
+at the few patients of a quick grid, and a two-seed SD is itself uncertain: it sizes a grid, it is no test.
 """
 
 from __future__ import annotations
@@ -27,6 +50,13 @@ BOOTSTRAP_SEED = 0
 # at best 2/32 = 0.0625), so a test would only look informative.
 MIN_NONZERO_PAIRS = 6
 
+# Power analysis: the level of one test, the power asked for, the difference a reader cares about (Dice), and the
+# Wilcoxon signed-rank test's asymptotic relative efficiency to the paired t-test under normal differences.
+ALPHA = 0.05
+POWER = 0.80
+TARGET_DIFFERENCE = 0.05
+WILCOXON_ARE = 3 / math.pi
+
 
 @dataclass(frozen=True)
 class PairedComparison:
@@ -44,6 +74,7 @@ class PairedComparison:
     reason: str | None = None  # why there is no p-value, when there is none
     label: str = ""  # what the comparison stands for, e.g. "pretrained vs scratch (focal)"
     ci: tuple | None = None  # 95 % bootstrap interval of mean_diff (over the paired units)
+    sd_diff: float | None = None  # SD (ddof = 1) of the paired differences, for the power analysis
 
     @property
     def tested(self) -> bool:
@@ -104,6 +135,7 @@ def paired_wilcoxon(a: dict, b: dict, a_name: str = "a", b_name: str = "b", metr
         return PairedComparison(mean_diff=None, reason="no case with a finite value in both", **common)
     mean_diff = float(diffs.mean())
     common["ci"] = bootstrap_ci(diffs)
+    common["sd_diff"] = float(diffs.std(ddof=1)) if n > 1 else None
     if nonzero == 0:
         return PairedComparison(mean_diff=mean_diff, reason="all paired differences are zero", **common)
     if nonzero < min_nonzero:
@@ -121,6 +153,67 @@ def paired_wilcoxon(a: dict, b: dict, a_name: str = "a", b_name: str = "b", metr
         effect_r=rank_biserial(diffs),
         **common,
     )
+
+
+@dataclass(frozen=True)
+class PowerEstimate:
+    """What a paired comparison could detect (module docstring: the formula), and what it would need."""
+
+    alpha: float  # the two-sided level of the test
+    detectable: float | None  # smallest mean difference detected with POWER (None: no test possible)
+    patients_needed: int | None  # patients for `target` at the seeds used (None: the seed term alone is above it)
+    seeds_needed: int | None  # seeds per arm for `target` at the patients used (None: not reachable, or unknown)
+    target: float = TARGET_DIFFERENCE
+    note: str = ""  # what the estimate leaves out or why a number is missing
+    together: tuple | None = None  # (patients, seeds) for `target` when neither alone reaches it (half the variance each)
+
+
+def min_patients(alpha: float) -> int:
+    """The fewest patients with which the paired test can reach `alpha` at all: MIN_NONZERO_PAIRS, and the exact
+    signed-rank test's smallest two-sided p-value, 2/2ⁿ, at most `alpha`."""
+    return max(MIN_NONZERO_PAIRS, math.ceil(math.log2(2 / alpha)))
+
+
+def power_estimate(sd_diff: float, n_patients: int, seed_sds=(), n_seeds: int = 1, alpha: float = ALPHA,
+                   power: float = POWER, target: float = TARGET_DIFFERENCE) -> PowerEstimate:
+    """The smallest difference a paired Wilcoxon test on `n_patients` detects with `power`, and the patients or
+    seeds needed to detect `target` (the module docstring gives the formula).
+
+    Args:
+        sd_diff: SD (ddof = 1) of the per-patient paired differences.
+        n_patients: patients paired.
+        seed_sds: SD (ddof = 1) of each arm's per-seed mean; empty when fewer than two seeds ran (unmeasured).
+        n_seeds: seeds per arm.
+        alpha: two-sided level (Holm's strictest step, 0.05/m, in the report's tables).
+        power: the power asked for.
+        target: the difference to size the grid for.
+
+    Returns:
+        A PowerEstimate; `detectable` None when `n_patients` is below `min_patients(alpha)`.
+    """
+    from scipy.stats import norm
+
+    z = float(norm.ppf(1 - alpha / 2) + norm.ppf(power))
+    seed_var = sum(float(sd) ** 2 for sd in seed_sds)
+    notes = [] if seed_sds else ["seed SD unmeasured (one seed): patient term only, a lower bound"]
+    patient_var = float(sd_diff) ** 2 / (WILCOXON_ARE * max(n_patients, 1))
+    detectable = z * math.sqrt(patient_var + seed_var / max(n_seeds, 1))
+    if n_patients < min_patients(alpha):
+        detectable = None
+        notes.append(f"{n_patients} patients: at least {min_patients(alpha)} needed for any test at α = {alpha:.3g}")
+    budget = (target / z) ** 2  # the variance at which `target` is detected with `power`
+    patients_needed = None
+    if budget > seed_var / max(n_seeds, 1):
+        patients_needed = max(min_patients(alpha), math.ceil(
+            float(sd_diff) ** 2 / (WILCOXON_ARE * (budget - seed_var / max(n_seeds, 1)))))
+    seeds_needed = None
+    if seed_sds and budget > patient_var:
+        seeds_needed = max(1, math.ceil(seed_var / (budget - patient_var)))
+    together = None
+    if patients_needed is None and seeds_needed is None and seed_sds:
+        together = (max(min_patients(alpha), math.ceil(float(sd_diff) ** 2 / (WILCOXON_ARE * budget / 2))),
+                    max(1, math.ceil(seed_var / (budget / 2))))
+    return PowerEstimate(alpha, detectable, patients_needed, seeds_needed, target, "; ".join(notes), together)
 
 
 def holm_adjust(p_values: list) -> list:

@@ -8,7 +8,6 @@ Every block is built from ConfigGroups (reports/results_reader.py); rendering is
 from __future__ import annotations
 
 import json
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,20 +23,25 @@ from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
 
-DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
                  ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("nsd_2mm", "NSD 2 mm", 3),
                  ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1", 3),
                  ("lesion_count_diff", "Lesion count diff", 2))
+# (column, heading) of the distances shown again with an empty prediction penalised (results_reader.PENALTY): the
+# two ISLES 2018 ranked teams on, beside Dice and AVD.
+PENALISED_METRICS = (("hd", "HD, empty penalised (mm)"), ("assd", "ASSD, empty penalised (mm)"))
+INFINITE_COLUMN = "Infinite distances (results)"
 
 # The paper's column: its 5-fold CV numbers (reports/anchors.py), labelled by data and split.
 PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 
 def selection_flag(group) -> str:
-    """What the row's label must warn about: hyperparameters, members or a pretraining that used its scored
-    cases."""
+    """What the row's label must warn about: seed runs of other configurations under its name, hyperparameters,
+    members or a pretraining that used its scored cases."""
+    if group.mixed:
+        return "MIXED SEEDS: " + group.mixed
     seen = sum(int(e.get("saw_validation_cases") or 0)
                for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
     if seen:
@@ -120,21 +124,39 @@ def order_groups(groups: list) -> list:
 
 
 def comparison_table(groups: list, out_dir: Path):
-    """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags."""
+    """One row per configuration: patient-level means with 95 % intervals, the spreads, the flags.
+
+    A metric's cell names its n, the patients with a value, when that is fewer than the row's patients (an
+    infinite distance leaves its patient out of the plain mean); the infinite results are counted over every
+    seed and case, and HD and ASSD are shown again with an empty prediction penalised (results_reader.PENALTY).
+    """
     headers = (["Configuration", "Cohort", "Seeds", "Folds", "Patients (cases)", "Dice [95% CI]",
                 "SD over patients", "SD over seeds"] + [h for _, h, _ in OTHER_METRICS]
-               + ["Cases with inf distance", "Convention", "Selection", PAPER_COLUMN])
+               + [INFINITE_COLUMN] + [h for _, h in PENALISED_METRICS]
+               + ["Convention", "Selection", PAPER_COLUMN])
     body = []
     for g in order_groups(groups):
+        patients = len({g.patient(c) for c in g.cases})
         dice = list(g.patient_values("dice").values())
         cells = [Link(g.name, _rel(g.runs[0].run_dir / "config.json", out_dir)), g.cohort, len(g.runs),
-                 len(g.folds), f"{len({g.patient(c) for c in g.cases})} ({len(g.cases)})",
-                 mean_with_ci(dice, 3), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a", seed_spread(g)]
-        cells += [mean_with_ci(list(g.patient_values(col).values()), dec) for col, _, dec in OTHER_METRICS]
-        inf_cases = sum(1 for r in g.runs[0].rows if any(math.isinf(r[c]) for c in DISTANCE_COLUMNS))
-        cells += [inf_cases, g.convention, selection_flag(g) or "—", paper_number(g) or "—"]
+                 len(g.folds), f"{patients} ({len(g.cases)})",
+                 mean_with_n(dice, 3, patients), f"{np.std(dice, ddof=1):.3f}" if len(dice) > 1 else "n/a",
+                 seed_spread(g)]
+        cells += [mean_with_n(list(g.patient_values(col).values()), dec, patients) for col, _, dec in OTHER_METRICS]
+        infinite, results = g.infinite_results()
+        cells.append(f"{infinite} of {results}")
+        cells += [mean_with_n(list(g.patient_values(col, penalised=True).values()), 1, patients)
+                  for col, _ in PENALISED_METRICS]
+        cells += [g.convention, selection_flag(g) or "—", paper_number(g) or "—"]
         body.append(cells)
     return table(headers, body)
+
+
+def mean_with_n(values: list, decimals: int, patients: int) -> str:
+    """mean_with_ci of the finite values, with `(n k/N)` when only k of the N patients have one (`n/a`: none has)."""
+    n = sum(1 for v in values if is_finite(v))
+    text = mean_with_ci(values, decimals)
+    return text if n in (0, patients) else f"{text} (n {n}/{patients})"
 
 
 def per_fold_table(groups: list):
@@ -154,7 +176,9 @@ def per_fold_table(groups: list):
 
 _STATS_HEADERS = ["Comparison", "First", "Second", "n patients", "Mean Dice diff [95% CI]", "W", "p", "p (Holm)",
                   "r", "Note"]
-PAIR_HEADERS = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)"]
+PAIR_HEADERS = _STATS_HEADERS[:9] + ["Verdict", "Config differences (first → second)", "Outcome",
+                                     f"Detectable at {stats.POWER:.0%} power",
+                                     f"Needed for {stats.TARGET_DIFFERENCE:g} Dice"]
 
 
 def stats_blocks(groups: list, record: dict | None) -> list:
@@ -205,19 +229,55 @@ def claim_blocks(groups: list, record: dict | None) -> list:
             rows.append(PairRow(pair.label, pair.first, pair.second, None, False,
                                 "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
-        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds, a.provenance_records,
-                                  b.provenance_records)
+        check = check_groups(pair.factor, a, b)
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
             "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
             + (f" ({check.note})" if check.note else ""))
         rows.append(PairRow(pair.label, a.name, b.name, comparison, check.controlled, verdict,
-                            "; ".join(check.differences) or "none"))
+                            "; ".join(check.differences) or "none", seed_sds=seed_sds(a, b), n_seeds=len(a.runs),
+                            paper_effect=None if a.is_isles24 else anchors.paper_effect(a.name, b.name)))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
                  "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
-            table(PAIR_HEADERS, pair_table(rows))]
+            table(PAIR_HEADERS, pair_table(rows)),
+            para(POWER_NOTE)]
+
+
+POWER_NOTE = (
+    "Outcome: **shown** when p (Holm) < 0.05 and the 95 % interval excludes zero on the paper's side; an interval "
+    "that spans zero is **not shown**, which is not \"does not hold\": that is said only when the interval also "
+    "excludes the difference the paper reports (+0.07 for pre-training, +0.05 for focal over CE on the pretrained "
+    f"PSPNet). Power: the smallest mean difference the pair detects with {stats.POWER:.0%} power at Holm's "
+    "strictest level (0.05 / m over the table's m tested pairs), from the SD of the per-patient differences and "
+    "each arm's SD over seeds: Var = σ_d² / (ARE·n) + (σ_A² + σ_B²) / s with ARE = 3/π, the Wilcoxon test's "
+    f"efficiency relative to the t-test; and the patients (at these seeds) or seeds (at these patients) that "
+    f"would detect {stats.TARGET_DIFFERENCE:g} Dice. With one seed the seed term is unmeasured and left out, so "
+    "the detectable difference is a lower bound.")
+
+
+def seed_sds(*groups) -> tuple:
+    """Each group's SD (ddof = 1) of its per-seed mean Dice, or () when any group ran fewer than two seeds."""
+    out = []
+    for g in groups:
+        means = [m for m in g.seed_means("dice") if is_finite(m)]
+        if len(means) < 2:
+            return ()
+        out.append(float(np.std(means, ddof=1)))
+    return tuple(out)
+
+
+def check_groups(factor: str, a, b) -> claims.PairCheck:
+    """claims.check_pair on two ConfigGroups, and never controlled when a side's name also holds seed runs of
+    other configurations (results_reader.group_runs split them off: not the experiment the name says)."""
+    check = claims.check_pair(factor, a.config, b.config, a.seeds, b.seeds, a.provenance_records,
+                              b.provenance_records)
+    mixed = [g.mixed for g in (a, b) if g.mixed]
+    if not mixed:
+        return check
+    return claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
+                            "; ".join(mixed))
 
 
 @dataclass(frozen=True)
@@ -232,23 +292,52 @@ class PairRow:
     verdict: str
     differences: str
     untested: str = "not a test"  # the p cell of a row that is shown but not tested
+    seed_sds: tuple = ()  # each side's SD over seeds of the mean Dice; () when unmeasured (one seed)
+    n_seeds: int = 1  # seeds per side
+    paper_effect: anchors.Effect | None = None  # the difference the paper reports for this pair, if any
 
 
 def pair_table(rows: list) -> list:
     """The body of a table under PAIR_HEADERS: Holm runs over the tested rows of this table only."""
     tested = [r.comparison for r in rows if r.tested and r.comparison is not None]
     holm = dict(zip(map(id, tested), stats.holm_adjust([c.p_value for c in tested])))
+    alpha = stats.ALPHA / max(len(tested), 1)  # Holm's strictest step
     body = []
     for r in rows:
         c = r.comparison
         if c is None:
-            body.append([r.label, r.first, r.second] + ["—"] * 6 + [r.verdict, r.differences])
+            body.append([r.label, r.first, r.second] + ["—"] * 6 + [r.verdict, r.differences] + ["—"] * 3)
             continue
         cells = _stats_row(c, holm.get(id(c)))
         if not r.tested:
             cells[5:8] = ["—", r.untested, "—"]
-        body.append(cells[:9] + [r.verdict + (f"; {c.reason}" if c.reason else ""), r.differences])
+        body.append(cells[:9] + [r.verdict + (f"; {c.reason}" if c.reason else ""), r.differences]
+                    + (_outcome_cells(r, holm.get(id(c)), alpha) if r.tested else ["—"] * 3))
     return body
+
+
+def _outcome_cells(r: PairRow, holm_p, alpha: float) -> list:
+    """Outcome, detectable difference and what a target difference needs, for a tested row."""
+    c = r.comparison
+    outcome = claims.claim_outcome(c.ci, holm_p, stats.ALPHA, r.paper_effect)
+    if c.sd_diff is None:
+        return [outcome, "n/a: fewer than two patients", "n/a"]
+    power = stats.power_estimate(c.sd_diff, c.n_pairs, r.seed_sds, r.n_seeds, alpha=alpha)
+    detectable = "n/a" if power.detectable is None else f"{power.detectable:.3f} (α = {power.alpha:.3g})"
+    if power.note:
+        detectable += f"; {power.note}"
+    patients = (f"{power.patients_needed} patients at {r.n_seeds} seed(s)" if power.patients_needed else
+                f"no number of patients at {r.n_seeds} seed(s) (the seed spread alone is larger)")
+    if power.seeds_needed:
+        seeds = f"{power.seeds_needed} seeds at {c.n_pairs} patients"
+    elif r.seed_sds:
+        seeds = f"no number of seeds at {c.n_pairs} patients"
+    else:
+        seeds = "seeds: unknown (one seed)"
+    needed = f"{patients}; or {seeds}"
+    if power.together:
+        needed += f"; together: {power.together[0]} patients and {power.together[1]} seeds"
+    return [outcome, detectable, needed]
 
 
 def _missing_reason(missing: str, present, pair, record) -> str:

@@ -49,3 +49,11 @@ def test_isles24_is_its_own_task():
 def test_unknown_key_names_the_known_ones():
     with pytest.raises(KeyError, match="paper-cv-pspnet-imagenet-focal"):
         anchors.anchor("nope")
+
+
+def test_the_papers_effects_agree_with_its_numbers():
+    focal_vs_ce = anchors.paper_effect("pspnet-imagenet-focal", "pspnet-imagenet-ce")
+    assert focal_vs_ce.value == pytest.approx(anchors.anchor("paper-cv-pspnet-imagenet-focal").value
+                                              - anchors.anchor("paper-cv-pspnet-imagenet-ce").value)
+    assert anchors.paper_effect("pspnet-imagenet-focal", "pspnet-scratch-focal").value == 0.07  # "about 7 points"
+    assert anchors.paper_effect("unet-focal", "vnet-focal") is None  # "below PSPNet": no number

@@ -74,3 +74,18 @@ def test_folds_from_other_code_or_machines_confound_any_pair():
     gpu = claims.check_pair("loss", a, b, provenance_a=[record],
                             provenance_b=[dict(record, machine={**record["machine"], "devices": ["GPU: NVIDIA H200"]})])
     assert gpu.confounders == ["provenance (machine.devices: CPU vs GPU: NVIDIA H200)"]
+
+
+def test_an_interval_spanning_zero_is_not_shown_and_does_not_hold_only_beyond_the_papers_effect():
+    from islesbench.reports import anchors
+
+    effect = anchors.paper_effect("pspnet-imagenet-focal", "pspnet-scratch-focal")
+    assert effect.value == 0.07
+    wide = claims.claim_outcome((-0.05, 0.10), 0.4, paper_effect=effect)
+    assert wide == "not shown: the interval spans zero" and "does not hold" not in wide
+    narrow = claims.claim_outcome((-0.02, 0.03), 0.4, paper_effect=effect)
+    assert narrow.startswith("not shown: the interval spans zero") and "does not hold at the paper's size" in narrow
+    assert "does not hold" not in claims.claim_outcome((-0.02, 0.03), 0.4)  # the paper states no number
+    assert claims.claim_outcome((0.01, 0.09), 0.01, paper_effect=effect) == "shown: first > second"
+    assert claims.claim_outcome((0.01, 0.09), 0.2).startswith("not shown: p (Holm)")
+    assert claims.claim_outcome((-0.09, -0.01), 0.01) == "reversed: second > first"

@@ -94,16 +94,16 @@ def test_comparison_table_numbers_equal_hand_computation(built_report):
     assert row[col["Precision"]] == _mean_ci(_patient_values([r["precision"] for r in rows]), 3)
     assert row[col["HD (mm)"]] == _mean_ci(_patient_values([r["hd"] for r in rows]), 1)
     assert row[col["AVD (mL)"]] == _mean_ci(_patient_values([r["avd_ml"] for r in rows]), 2)
-    assert row[col["Cases with inf distance"]] == "0"
+    assert row[col["Infinite distances (results)"]] == "0 of 10"
     assert "0.54 ± 0.09" in row[-1]
 
-    # V-Net has one empty prediction: distances averaged over the finite patients, counted beside.
+    # V-Net has one empty prediction: distances averaged over the finite patients, n and the count beside.
     vrow = table["vnet-focal"]
     vrows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, DICE["vnet-focal"]))]
     assert len(_patient_values([r["hd"] for r in vrows])) == 8
-    assert vrow[col["HD (mm)"]] == _mean_ci(_patient_values([r["hd"] for r in vrows]), 1)
+    assert vrow[col["HD (mm)"]] == _mean_ci(_patient_values([r["hd"] for r in vrows]), 1) + " (n 8/9)"
     assert vrow[col["Dice [95% CI]"]] == _mean_ci(_patient_values(DICE["vnet-focal"]), 3)
-    assert vrow[col["Cases with inf distance"]] == "1"
+    assert vrow[col["Infinite distances (results)"]] == "1 of 10"
 
     assert "0.57" in table["ensemble-top2"][-1]
     assert "optimistic" in table["ensemble-top2"][col["Selection"]]  # no per-fold selection recorded
@@ -364,3 +364,67 @@ def test_convention_and_anchors_are_labelled_and_isles24_rows_get_no_isles2018_n
     assert row["Convention"] == "isles" and row[header[-1]] == "—"  # the paper's ISLES 2018 CV number is not set beside
     assert "`isles`: ISLES 2015–2018 evaluator" in md
     assert "| 0.285 ± 0.213 | dice | winning entry" in md and "| 0.51 | dice |" not in md
+
+
+def test_infinite_distances_are_counted_over_every_seed_and_penalised_in_their_own_column(tmp_path):
+    from fake_runs import SHAPE, SPACING, write_predictions
+
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    dice_of_seed = {0: DICE["vnet-focal"], 1: [0.0 if c == "case_5" else d for c, d in zip(CASES, DICE["vnet-focal"])]}
+    for seed, dice in dice_of_seed.items():  # seed 0 misses case_3's lesion, seed 1 case_3's and case_5's
+        cfg = apply_overrides(profile_config("quick", "vnet"), {"train": {"seed": seed}})
+        write_fake_run(runs, cfg.name, dice, config=cfg)
+        write_predictions(runs, cfg.name)
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Configuration |")).strip("|").split(" | ")]
+    row = dict(zip(header, _table_rows(md, "Configuration")["vnet-focal"]))
+    assert row["Infinite distances (results)"] == "3 of 20"  # seed 1's miss counts too
+    # Plain HD: case_5 (its own patient) is finite in seed 0 only, case_3 in neither: 9 of 10 patients.
+    assert row["HD (mm)"].endswith("(n 9/10)")
+    diagonal = float(np.sqrt(sum((n * s) ** 2 for n, s in zip(SHAPE, SPACING))))  # 30.2 mm
+    per_seed = []
+    for dice in dice_of_seed.values():
+        hd = [diagonal if math.isinf(r["hd"]) else r["hd"]
+              for r in (metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)))]
+        per_seed.append([v for _, v in sorted(zip(CASES, hd))])  # the report's order: patients sorted by name
+    assert row["HD, empty penalised (mm)"] == _mean_ci(np.mean(per_seed, axis=0), 1)
+    assert "diagonal of the case's field of view" in md
+
+
+def test_each_claim_says_what_the_grid_could_detect_and_what_it_would_need(tmp_path):
+    from islesbench.config import profile_config
+    from islesbench.reports import stats
+
+    runs = tmp_path / "runs"
+    rng = np.random.default_rng(3)
+    noise = {(loss, seed): rng.normal(0, 0.03, len(CASES)) for loss in ("focal", "ce") for seed in (0, 1)}
+    for (loss, seed), jitter in noise.items():  # focal and CE equal but for noise: the interval spans zero
+        cfg = apply_overrides(profile_config("quick", "unet"), {"loss": {"name": loss}, "train": {"seed": seed}})
+        write_fake_run(runs, cfg.name, list(np.clip(np.array(DICE["unet-focal"]) + jitter, 0.01, 1)), config=cfg)
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Comparison |") and "Outcome" in line).strip("|").split(" | ")]
+    row = dict(zip(header, (c.strip() for c in next(line for line in md.splitlines()
+                                                    if line.startswith("| focal > CE (unet) |")).strip("|").split(" | "))))
+    assert row["Verdict"] == "controlled: differs only in loss"
+    assert row["Outcome"] == "not shown: the interval spans zero"
+    assert "does not hold" not in row["Outcome"]
+
+    def arm(loss):  # per seed, per case (no patients.json: a case is a patient)
+        return np.array([np.clip(np.array(DICE["unet-focal"]) + noise[(loss, s)], 0.01, 1) for s in (0, 1)])
+
+    focal, ce = arm("focal"), arm("ce")
+    diffs = focal.mean(axis=0) - ce.mean(axis=0)
+    seed_sds = (np.std(focal.mean(axis=1), ddof=1), np.std(ce.mean(axis=1), ddof=1))
+    est = stats.power_estimate(np.std(diffs, ddof=1), len(CASES), seed_sds, 2, alpha=0.05)
+    assert row["Detectable at 80% power"] == f"{est.detectable:.3f} (α = 0.05)"
+    assert row["Needed for 0.05 Dice"] == (f"{est.patients_needed} patients at 2 seed(s); or "
+                                           + (f"{est.seeds_needed} seeds at 10 patients" if est.seeds_needed
+                                              else "no number of seeds at 10 patients")
+                                           + (f"; together: {est.together[0]} patients and {est.together[1]} seeds"
+                                              if est.together else ""))

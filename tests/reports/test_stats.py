@@ -110,3 +110,36 @@ def test_paired_comparison_carries_the_interval_of_the_mean_difference():
     diffs = [a[k] - b[k] for k in sorted(a)]
     assert c.ci == pytest.approx(stats.bootstrap_ci(diffs))
     assert c.ci[0] <= c.mean_diff <= c.ci[1]
+
+
+def test_power_estimate_follows_the_documented_formula():
+    from scipy.stats import norm
+
+    sd_diff, n, seed_sds, s, alpha = 0.05, 40, (0.01, 0.02), 3, 0.05 / 4
+    est = stats.power_estimate(sd_diff, n, seed_sds, s, alpha=alpha)
+    z = norm.ppf(1 - alpha / 2) + norm.ppf(0.8)
+    var = sd_diff ** 2 / (3 / math.pi * n) + (0.01 ** 2 + 0.02 ** 2) / s
+    assert est.detectable == pytest.approx(z * math.sqrt(var))
+    # The patients (seeds) needed for 0.05 Dice are the fewest at which the detectable difference reaches it.
+    assert stats.power_estimate(sd_diff, est.patients_needed, seed_sds, s, alpha=alpha).detectable <= 0.05
+    assert stats.power_estimate(sd_diff, est.patients_needed - 1, seed_sds, s, alpha=alpha).detectable > 0.05
+    at_seeds = stats.power_estimate(sd_diff, n, seed_sds, est.seeds_needed, alpha=alpha)
+    assert at_seeds.detectable <= 0.05 < stats.power_estimate(sd_diff, n, seed_sds, est.seeds_needed - 1,
+                                                               alpha=alpha).detectable
+
+
+def test_power_estimate_says_what_it_cannot_know_or_reach():
+    one_seed = stats.power_estimate(0.1, 20)
+    assert one_seed.seeds_needed is None and "seed SD unmeasured" in one_seed.note
+    # Too few patients for any test at α = 0.05/4: ⌈log2(2/0.0125)⌉ = 8.
+    assert stats.min_patients(0.0125) == 8
+    assert stats.power_estimate(0.1, 7, alpha=0.0125).detectable is None
+    # A seed spread above the target: no number of patients helps.
+    assert stats.power_estimate(0.1, 20, (0.05, 0.05), 1).patients_needed is None
+
+
+def test_when_neither_patients_nor_seeds_alone_reach_the_target_both_are_given_together():
+    est = stats.power_estimate(0.15, 16, (0.03, 0.03), 2, alpha=0.01)
+    assert est.patients_needed is None and est.seeds_needed is None
+    patients, seeds = est.together
+    assert stats.power_estimate(0.15, patients, (0.03, 0.03), seeds, alpha=0.01).detectable <= 0.05
