@@ -279,3 +279,13 @@ def test_scaling_is_applied(tmp_path):
     assert nib.load(str(path)).get_data_dtype() == np.uint16
     (case,) = discover_cohort(folder)
     np.testing.assert_array_equal(load_case(case).volumes["CT"], hu.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fractional_mask_is_refused(tmp_path, dtype):
+    """{0, 0.5} is a probability or interpolated map: nonzero-is-lesion and an integer cast disagree on it."""
+    folder = write_case(tmp_path, 4)
+    mask = np.zeros(SHAPE, dtype)
+    mask[2:5, 2:4, 1] = 0.5
+    path = _replace(folder, "OT", mask, dtype=dtype)
+    _one_fault(folder, path, "positive value 0.5 is not a whole number")
