@@ -184,8 +184,9 @@ def build_report(runs_dir, out_dir) -> dict:
                         "are averaged over finite values; 'Cases with inf distance' counts the seed-0 cases where "
                         "exactly one of prediction and reference is empty. " + tables.convention_note(groups)
                         + " NSD is the normalised surface Dice at 2 mm; AVD the absolute volume difference in mL; "
-                        "lesion F1 and the absolute lesion-count difference use 26-connected components "
-                        "(ISLES'22/'24). Each configuration links to the config.json that produced it.")]
+                        "the lesion F1s and the absolute lesion-count difference use 26-connected components "
+                        "(which F1 follows which rule: below). Each configuration links to the config.json that "
+                        "produced it."), para(tables.lesion_f1_note())]
         blocks += tables.anchor_blocks(groups)
         for g in groups:
             members = ensemble_members(g.config)

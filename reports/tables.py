@@ -17,7 +17,7 @@ import numpy as np
 
 from islesbench.config import recorded_fraction
 from islesbench.errors import IslesbenchError
-from islesbench.evaluation.names import CONVENTION_LABELS
+from islesbench.evaluation.names import CONVENTION_LABELS, LESION_F1_LABELS
 from islesbench.grid.grid_file import GridCell
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
@@ -28,7 +28,9 @@ DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
                  ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("nsd_2mm", "NSD 2 mm", 3),
-                 ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1", 3),
+                 ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1 (ISLES'22)", 3),
+                 ("lesion_f1_iou50", "Lesion F1 IoU≥0.5 (ISLES'24, 2024)", 3),
+                 ("lesion_f1_iou20", "Lesion F1 IoU≥0.2 (ISLES'24 since 2025-12)", 3),
                  ("lesion_count_diff", "Lesion count diff", 2))
 
 # The paper's column: its 5-fold CV numbers (reports/anchors.py), labelled by data and split.
@@ -88,6 +90,17 @@ def convention_note(groups: list) -> str:
     used = sorted({g.convention for g in groups})
     named = "; ".join(f"`{c}`: {CONVENTION_LABELS.get(c, 'rows of more than one convention')}" for c in used)
     return f"HD and ASSD follow the convention in each row's Convention column ({named})."
+
+
+def lesion_f1_note() -> str:
+    """Which rule each lesion F1 column follows (islesbench.evaluation.lesions), and the Dice caveat of the
+    ISLES'24 script's panoptica."""
+    cols = {col: head for col, head, _ in OTHER_METRICS}
+    return ("Lesion F1 columns: " + "; ".join(f"'{cols[k]}' is `{k}`, the {label}" for k, label in
+                                              LESION_F1_LABELS.items()) +
+            ". A row made before `lesion_f1_iou20` existed shows n/a there. The ISLES'24 script's Dice came from "
+            "panoptica, whose versions up to 1.0.1 (the one current during the 2024 challenge) report Dice 0 when "
+            "no lesion pair matches; the Dice here is the plain global Dice.")
 
 
 def mean_with_ci(values: list, decimals: int) -> str:

@@ -116,6 +116,25 @@ def test_comparison_table_numbers_equal_hand_computation(built_report):
     assert order == sorted(means, key=lambda k: -means[k])
 
 
+def test_the_lesion_f1_columns_say_which_rule_they_follow(built_report):
+    """Three lesion F1s, each named by its rule: ISLES'22 (any overlap), ISLES'24 at IoU 0.5 (2024) and 0.2
+    (the organisers' script since 2025-12-16)."""
+    _, out = built_report
+    md = (out / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Configuration |")).strip("|").split(" | ")]
+    col = {h: i for i, h in enumerate(header)}
+    row = _table_rows(md, "Configuration")["unet-focal"]
+    rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, DICE["unet-focal"]))]
+    for column, metric in (("Lesion F1 (ISLES'22)", "lesion_f1"),
+                           ("Lesion F1 IoU≥0.5 (ISLES'24, 2024)", "lesion_f1_iou50"),
+                           ("Lesion F1 IoU≥0.2 (ISLES'24 since 2025-12)", "lesion_f1_iou20")):
+        assert row[col[column]] == _mean_ci(_patient_values([r[metric] for r in rows]), 3), column
+    note = next(line for line in md.splitlines() if line.startswith("Lesion F1 columns:"))
+    assert "`lesion_f1`, the ISLES'22 rule" in note and "IoU >= 0.5" in note and "34c6637" in note
+    assert "IoU >= 0.2" in note and "94b3486" in note and "panoptica" in note and "1.0.1" in note
+
+
 def test_rows_link_to_their_config_json(built_report):
     fake_runs, out = built_report
     md = (out / "report.md").read_text()
