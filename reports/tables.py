@@ -23,6 +23,7 @@ from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
+from islesbench.storage import selection
 
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
@@ -39,24 +40,18 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 def selection_flag(group) -> str:
     """What the row's label must warn about: hyperparameters, members or a pretraining that used its scored
-    cases."""
-    seen = sum(int(e.get("saw_validation_cases") or 0)
-               for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
-    if seen:
-        return f"encoder pretrained on {seen} of its validation cases (images only): optimistic"
-    tuning = group.tuning
-    if tuning and not tuning.get("nested"):
-        return "tuned on the folds it is scored on (non-nested): optimistic"
-    if tuning:
-        return "tuned per outer fold (nested)"
+    cases, a pretraining on unknown data, and for an ensemble how its members were chosen and its members' own
+    flags (islesbench.storage.selection)."""
+    flags = selection.selection_flags(group.config)
     if group.is_ensemble:
         method = (group.config.get("selection") or {}).get("method")
-        if method == "nested":
-            return "members chosen per fold on the other folds (nested)"
-        if method == "fixed":
-            return "members fixed before running"
-        return "members chosen on the scored cases: optimistic"
-    return ""
+        chosen = {"nested": "members chosen per fold on the other folds (nested)",
+                  "fixed": "members fixed before running"}.get(method, "members chosen on the scored cases: optimistic")
+        return "; ".join([chosen] + flags)
+    tuning = group.tuning
+    if not flags and tuning and tuning.get("nested"):
+        return "tuned per outer fold (nested)"
+    return "; ".join(flags)
 
 
 def paper_number(group) -> str:
@@ -222,8 +217,9 @@ def claim_blocks(groups: list, record: dict | None) -> list:
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
-            "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
-            + (f" ({check.note})" if check.note else ""))
+            ("NOT a test of the claim: also differs in " + ", ".join(check.confounders)
+             + (f" ({check.note})" if check.note else "")) if check.confounders else
+            "NOT a clean test of the claim: " + "; ".join(check.leaks))
         rows.append(PairRow(pair.label, a.name, b.name, comparison, check.controlled, verdict,
                             "; ".join(check.differences) or "none"))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "

@@ -58,3 +58,20 @@ def test_claim_pairs_include_missing_partners_and_skip_tuned_runs():
     assert ("2-D > 3-D: U-Net vs V-Net (focal)", "unet-focal", "vnet-focal") in pairs
     assert ("focal > CE (unet)", "unet-focal", "unet-ce") in pairs  # the partner that did not run
     assert not any("tuned" in p[1] or "tuned" in p[2] for p in pairs)
+
+
+@pytest.mark.parametrize("pretraining, flag", [
+    ({"folds": {"0": {"file": "mine.keras", "leak": "unknown", "saw_validation_cases": None}}}, "unknown data"),
+    # config.json of a run made before `leak` was recorded: an unknown record said so in `record`
+    ({"folds": {"0": {"file": "mine.keras", "record": "none (not written by islesbench pretrain)"}}}, "unknown data"),
+    ({"folds": {"0": {"file": "fold_0.keras", "leak": "saw validation cases", "saw_validation_cases": 3}}},
+     "pretrained on 3 of its validation cases"),
+])
+def test_a_pair_with_an_encoder_of_unknown_or_leaky_pretraining_is_not_controlled(pretraining, flag):
+    first = _config("paper", "pspnet", "mine.keras", pretraining=pretraining)
+    check = claims.check_pair("pretraining", first, _config("paper", "pspnet"))
+    assert not check.controlled and not check.confounders
+    assert len(check.leaks) == 1 and check.leaks[0].startswith("first: ") and flag in check.leaks[0]
+    clean = {"folds": {"0": {"file": "fold_0.keras", "leak": "none", "saw_validation_cases": 0}}}
+    assert claims.check_pair("pretraining", _config("paper", "pspnet", "mine.keras", pretraining=clean),
+                             _config("paper", "pspnet")).controlled

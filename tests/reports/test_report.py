@@ -368,6 +368,27 @@ def test_a_row_tuned_on_its_scored_folds_is_flagged(tmp_path):
     assert "unet-focal-tuned-nonnested" not in [c for c in md.splitlines() if c.startswith("| focal > CE")]
 
 
+def test_an_encoder_pretrained_on_unknown_data_is_flagged_in_the_table_and_the_claim(tmp_path):
+    """`run --pretrained FILE` of a file no record is tied to (a renamed copy, say): allowed, but "unknown" is
+    flagged beside the row, and the pretrained-vs-scratch pair is no clean test."""
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "pspnet-scratch-focal", DICE["pspnet-scratch-focal"], config=profile_config("paper", "pspnet"))
+    unknown = {"source": "mine.keras", "per_fold": False, "method": None,
+               "folds": {str(k): {"file": "mine.keras", "record": "unknown: no pretrain.json describes it",
+                                  "saw_validation_cases": None, "leak": "unknown"} for k in (0, 1)}}
+    write_fake_run(runs, "pspnet-mine-focal", DICE["pspnet-imagenet-focal"],
+                   config=apply_overrides(profile_config("paper", "pspnet", "mine.keras"),
+                                          {"model": {"pretrained": "mine.keras"}}), extras={"pretraining": unknown})
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    row = _table_rows(md, "Configuration")["pspnet-mine-focal"]
+    assert any("encoder pretrained on unknown data" in cell for cell in row), row
+    claim = next(line for line in md.splitlines() if line.startswith("| pretrained (mine) > scratch, PSPNet focal |"))
+    assert "NOT a clean test of the claim: first: encoder pretrained on unknown data" in claim, claim
+
+
 def test_convention_and_anchors_are_labelled_and_isles24_rows_get_no_isles2018_number(tmp_path):
     runs = tmp_path / "runs"
     run = write_fake_run(runs, "unet-focal", DICE["unet-focal"], cohort="synthetic ISLES'24 (seed 0)")
