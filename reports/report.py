@@ -174,7 +174,8 @@ def build_report(runs_dir, out_dir) -> dict:
               para("Nothing in this report is chosen on the cases it is scored on: every fold's probability "
                    "threshold is chosen on that fold's training cases, validation uses the last checkpoint (not "
                    "the best on validation), ensemble members and tuned hyperparameters are chosen on other folds "
-                   "(nested) unless the Selection column says otherwise.")]
+                   "(nested) and pretrained encoders never read the validation cases' images, unless the "
+                   "Selection column says otherwise (it also says when what an encoder read is unknown).")]
     if groups:
         blocks += [heading(2, "Comparison"), tables.comparison_table(groups, out_dir),
                    para("Means over patients (a patient's slabs averaged first; over seeds too), with 95 % intervals "
