@@ -20,8 +20,8 @@ fields into an affine and zooms. Refused, with one line naming the file and the 
 `read_nifti` reads a whole 3-D/4-D file (faults as CaseErrors);
 `affines_agree` is the one affine check of every module that compares two images' geometry;
 `mask_fault` is the one rule for a lesion mask's values, wherever a reference mask is read (`prepare`,
-`run`'s validation, `evaluate`): after scaling, zero and at most one positive value, a whole number
-({0, 1}, {0, 255}, {0, k}, float 0./1.: lesion = nonzero). Refused, naming the file: negative values,
+`run`'s validation, `evaluate`): after scaling, zero and at most one positive value, a whole number up to
+scaling round-off ({0, 1}, {0, 255}, {0, k}, float 0./1.: lesion = nonzero). Refused, naming the file: negative values,
 several positive values (labels, interpolation) and a fractional one ({0, 0.5}: a probability or
 resampled map, where "nonzero" and "≥ 0.5" or an integer cast disagree on what is lesion).
 
@@ -60,6 +60,8 @@ DATATYPES = {
 _NAMED_UNSUPPORTED = {0: "unknown", 1: "binary", 32: "complex64", 128: "RGB", 1536: "float128",
                       1792: "complex128", 2048: "complex256", 2304: "RGBA"}
 _READ_CHUNK = 1 << 22
+# How far from a whole number a mask's one positive value may lie (relative): float32 scaling round-off.
+WHOLE_RTOL = 1e-5
 
 
 class NiftiFileError(IslesbenchError):
@@ -198,8 +200,11 @@ def mask_fault(values: np.ndarray) -> str | None:
         distinct = np.unique(nonzero)
         shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if distinct.size > 5 else "")
         return f"mask is not binary: {distinct.size} distinct positive values ({shown})"
-    if float(hi) != round(float(hi)):
-        return (f"mask is not binary: its positive value {float(hi):g} is not a whole number (a probability or "
+    value = float(hi)
+    # a whole number up to scaling round-off: ISLES'24's sub-stroke0158 mask stores 65535 with scl_slope
+    # float32(1/65535), 0.99999999977 in float64
+    if abs(value - round(value)) > WHOLE_RTOL * max(1.0, value):
+        return (f"mask is not binary: its positive value {value:g} is not a whole number (a probability or "
                 "interpolated map?); threshold it to {0, 1} first")
     return None
 
