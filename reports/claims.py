@@ -5,7 +5,9 @@ encoder's initialisation, the architecture). The two rows' config.json files are
 (`section.field`) and compared; a pair that also differs in anything else (input size, schedule,
 optimiser, augmentation, seeds, data, folds) is reported with its differences and is not called a test
 of the claim. A pair with a missing side says why (the benchmark's reason), and, when the missing
-configuration can be derived, whether the pair would have been matched in this profile at all.
+configuration can be derived, whether the pair would have been matched in this profile at all. A pair in
+which either row is flagged (islesbench.storage.selection: tuned non-nested, an encoder pretrained on its
+validation cases or on unknown data, a flagged ensemble member) is not controlled either: its `leaks` say why.
 
 A controlled pair's outcome (`claim_outcome`) is "shown" only when the Holm-adjusted p-value is below 0.05 and
 the 95 % interval of the mean difference excludes zero on the paper's side; an interval that spans zero is
@@ -16,10 +18,11 @@ the difference the paper reports (reports/anchors.py, `PAPER_EFFECTS`).
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from islesbench.config import pretrained_tag, recorded_fraction
 from islesbench.storage import provenance
+from islesbench.storage.selection import selection_flags
 
 # Fields that name a run or locate its files: they never make two rows different experiments. train_patients
 # follows from the data, folds and fraction (compared), and runs made before it was recorded lack it.
@@ -55,6 +58,7 @@ class PairCheck:
     differences: list  # "field: a → b" for every differing field
     confounders: list  # the differing fields outside the factor (empty when controlled)
     note: str = ""
+    leaks: list = field(default_factory=list)  # "first|second: flag" of a row flagged for its selection or data
 
 
 def flatten(config: dict, prefix: str = "") -> dict:
@@ -104,10 +108,11 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), proven
         if step_a != step_b:
             confounders.append("slices per step")
             note = f"{step_a} vs {step_b} slices per step"
+    leaks = [f"{side}: {flag}" for side, config in (("first", a), ("second", b)) for flag in selection_flags(config)]
     if not any(k in allowed for k in diffs):
         note = note or f"the two configurations do not differ in {factor}"
-        return PairCheck(False, differences, confounders or ["(no difference in the factor)"], note)
-    return PairCheck(not confounders, differences, confounders, note)
+        return PairCheck(False, differences, confounders or ["(no difference in the factor)"], note, leaks)
+    return PairCheck(not confounders and not leaks, differences, confounders, note, leaks)
 
 
 def provenance_differences(records_a: list, records_b: list) -> dict:

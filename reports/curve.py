@@ -125,7 +125,9 @@ def pair_blocks(lines: dict, fractions: list) -> list:
             check = tables.check_groups("pretraining", first, second)
             c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
                                       second.name, "dice", label=label)
-            verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)
+            verdict = "controlled" if check.controlled else (
+                "NOT a test: also differs in " + ", ".join(check.confounders) if check.confounders
+                else "NOT a clean test: " + "; ".join(check.leaks))
             rows.append(tables.PairRow(label, first.name, second.name, c, check.controlled and f < 1, verdict,
                                        "; ".join(check.differences), untested="not a test" if f < 1 else
                                        "see the claims table", seed_sds=tables.seed_sds(first, second),

@@ -176,7 +176,8 @@ def build_report(runs_dir, out_dir) -> dict:
               para("Nothing in this report is chosen on the cases it is scored on: every fold's probability "
                    "threshold is chosen on that fold's training cases, validation uses the last checkpoint (not "
                    "the best on validation), ensemble members and tuned hyperparameters are chosen on other folds "
-                   "(nested) unless the Selection column says otherwise.")]
+                   "(nested) and pretrained encoders never read the validation cases' images, unless the "
+                   "Selection column says otherwise (it also says when what an encoder read is unknown).")]
     blocks[1:1] = cells.provenance_warnings(groups, record)
     if groups:
         blocks += [heading(2, "Comparison"), tables.comparison_table(groups, out_dir),
@@ -191,8 +192,9 @@ def build_report(runs_dir, out_dir) -> dict:
                         "penalised HD and ASSD columns, " + PENALTY + ". "
                         + tables.convention_note(groups)
                         + " NSD is the normalised surface Dice at 2 mm; AVD the absolute volume difference in mL; "
-                        "lesion F1 and the absolute lesion-count difference use 26-connected components "
-                        "(ISLES'22/'24). Each configuration links to the config.json that produced it.")]
+                        "the lesion F1s and the absolute lesion-count difference use 26-connected components "
+                        "(which F1 follows which rule: below). Each configuration links to the config.json that "
+                        "produced it."), para(tables.lesion_f1_note())]
         blocks += tables.anchor_blocks(groups)
         for g in groups:
             members = ensemble_members(g.config)

@@ -16,17 +16,20 @@ import numpy as np
 
 from islesbench.config import recorded_fraction
 from islesbench.errors import IslesbenchError
-from islesbench.evaluation.names import CONVENTION_LABELS
+from islesbench.evaluation.names import CONVENTION_LABELS, LESION_F1_LABELS
 from islesbench.grid.grid_file import GridCell
 from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
+from islesbench.storage import selection
 
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
                  ("hd95", "HD95 (mm)", 1), ("assd", "ASSD (mm)", 1), ("nsd_2mm", "NSD 2 mm", 3),
-                 ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1", 3),
+                 ("avd_ml", "AVD (mL)", 2), ("lesion_f1", "Lesion F1 (ISLES'22)", 3),
+                 ("lesion_f1_iou50", "Lesion F1 IoU≥0.5 (ISLES'24, 2024)", 3),
+                 ("lesion_f1_iou20", "Lesion F1 IoU≥0.2 (ISLES'24 since 2025-12)", 3),
                  ("lesion_count_diff", "Lesion count diff", 2))
 # (column, heading) of the distances shown again with an empty prediction penalised (results_reader.PENALTY): the
 # two ISLES 2018 ranked teams on, beside Dice and AVD.
@@ -39,26 +42,20 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 def selection_flag(group) -> str:
     """What the row's label must warn about: seed runs of other configurations under its name, hyperparameters,
-    members or a pretraining that used its scored cases."""
+    members or a pretraining that used its scored cases, a pretraining on unknown data, and for an ensemble how
+    its members were chosen and its members' own flags (islesbench.storage.selection)."""
+    flags = selection.selection_flags(group.config)
     if group.mixed:
-        return "MIXED SEEDS: " + group.mixed
-    seen = sum(int(e.get("saw_validation_cases") or 0)
-               for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
-    if seen:
-        return f"encoder pretrained on {seen} of its validation cases (images only): optimistic"
-    tuning = group.tuning
-    if tuning and not tuning.get("nested"):
-        return "tuned on the folds it is scored on (non-nested): optimistic"
-    if tuning:
-        return "tuned per outer fold (nested)"
+        flags = ["MIXED SEEDS: " + group.mixed] + flags
     if group.is_ensemble:
         method = (group.config.get("selection") or {}).get("method")
-        if method == "nested":
-            return "members chosen per fold on the other folds (nested)"
-        if method == "fixed":
-            return "members fixed before running"
-        return "members chosen on the scored cases: optimistic"
-    return ""
+        chosen = {"nested": "members chosen per fold on the other folds (nested)",
+                  "fixed": "members fixed before running"}.get(method, "members chosen on the scored cases: optimistic")
+        return "; ".join([chosen] + flags)
+    tuning = group.tuning
+    if not flags and tuning and tuning.get("nested"):
+        return "tuned per outer fold (nested)"
+    return "; ".join(flags)
 
 
 def paper_number(group) -> str:
@@ -92,6 +89,17 @@ def convention_note(groups: list) -> str:
     used = sorted({g.convention for g in groups})
     named = "; ".join(f"`{c}`: {CONVENTION_LABELS.get(c, 'rows of more than one convention')}" for c in used)
     return f"HD and ASSD follow the convention in each row's Convention column ({named})."
+
+
+def lesion_f1_note() -> str:
+    """Which rule each lesion F1 column follows (islesbench.evaluation.lesions), and the Dice caveat of the
+    ISLES'24 script's panoptica."""
+    cols = {col: head for col, head, _ in OTHER_METRICS}
+    return ("Lesion F1 columns: " + "; ".join(f"'{cols[k]}' is `{k}`, the {label}" for k, label in
+                                              LESION_F1_LABELS.items()) +
+            ". A row made before `lesion_f1_iou20` existed shows n/a there. The ISLES'24 script's Dice came from "
+            "panoptica, whose versions up to 1.0.1 (the one current during the 2024 challenge) report Dice 0 when "
+            "no lesion pair matches; the Dice here is the plain global Dice.")
 
 
 def mean_with_ci(values: list, decimals: int) -> str:
@@ -233,8 +241,9 @@ def claim_blocks(groups: list, record: dict | None) -> list:
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
-            "NOT a test of the claim: also differs in " + ", ".join(check.confounders)
-            + (f" ({check.note})" if check.note else ""))
+            ("NOT a test of the claim: also differs in " + ", ".join(check.confounders)
+             + (f" ({check.note})" if check.note else "")) if check.confounders else
+            "NOT a clean test of the claim: " + "; ".join(check.leaks))
         rows.append(PairRow(pair.label, a.name, b.name, comparison, check.controlled, verdict,
                             "; ".join(check.differences) or "none", seed_sds=seed_sds(a, b), n_seeds=len(a.runs),
                             paper_effect=None if a.is_isles24 else anchors.paper_effect(a.name, b.name)))
@@ -277,7 +286,7 @@ def check_groups(factor: str, a, b) -> claims.PairCheck:
     if not mixed:
         return check
     return claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
-                            "; ".join(mixed))
+                            "; ".join(mixed), check.leaks)
 
 
 @dataclass(frozen=True)

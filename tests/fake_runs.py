@@ -58,6 +58,8 @@ def metric_row(case: str, dice: float, index: int) -> dict:
         "lesion_fp": 0,
         "lesion_fn": 1 if empty else 0,
         "lesion_f1": 0.0 if empty else 1.0,
+        "lesion_f1_iou50": 0.0 if empty else min(1.0, dice + 0.1),
+        "lesion_f1_iou20": 0.0 if empty else min(1.0, dice + 0.2),
     }
 
 

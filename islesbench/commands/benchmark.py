@@ -62,8 +62,8 @@ def configure_parser(parser) -> None:
     parser.add_argument("--seeds", type=int, default=1,
                         help="repeat every configuration with training seeds 0..N-1 on the same folds")
     parser.add_argument("--members", default=None,
-                        help="comma-separated configuration names: an ensemble fixed before anything ran "
-                             "(default: nested top-k selection per fold)")
+                        help="comma-separated configuration names of the grid (checked before anything runs): an "
+                             "ensemble fixed before anything ran (default: nested top-k selection per fold)")
     parser.add_argument("--train-fraction", default=None, metavar="F1,F2,...",
                         help="train every learned cell on these shares of each fold's training patients "
                              "(e.g. 0.25,0.5,1.0; replaces the grid's train_fractions)")

@@ -7,7 +7,9 @@ either a flat folder of `<case>.nii[.gz]` masks or a cohort: an ISLES 2018 layou
 TRAINING folder), whose OT files are the masks, or an ISLES'24 BIDS layout, whose ses-02 lesion masks
 are (islesbench.layouts; --layout names it, else it is detected). Cases are matched by name; every prediction must have
 a reference and, unless --only-predicted, every reference a prediction. Each pair must have the same
-shape and affine; spacing comes from the reference header.
+shape and affine; spacing comes from the reference header. A reference mask is zero and one positive
+whole number, which is lesion; one with negative, several or fractional values ({0, 0.5}) is refused,
+the file named (exit status 2).
 
 Writes OUT/metrics.csv (one row per case) and OUT/summary.json (means, standard deviations, medians and
 counts of infinite values per metric) and prints a short table. hd and assd follow --convention: `isles`

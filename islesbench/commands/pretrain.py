@@ -10,8 +10,11 @@ synthetic cohorts serve as well as labelled ones.
 `--data` takes raw cohorts (prepared once into OUT/prepared/) or prepared folders, as often as needed.
 `--exclude-fold K` leaves out fold K's validation patients (splits.json, patients.json) of every --data
 that is the fine-tuning cohort (`--folds-of`, required with several --data; the same raw source counts as
-the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having
-been seen; `--exclude-fold all` pretrains every fold in turn. Layout: islesbench/storage/pretrain_records.py.
+the same cohort), and any case of any --data with the same content as one of theirs (a copy under another
+path), so fold K can be fine-tuned from OUT/fold_K.keras without its validation cases ever having been seen;
+`--exclude-fold all` pretrains every fold in turn. pretrain.json records the sha256 of the weights it
+describes: `run --pretrained` takes a record only for those weights (a copy that no record describes is
+"unknown", refused per fold, flagged as a single file). Layout: islesbench/storage/pretrain_records.py.
 
 Resumable like `run`: every epoch commits the model with its optimizer state and the history together
 (islesbench/training/checkpoints.py's scheme), and the same command continues after a kill. TensorBoard logs,

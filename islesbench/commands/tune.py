@@ -123,6 +123,9 @@ def run_command(args) -> int:
                                                                                "tuner", "profile", "seed",
                                                                                "epochs", "cohort", "outer_fold",
                                                                                "outer_val")},
-                                                "config_name": base.name}, title)
+                                                "config_name": base.name,
+                                                # what `run --hparams` checks its data against (not in `settings`,
+                                                # so that searches begun before it was recorded still resume)
+                                                "prepared_data": prepared.data_fingerprint()}, title)
             print_summary(best, rows, out_dir, time.time() - t0)
     return 0

@@ -103,11 +103,15 @@ def evaluate_pair(pair: CasePair, threshold: float = 0.5, convention: str = "isl
         convention: the definition of hd and assd (`islesbench.evaluation.names.CONVENTIONS`).
 
     Returns:
-        `islesbench.evaluation.metrics.case_metrics` of the pair: distances in mm, volumes in mL.
+        `islesbench.evaluation.metrics.case_metrics` of the pair: distances in mm, volumes in mL. A CaseError
+        naming the reference when it is not a binary mask (`islesbench.imaging.nifti_io.mask_fault`).
     """
     from islesbench.evaluation.metrics import case_metrics
 
     ref = _read_values(pair, pair.ref)
+    fault = nifti_io.mask_fault(ref)
+    if fault:
+        raise CaseError(pair.case_id, str(pair.ref), fault)
     pred = _read_values(pair, pair.pred)
     spacing = nifti_io.read_info(pair.ref).spacing
     return case_metrics(pred >= threshold, ref != 0, tuple(float(z) for z in spacing[: ref.ndim]), convention)

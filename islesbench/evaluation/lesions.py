@@ -11,17 +11,31 @@ ISLES'22 (``compute_lesion_f1_score``, ``compute_absolute_lesion_difference`` of
 - ``lesion_f1`` = TP / (TP + (FP + FN) / 2); 1 when both masks are empty.
 - ``lesion_count_diff`` = |number of reference lesions − number of predicted components|.
 
-ISLES'24 (the organisers' evaluation script, through ``panoptica``: connected components, then
-``NaiveThresholdMatching`` with its defaults):
+ISLES'24 (the organisers' evaluation, github.com/ezequieldlrosa/isles24, ``utils/eval_utils.py``,
+``compute_dice_f1_instance_difference``: panoptica with ``ConnectedComponentsInstanceApproximator`` and
+``NaiveThresholdMatching``). The matching threshold changed after the challenge, so there are two F1s,
+each named by its threshold:
 
-- a reference lesion and a predicted component match one to one when their intersection over union is
-  at least 0.5 (pairs taken in decreasing IoU); matched pairs are true positives, unmatched reference
-  lesions false negatives, unmatched predicted components false positives.
-- ``lesion_f1_iou50`` = panoptica's recognition quality TP / (TP + (FP + FN) / 2); 1 when both masks
-  are empty (the script's ``empty_value``; panoptica itself returns NaN there).
+- ``lesion_f1_iou50``: matches at IoU >= 0.5, ``NaiveThresholdMatching()`` with panoptica's default, as
+  the script stood during the 2024 challenge (commit 34c6637, 2024-08-07) -- the version the challenge
+  was scored with;
+- ``lesion_f1_iou20``: matches at IoU >= 0.2, ``NaiveThresholdMatching(matching_threshold=0.2)``, the
+  script's rule since commit 94b3486 (2025-12-16, its head when this was written).
 
-So the two F1s differ whenever a prediction touches a lesion with IoU below 0.5, splits one lesion or
-merges two; ``tests/test_metrics_lesions.py`` shows each case against panoptica.
+In both, a reference lesion and a predicted component match one to one, pairs taken in decreasing IoU
+while it is at least the threshold; matched pairs are true positives, unmatched reference lesions
+false negatives, unmatched predicted components false positives; F1 = panoptica's recognition quality
+TP / (TP + (FP + FN) / 2), 1 when both masks are empty (the script's ``empty_value``; panoptica itself
+returns NaN there).
+
+The same script's Dice is panoptica's ``global_bin_dsc``. In panoptica <= 1.0.1 (1.0.1 was current
+during the challenge, 2024-08-09; fixed in 1.1.0, 2024-08-28) it is 0 whenever no lesion pair matches
+(TP = 0), however much the masks overlap, so a challenge-time Dice of 0 may hide overlap below the
+matching threshold; islesbench's ``dice`` is the plain global Dice (panoptica >= 1.1.0's).
+
+So the ISLES'22 F1 and the IoU F1s differ whenever a prediction touches a lesion with IoU below the
+threshold, splits one lesion or merges two, and the two IoU F1s differ for matches with 0.2 <= IoU < 0.5;
+``tests/evaluation/test_metrics_lesions.py`` shows each case against panoptica.
 """
 
 from __future__ import annotations
@@ -29,7 +43,9 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+# The ISLES'24 script's matching thresholds: during the 2024 challenge (34c6637) and since 2025-12-16 (94b3486).
 IOU_MATCH_THRESHOLD = 0.5
+IOU_MATCH_THRESHOLD_CURRENT = 0.2
 
 
 def label_lesions(mask: np.ndarray) -> tuple[np.ndarray, int]:
@@ -58,7 +74,8 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
 
     Returns:
         {"lesion_tp", "lesion_fp", "lesion_fn", "lesion_count_diff"} as int counts of lesions, and
-        {"lesion_f1" (ISLES'22), "lesion_f1_iou50" (ISLES'24, matches at IoU >= 0.5)} as floats in [0, 1].
+        {"lesion_f1" (ISLES'22), "lesion_f1_iou50" (ISLES'24 as scored in 2024, matches at IoU >= 0.5),
+        "lesion_f1_iou20" (ISLES'24's script since 2025-12-16, IoU >= 0.2)} as floats in [0, 1].
     """
     ref_labels, n_ref = label_lesions(ref)
     pred_labels, n_pred = label_lesions(pred)
@@ -71,12 +88,13 @@ def lesion_detection(pred: np.ndarray, ref: np.ndarray) -> dict:
         "lesion_fn": int(fn),
         "lesion_f1": _f1(tp, fp, fn),
         "lesion_count_diff": abs(n_ref - n_pred),
-        "lesion_f1_iou50": _f1_iou_matched(ref_labels, n_ref, pred_labels, n_pred),
+        "lesion_f1_iou50": _f1_iou_matched(ref_labels, n_ref, pred_labels, n_pred, IOU_MATCH_THRESHOLD),
+        "lesion_f1_iou20": _f1_iou_matched(ref_labels, n_ref, pred_labels, n_pred, IOU_MATCH_THRESHOLD_CURRENT),
     }
 
 
-def _f1_iou_matched(ref_labels, n_ref: int, pred_labels, n_pred: int) -> float:
-    """panoptica's recognition quality with one-to-one matching at IoU >= 0.5."""
+def _f1_iou_matched(ref_labels, n_ref: int, pred_labels, n_pred: int, threshold: float) -> float:
+    """panoptica's recognition quality with one-to-one matching at IoU >= threshold."""
     if n_ref == 0 or n_pred == 0:
         return _f1(0, n_pred, n_ref)
     both = (ref_labels > 0) & (pred_labels > 0)
@@ -88,7 +106,7 @@ def _f1_iou_matched(ref_labels, n_ref: int, pred_labels, n_pred: int) -> float:
     iou = overlap / (ref_sizes[ref_ids] + pred_sizes[pred_ids] - overlap)
     matched_ref, matched_pred = set(), set()
     for k in np.argsort(-iou, kind="stable"):
-        if iou[k] < IOU_MATCH_THRESHOLD:
+        if iou[k] < threshold:
             break
         if ref_ids[k] not in matched_ref and pred_ids[k] not in matched_pred:
             matched_ref.add(ref_ids[k])

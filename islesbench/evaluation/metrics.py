@@ -11,7 +11,8 @@ Pure NumPy/SciPy (no TensorFlow, no ITK or VTK). Per case, whole volume, millime
   ``nsd_2mm`` (normalised surface Dice);
 - lesion-wise (`islesbench.evaluation.lesions`, 26-connected components): ``lesion_tp``, ``lesion_fp``,
   ``lesion_fn``, ``lesion_f1`` and ``lesion_count_diff`` as ISLES'22 computes them; ``lesion_f1_iou50``
-  as the ISLES'24 script computes it through panoptica (one-to-one matches at IoU ≥ 0.5).
+  and ``lesion_f1_iou20`` as the ISLES'24 script computes it through panoptica (one-to-one matches at
+  IoU ≥ 0.5, as scored in the 2024 challenge, and at IoU ≥ 0.2, its rule since 2025-12-16).
 
 Empty masks (`islesbench.evaluation.names.EMPTY_CONVENTIONS`):
 

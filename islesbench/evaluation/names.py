@@ -38,7 +38,15 @@ METRIC_NAMES = (
     "lesion_f1",
     "lesion_count_diff",
     "lesion_f1_iou50",
+    "lesion_f1_iou20",
 )
+# The three lesion F1s and the rule each follows (islesbench.evaluation.lesions).
+LESION_F1_LABELS = {
+    "lesion_f1": "ISLES'22 rule: a lesion is found when any predicted voxel touches it",
+    "lesion_f1_iou50": "ISLES'24 as scored in the 2024 challenge: one-to-one matches at IoU >= 0.5 "
+                       "(organisers' script at 34c6637)",
+    "lesion_f1_iou20": "ISLES'24 organisers' script since 2025-12-16: one-to-one matches at IoU >= 0.2 (94b3486)",
+}
 # Metrics in millimetres that are infinite when exactly one mask is empty.
 DISTANCE_METRICS = ("hd", "hd95", "assd", "assd_pooled")
 # Metrics whose definition depends on the convention.
@@ -52,7 +60,7 @@ CONVENTION_KEY = "convention"
 LEGACY_CONVENTION = "medpy"
 
 EMPTY_CONVENTIONS = {
-    "both_empty": "dice, precision, recall, nsd, lesion_f1, lesion_f1_iou50 = 1; hd, hd95, assd, assd_pooled, avd = 0",
+    "both_empty": "dice, precision, recall, nsd, lesion_f1, lesion_f1_iou50, lesion_f1_iou20 = 1; hd, hd95, assd, assd_pooled, avd = 0",
     "one_empty": "dice, precision, recall, nsd = 0; hd, hd95, assd, assd_pooled = inf; avd_rel = inf if the reference is empty",
 }
 

@@ -55,6 +55,7 @@ from islesbench.grid.selfsup_cells import SELFSUP, run_selfsup_pretraining
 from islesbench.inference import ensemble
 from islesbench.runtime import child_env
 from islesbench.storage import provenance, run_layout
+from islesbench.storage.selection import member_flags
 
 
 def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5, fold="all",
@@ -88,6 +89,8 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
         raise IslesbenchError(f"--jobs must be >= 1, not {jobs}")
     if executor not in ("local", "ray"):
         raise IslesbenchError(f"--executor must be local or ray, not {executor}")
+    if fixed_members:
+        check_fixed_members(grid, profile, fixed_members, runs_root)
     runs_root = Path(runs_root)
     runs_root.mkdir(parents=True, exist_ok=True)
     progress = progress or NoProgress()
@@ -154,6 +157,18 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     record["finished"] = _now()
     _write_record(record_path, record, started)
     return record
+
+
+def check_fixed_members(grid: Grid, profile: str, members: list, runs_root) -> None:
+    """Refuse `--members` names that are not runs this benchmark makes (its learned full-data configurations
+    of seed 0, the ones the ensemble averages), before anything trains: one line naming them and the choices."""
+    names = [config.name for cell, config in grid.cell_configs(profile, 0, runs_root)
+             if cell.learned and config.data.train_fraction >= 1]
+    unknown = [m for m in members if m not in names]
+    if unknown:
+        raise IslesbenchError(f"--members {','.join(members)}: {', '.join(unknown)} "
+                              f"{'is not a run' if len(unknown) == 1 else 'are not runs'} of this grid "
+                              f"(its configurations: {', '.join(names) or 'none'})")
 
 
 def _pretrain(grid: Grid, data, runs_root: Path, profile: str, requested: list, num_folds: int, layout, force: bool,
@@ -361,7 +376,10 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
         root = run_layout.read_run_config(out_dir)
         write_json_atomic(out_dir / "config.json", {**root, "members": used,
                                                     "member_runs": [str(run_layout.run_dir(runs_root, n).resolve())
-                                                                    for n in used]})
+                                                                    for n in used],
+                                                    "member_flags": member_flags(
+                                                        {n: run_layout.read_run_config(run_layout.run_dir(runs_root, n))
+                                                         for n in used})})
         entry["status"] = DONE
         entry["note"] = f"{selection['method']} selection; members per fold: " + "; ".join(
             f"{k}: {', '.join(v['members'])}" for k, v in per_fold.items())

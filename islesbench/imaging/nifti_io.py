@@ -18,7 +18,12 @@ fields into an affine and zooms. Refused, with one line naming the file and the 
 - more dimensions than the caller expects (`ndim`), after dropping trailing singleton axes.
 
 `read_nifti` reads a whole 3-D/4-D file (faults as CaseErrors);
-`affines_agree` is the one affine check of every module that compares two images' geometry.
+`affines_agree` is the one affine check of every module that compares two images' geometry;
+`mask_fault` is the one rule for a lesion mask's values, wherever a reference mask is read (`prepare`,
+`run`'s validation, `evaluate`): after scaling, zero and at most one positive value, a whole number up to
+scaling round-off ({0, 1}, {0, 255}, {0, k}, float 0./1.: lesion = nonzero). Refused, naming the file: negative values,
+several positive values (labels, interpolation) and a fractional one ({0, 0.5}: a probability or
+resampled map, where "nonzero" and "≥ 0.5" or an integer cast disagree on what is lesion).
 
 Kept, as the NIfTI-1 standard says: scl_slope 0 or NaN means the values are stored unscaled (nibabel
 writes NaN by default). Trailing singleton dimensions beyond the expected number (default 3) are
@@ -55,6 +60,8 @@ DATATYPES = {
 _NAMED_UNSUPPORTED = {0: "unknown", 1: "binary", 32: "complex64", 128: "RGB", 1536: "float128",
                       1792: "complex128", 2048: "complex256", 2304: "RGBA"}
 _READ_CHUNK = 1 << 22
+# How far from a whole number a mask's one positive value may lie (relative): float32 scaling round-off.
+WHOLE_RTOL = 1e-5
 
 
 class NiftiFileError(IslesbenchError):
@@ -166,6 +173,40 @@ def affines_agree(a, b) -> bool:
     a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
     return bool(np.allclose(a[:3, :3], b[:3, :3], rtol=0, atol=AFFINE_ATOL)
                 and np.allclose(a[:3, 3], b[:3, 3], rtol=0, atol=ORIGIN_ATOL))
+
+
+def mask_fault(values: np.ndarray) -> str | None:
+    """Why a lesion mask's values are not (repairably) binary, or None when they are.
+
+    A mask is zero and at most one positive value that is a whole number: {0, 1}, {0, 255}, {0, k}, float
+    0./1.; that value is lesion. A fractional value is refused, not read as lesion: {0, 0.5} is what a
+    probability map or an interpolated mask looks like, and the organisers' ISLES'24 code itself disagrees
+    on it (`astype(bool)` for the volume difference counts it as lesion, `astype(int)` for Dice and F1 as
+    background).
+
+    Args:
+        values: the mask's values with the header's scaling applied (any shape, any real dtype).
+
+    Returns:
+        None for a valid mask (all-zero included), else one line saying what is wrong.
+    """
+    nonzero = values[values != 0]
+    if nonzero.size == 0:
+        return None
+    lo, hi = nonzero.min(), nonzero.max()
+    if lo < 0:
+        return f"mask is not binary: negative value {lo:g}"
+    if lo != hi:
+        distinct = np.unique(nonzero)
+        shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if distinct.size > 5 else "")
+        return f"mask is not binary: {distinct.size} distinct positive values ({shown})"
+    value = float(hi)
+    # a whole number up to scaling round-off: ISLES'24's sub-stroke0158 mask stores 65535 with scl_slope
+    # float32(1/65535), 0.99999999977 in float64
+    if abs(value - round(value)) > WHOLE_RTOL * max(1.0, value):
+        return (f"mask is not binary: its positive value {value:g} is not a whole number (a probability or "
+                "interpolated map?); threshold it to {0, 1} first")
+    return None
 
 
 def read_nifti(path) -> tuple[np.ndarray, np.ndarray, tuple]:

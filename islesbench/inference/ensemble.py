@@ -2,7 +2,9 @@
 command (islesbench.commands.ensemble, whose help states the rules) and the benchmark's nested
 ensemble call it. `check_compatible_members` refuses members from different cohorts, prepared data or
 folds, naming the two runs and the difference; the output is an ordinary run folder, so reports read
-it like any run.
+it like any run. Its config.json records the flags of flagged members (`member_flags`,
+islesbench.storage.selection): an ensemble of a member tuned non-nested or pretrained on its validation
+cases is flagged like that member, however its members were chosen.
 """
 
 from __future__ import annotations
@@ -17,7 +19,7 @@ from islesbench.errors import IslesbenchError
 from islesbench.evaluation.aggregate import summarize
 from islesbench.evaluation.files import read_case_metrics
 from islesbench.inference.validation_output import write_validation
-from islesbench.storage import manifest, provenance, run_layout
+from islesbench.storage import manifest, provenance, run_layout, selection
 
 
 def _validated_cases(run_root: Path) -> dict:
@@ -106,6 +108,7 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
               "member_runs": [str(m[0].resolve()) for m in members],
               "cohort": members[0][1].get("cohort"), "prepared": members[0][1]["prepared"],
               "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile"),
+              "member_flags": selection.member_flags({m[1].get("name", m[0].name): m[1] for m in members}),
               **(record or {})}
     write_json_atomic(out_dir / "config.json", config)
     run_layout.write_patient_map(out_dir, prepared.patient_record())

@@ -7,10 +7,11 @@ from __future__ import annotations
 
 import numpy as np
 
+from islesbench.errors import CaseError
 from islesbench.evaluation.aggregate import summarize
 from islesbench.evaluation.files import write_case_metrics
 from islesbench.evaluation.metrics import case_metrics
-from islesbench.imaging.nifti_io import read_nifti
+from islesbench.imaging.nifti_io import mask_fault, read_nifti
 from islesbench.imaging.nifti_write import save_nifti
 from islesbench.storage.manifest import PreparedData
 from islesbench.storage.run_layout import FoldPaths
@@ -19,7 +20,10 @@ from islesbench.storage.run_layout import FoldPaths
 def reference_mask(entry: dict) -> np.ndarray:
     """The raw reference mask (X, Y, Z) bool of a prepared case, from its source OT file."""
     data, _, _ = read_nifti(entry["source"]["OT"])
-    return data > 0  # validated earlier: {0,1}, {0,255} or {0,k} masks
+    fault = mask_fault(data)  # checked by prepare too; the file may have changed since
+    if fault:
+        raise CaseError(entry.get("case_id", "?"), entry["source"]["OT"], fault)
+    return data > 0
 
 
 def write_validation(paths: FoldPaths, prepared: PreparedData, val_ids, probability_of, threshold: float) -> dict:

@@ -8,8 +8,8 @@ Repaired silently (the data are unambiguous):
 
 - trailing singleton dimensions: a map stored as (X, Y, Z, 1) is read as (X, Y, Z); a PWI series
   stored as (X, Y, Z, T, 1) as (X, Y, Z, T);
-- a mask whose values are zero and one single positive value -- {0, 1}, {0, 255}, {0, k}, float
-  0./1. -- becomes boolean (value > 0); an all-zero mask is a valid lesion-free mask;
+- a mask whose values are zero and one single positive whole number -- {0, 1}, {0, 255}, {0, k},
+  float 0./1. -- becomes boolean (value > 0); an all-zero mask is a valid lesion-free mask;
 - affines of the modalities that differ by less than AFFINE_ATOL / ORIGIN_ATOL (float32 header
   round-off; islesbench.imaging.nifti_io.affines_agree); the first requested map's affine is the case's;
 - a PWI frame interval given in ms or us (xyzt_units) is converted to seconds; a missing one is 1 s.
@@ -26,8 +26,9 @@ CaseError for the first):
 - an orientation that is too oblique to name an axial slice axis (islesbench.imaging.preprocessing);
 - a shape or an affine that disagrees with the case's reference map;
 - NaN or Inf voxel values;
-- a mask with negative values or several distinct positive values (labels or interpolated masks:
-  which value is lesion is ambiguous).
+- a mask with negative values, several distinct positive values (labels or interpolated masks: which
+  value is lesion is ambiguous) or a fractional positive value ({0, 0.5}: a probability map; the rule is
+  islesbench.imaging.nifti_io.mask_fault, the same for `evaluate`'s reference masks).
 
 Volumes are returned in stored voxel order with the header's scaling applied; reorientation to the
 canonical axial orientation happens in islesbench.imaging.preprocessing, which maps every output back.
@@ -157,19 +158,8 @@ def _inspect(path: Path, kind: str, keep: bool) -> _FileInfo:
 
 
 def _mask_fault(raw: np.ndarray, slope: float, inter: float) -> str | None:
-    """Why a mask is not (repairably) binary, or None."""
-    values = raw if (slope, inter) == (1.0, 0.0) else raw * slope + inter
-    nonzero = values[values != 0]
-    if nonzero.size == 0:
-        return None
-    lo, hi = nonzero.min(), nonzero.max()
-    if lo < 0:
-        return f"mask is not binary: negative value {lo:g}"
-    if lo != hi:
-        distinct = np.unique(nonzero)
-        shown = ", ".join(f"{v:g}" for v in distinct[:5]) + (", ..." if distinct.size > 5 else "")
-        return f"mask is not binary: {distinct.size} distinct positive values ({shown})"
-    return None
+    """Why a mask is not (repairably) binary, or None (the rule: islesbench.imaging.nifti_io.mask_fault)."""
+    return nifti_io.mask_fault(raw if (slope, inter) == (1.0, 0.0) else raw * slope + inter)
 
 
 # --------------------------------------------------------------------------------------------------

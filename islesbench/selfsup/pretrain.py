@@ -10,8 +10,11 @@ and why it suits small unlabelled CTP cohorts are in the command's help.
 into prepared data with the `prepare` callable its caller passes (islesbench.data_prep.prepare.resolve_prepared;
 this package never imports data_prep). `pretrain(..., exclude_fold=K, folds_of=...)` leaves out fold K's
 validation patients (splits.json, patients.json) of every source that is the fine-tuning cohort (the same
-raw source counts as the same cohort), so fold K can be fine-tuned from OUT/fold_K.keras without its
-validation cases ever having been seen. Layout: islesbench/storage/pretrain_records.py.
+raw source counts as the same cohort), and any case of any source whose content is one of theirs (a copy of
+the fine-tuning cohort under another path; islesbench.storage.manifest.case_content_fingerprint), so fold K
+can be fine-tuned from OUT/fold_K.keras without its validation cases ever having been seen. The record
+stores every case's content fingerprint and the sha256 of the weights it describes, which is what ties it
+to them (`run --pretrained`). Layout: islesbench/storage/pretrain_records.py.
 
 Resumable like `run`: every epoch commits the model with its optimizer state and the history together
 (islesbench/training/checkpoints.py's scheme), and the same call continues after a kill. TensorBoard logs,
@@ -146,17 +149,23 @@ def excluded_patients(folds_of: manifest.PreparedData, fold: int) -> tuple[set, 
 
 
 def select_cases(sources, exclude_fold: int | None, folds_of) -> tuple[list, dict | None]:
-    """Per source the cases read and the cases left out, and the exclusion record (None: nothing excluded)."""
+    """Per source the cases read and the cases left out, and the exclusion record (None: nothing excluded).
+
+    Left out: the excluded patients' cases of the fine-tuning cohort (same raw source), and every case of any
+    source whose content fingerprint is one of theirs (the same images under another path or name)."""
     excluded = None
-    patients, patient_of, key = set(), {}, None
+    patients, patient_of, key, left_out_content = set(), {}, None, set()
     if exclude_fold is not None:
         patients, patient_of = excluded_patients(folds_of, exclude_fold)
         key = pretrain_records.cohort_key(folds_of)
+        left_out_content = set(folds_of.case_fingerprints(
+            [c for c in folds_of.case_ids(split=None) if patient_of.get(c, c) in patients]).values())
     cohorts = []
     for given, prepared in sources:
         ids = sorted(prepared.case_ids(split=None))
         same = key is not None and pretrain_records.cohort_key(prepared) == key
-        dropped = [c for c in ids if same and patient_of.get(c, c) in patients]
+        content = prepared.case_fingerprints(ids)
+        dropped = [c for c in ids if (same and patient_of.get(c, c) in patients) or content[c] in left_out_content]
         used = [c for c in ids if c not in set(dropped)]
         if not used:
             raise IslesbenchError(f"--data {given}: no case left to pretrain on")
@@ -179,17 +188,26 @@ def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = No
     paths = pretrain_records.PretrainPaths(Path(out))
     state, output = paths.state(exclude_fold), paths.output(exclude_fold)
     cohorts, excluded = select_cases(sources, exclude_fold, folds_of or sources[0][1])
+    # per cohort, the content fingerprint of every case read: how `run --pretrained` recognises them anywhere
+    fingerprints = [prepared.case_fingerprints(c["cases"]) for (_, prepared), c in zip(sources, cohorts)]
     record = {"method": config.method, "config": dataclasses.asdict(config), "cohorts": cohorts,
-              "excluded": excluded, "output": output.name, "provenance": provenance.provenance(), "seconds": None}
+              "excluded": excluded, "output": output.name, "provenance": provenance.provenance(), "seconds": None,
+              "case_fingerprints": fingerprints, "weights_sha256": None}
     what = f"fold {exclude_fold}" if exclude_fold is not None else "all cases"
     record_file = paths.record(exclude_fold)
     if record_file.is_file() and not force:
         previous = read_json_file(record_file, "pretraining record")
-        changed = changed_fields(previous, record, ignored=("provenance", "seconds"))
+        # records from before the hash and the fingerprints lack them: not a change of configuration or data
+        changed = changed_fields(previous, record,
+                                 ignored=("provenance", "seconds", "case_fingerprints", "weights_sha256"))
         if changed:
             raise IslesbenchError(f"{state.root} holds a pretraining of another configuration or data (differs in: "
                                   f"{', '.join(changed)}); use another --out, or --force to replace it")
         if state.is_done() and output.is_file():
+            if not previous.get("weights_sha256") or not previous.get("case_fingerprints"):
+                # tie a record written before records were tied to their weights (the file this state exported)
+                write_json_atomic(record_file, {**previous, "case_fingerprints": fingerprints,
+                                                "weights_sha256": pretrain_records.weights_sha256(output)})
             print(f"pretrain {what}: finished earlier -> {output} (--force pretrains again)", flush=True)
             return output
     if force and state.root.exists():
@@ -208,6 +226,7 @@ def pretrain(config: PretrainConfig, sources, out, exclude_fold: int | None = No
     export(state, output)
     rows = history.read_rows(state.history_csv)
     record["seconds"] = rows[-1].get(history.SECONDS) if rows else None  # training time over all resumes
+    record["weights_sha256"] = pretrain_records.weights_sha256(output)  # ties the record to these weights
     write_json_atomic(record_file, record)
     run_layout.finish_fold(state)
     print(f"pretrain {what}: done in {time.time() - t0:.0f} s -> {output}", flush=True)

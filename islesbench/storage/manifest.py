@@ -168,6 +168,15 @@ class PreparedData:
         data = read_json_file(self.paths.patients, "patients file")
         return {"method": data.get("method"), "patients": self.patients(), "copied_from": str(self.paths.patients)}
 
+    def case_fingerprints(self, case_ids=None) -> dict:
+        """case -> `case_content_fingerprint` of the given cases (default: every case)."""
+        return {c: case_content_fingerprint(self.cases[c]) for c in (self.cases if case_ids is None else case_ids)}
+
+    def data_fingerprint(self) -> str:
+        """What a run trains and validates on, independent of where it lies: the grid, slice spacing,
+        channels and every case's content fingerprint (a copy prepared alike has the same)."""
+        return fingerprint([self.grid, self.slice_mm, self.modalities, self.case_fingerprints()])
+
     def slice_files(self, case_ids) -> list:
         return [str(self.paths.slices_file(c)) for c in case_ids]
 
@@ -191,6 +200,17 @@ def fingerprint(data) -> str:
     """A short, stable hash of JSON-able data (to tell whether splits.json was generated from it)."""
 
     return hashlib.sha256(json.dumps(data, sort_keys=True).encode()).hexdigest()[:16]
+
+
+# The fields of a case entry that come from its images, not from where they lie or how they were gridded.
+CASE_CONTENT_FIELDS = ("shape", "spacing", "affine", "normalization")
+
+
+def case_content_fingerprint(entry: dict) -> str:
+    """What identifies a case's images across copies and paths: its native shape, spacing and affine and its
+    per-case intensity statistics (`normalization`: brain medians of the perfusion maps). A copy of a cohort
+    under another path, prepared on another grid, has the same; another case, even under the same name, not."""
+    return fingerprint({k: entry.get(k) for k in CASE_CONTENT_FIELDS})
 
 
 def case_geometry(entry: dict):

@@ -15,22 +15,35 @@ is the per-fold form: fold k fine-tunes from DIR/fold_<k>.keras, which never saw
 patients; a fold without its file, or whose file saw them, is refused. (The same idea as `--hparams DIR`
 with nested searches, islesbench/training/hparams.py.) A single file that saw a run's validation cases (images
 only) is allowed but recorded in the run's config.json, and the report flags the row.
+
+A record counts only when it is tied to the weights: pretrain.json stores the sha256 of the weights file
+it describes (`weights_sha256`), and a record is taken for a file only when that hash matches, whether it
+is found by the file's name or, for a renamed copy in the same folder, by its hash. Anything else (a copy
+elsewhere, a folder without its pretrain.json, a record of other weights) is "unknown": what the encoder
+saw cannot be checked, so the per-fold form refuses it and a single file is allowed but flagged. Which
+cases a pretraining read is matched to the fine-tuning cohort by content (the record's per-case
+`case_fingerprints`, islesbench.storage.manifest.case_content_fingerprint), not only by path, so a copy
+of the fine-tuning cohort under another path is recognised.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.config import read_json_file
 from islesbench.errors import IslesbenchError
+from islesbench.storage.manifest import case_content_fingerprint
 from islesbench.storage.run_layout import FoldPaths
 
 RECORD = "pretrain.json"
 METHOD = "models-genesis"
 ALL_STATE = "all"
 FOLD_FILE = re.compile(r"^fold_(\d+)\.keras$")
+# The leak status of a fold's encoder, as config.json records it (`PretrainedEncoder.provenance`).
+LEAK_NONE, LEAK_SAW_VALIDATION, LEAK_UNKNOWN = "none", "saw validation cases", "unknown"
 
 
 @dataclass(frozen=True)
@@ -67,15 +80,56 @@ def paths_of_output(weights) -> tuple[PretrainPaths, int | None] | None:
 
 
 def read_record(weights) -> dict | None:
-    """The pretrain.json of a weights file written by `islesbench pretrain` (None for other files)."""
+    """The pretrain.json of a weights file written by `islesbench pretrain`, found by the file's name (None for
+    other files); whether it describes these weights is `tied_record`'s question."""
     found = paths_of_output(weights)
     if found is None:
         return None
     paths, fold = found
-    record = read_json_file(paths.record(fold), "pretraining record")
+    return _checked_record(paths.record(fold))
+
+
+def _checked_record(path: Path) -> dict:
+    record = read_json_file(path, "pretraining record")
     if not isinstance(record, dict) or record.get("method") is None or not isinstance(record.get("cohorts"), list):
-        raise IslesbenchError(f"{paths.record(fold)}: not an `islesbench pretrain` record (no method or cohorts)")
+        raise IslesbenchError(f"{path}: not an `islesbench pretrain` record (no method or cohorts)")
     return record
+
+
+def weights_sha256(path) -> str:
+    """The sha256 of a weights file (hex), read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def tied_record(weights) -> tuple[dict | None, str | None]:
+    """(the pretrain.json whose `weights_sha256` is this file's, None) or (None, why what it saw is unknown).
+
+    Found by the file's name first, then among the records of its folder (a renamed copy beside them).
+    """
+    weights = Path(weights)
+    digest = weights_sha256(weights)
+    record = read_record(weights)
+    if record is not None:
+        if record.get("weights_sha256") == digest:
+            return record, None
+        if not record.get("weights_sha256"):
+            return None, ("its pretrain.json records no weights hash (written before records were tied to their "
+                          "weights; run the same `islesbench pretrain` command again to add it)")
+    for path in sorted(weights.parent.glob(f"*/{RECORD}")):
+        try:
+            other = _checked_record(path)
+        except IslesbenchError:
+            continue
+        if other.get("weights_sha256") == digest:
+            return other, None
+    if record is not None:
+        return None, "its sha256 differs from the one its pretrain.json records (the record describes other weights)"
+    return None, (f"no {RECORD} describes it (its sha256 matches no record beside it: a renamed or moved copy, a "
+                  "folder without its records, or not written by `islesbench pretrain`)")
 
 
 def cohort_key(prepared) -> str:
@@ -85,8 +139,18 @@ def cohort_key(prepared) -> str:
 
 
 def seen_cases(record: dict, key: str) -> set:
-    """The cases of cohort `key` whose images a pretraining read."""
+    """The cases of cohort `key` whose images a pretraining read (matched by path)."""
     return {c for cohort in record["cohorts"] if cohort.get("key") == key for c in cohort.get("cases", [])}
+
+
+def leaked_cases(record: dict, prepared, case_ids) -> list:
+    """Which of `prepared`'s `case_ids` a pretraining read: by cohort path, and by content (a case whose
+    content fingerprint is among those the record read, under any path or name)."""
+    wanted = set(case_ids)
+    leaked = seen_cases(record, cohort_key(prepared)) & wanted
+    read = {fp for cohort in record.get("case_fingerprints") or [] for fp in (cohort or {}).values()}
+    leaked |= {c for c in wanted if case_content_fingerprint(prepared.cases[c]) in read}
+    return sorted(leaked)
 
 
 @dataclass
@@ -96,32 +160,40 @@ class PretrainedEncoder:
     source: str
     per_fold: bool
     files: dict = field(default_factory=dict)  # fold -> weights file (per fold); None -> the single file
-    records: dict = field(default_factory=dict)  # same keys -> pretrain.json, or None for a plain checkpoint
+    records: dict = field(default_factory=dict)  # same keys -> the pretrain.json tied to the file, or None
+    unknown: dict = field(default_factory=dict)  # same keys -> why no record is tied to the file
 
     def fold_source(self, k: int) -> str:
         """The weights file fold k fine-tunes from."""
         return str(self.files[k] if self.per_fold else self.files[None])
 
+    def _key(self, k: int):
+        return k if self.per_fold else None
+
     def check_folds(self, fold_ids, splits, prepared, encoder_width: float) -> None:
-        """Refuse a fold without its per-fold file, a per-fold file that saw the fold's validation cases,
-        and a pretraining of another encoder width than the run's."""
+        """Refuse a fold without its per-fold file, a per-fold file that saw the fold's validation cases or whose
+        record is unknown, and a pretraining of another encoder width than the run's."""
         if self.per_fold:
             missing = [k for k in fold_ids if k not in self.files]
             if missing:
                 raise IslesbenchError(
                     f"--pretrained {self.source}: no fold_<k>.keras for fold(s) {missing} (run `islesbench pretrain "
                     f"--data ... --exclude-fold K --out {self.source}` for each)")
-        key = cohort_key(prepared)
         for k in fold_ids:
-            record = self.records.get(k if self.per_fold else None)
+            record = self.records.get(self._key(k))
             if not record:
+                if self.per_fold:
+                    raise IslesbenchError(
+                        f"--pretrained {self.fold_source(k)}: what its pretraining read is unknown: "
+                        f"{self.unknown.get(k)}; a per-fold encoder must come with its own record (pass the whole "
+                        "`islesbench pretrain --out` folder)")
                 continue
             width = (record.get("config") or {}).get("encoder_width")
             if width is not None and float(width) != float(encoder_width):
                 raise IslesbenchError(
                     f"--pretrained {self.fold_source(k)}: pretrained at encoder width {width}, this run's "
                     f"model.encoder_width is {encoder_width} (pretrain and fine-tune with the same --profile)")
-            leaked = sorted(seen_cases(record, key) & set(splits[k]["val"]))
+            leaked = leaked_cases(record, prepared, splits[k]["val"])
             if leaked and self.per_fold:
                 raise IslesbenchError(
                     f"--pretrained {self.fold_source(k)}: its pretraining read {len(leaked)} of fold {k}'s validation "
@@ -129,17 +201,22 @@ class PretrainedEncoder:
                     "--exclude-fold on this cohort's folds")
 
     def provenance(self, fold_ids, splits, prepared) -> dict:
-        """What config.json records: the source, per fold what it was pretrained on, and what it saw."""
-        key = cohort_key(prepared)
+        """What config.json records: the source, per fold what it was pretrained on, what it saw (`leak`: none,
+        saw validation cases, or unknown when no record is tied to the weights)."""
         per_fold = {}
         for k in fold_ids:
-            record = self.records.get(k if self.per_fold else None)
+            record = self.records.get(self._key(k))
             entry = {"file": self.fold_source(k)}
             if record:
                 entry.update(summarize_record(record))
-                entry["saw_validation_cases"] = len(seen_cases(record, key) & set(splits[k]["val"]))
+                seen = len(leaked_cases(record, prepared, splits[k]["val"]))
+                entry["saw_validation_cases"] = seen
+                entry["leak"] = LEAK_SAW_VALIDATION if seen else LEAK_NONE
+                entry["weights_sha256"] = record.get("weights_sha256")
             else:
-                entry["record"] = "none (not written by islesbench pretrain): what it saw is unknown"
+                entry["record"] = f"unknown: {self.unknown.get(self._key(k))}"
+                entry["saw_validation_cases"] = None
+                entry["leak"] = LEAK_UNKNOWN
             per_fold[str(k)] = entry
         methods = sorted({str(r.get("method")) for r in self.records.values() if r})
         return {"source": self.source, "per_fold": self.per_fold, "method": methods[0] if len(methods) == 1 else
@@ -169,9 +246,15 @@ def read_pretrained(value) -> PretrainedEncoder | None:
         if not files:
             raise IslesbenchError(f"--pretrained {value}: a folder, but it holds no fold_<k>.keras "
                                   "(`islesbench pretrain --exclude-fold K --out DIR` writes them)")
-        return PretrainedEncoder(str(value), True, files, {k: read_record(p) for k, p in files.items()})
-    if path.suffix == ".keras":
+        encoder = PretrainedEncoder(str(value), True, files)
+    elif path.suffix == ".keras":
         if not path.is_file():
             raise IslesbenchError(f"--pretrained {value}: no such file")
-        return PretrainedEncoder(str(value), False, {None: path}, {None: read_record(path)})
-    return None
+        encoder = PretrainedEncoder(str(value), False, {None: path})
+    else:
+        return None
+    for key, weights in encoder.files.items():
+        encoder.records[key], why = tied_record(weights)
+        if why:
+            encoder.unknown[key] = why
+    return encoder

@@ -62,7 +62,7 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
     if bad:
         raise IslesbenchError(f"fold {bad[0]} does not exist: {prepared.paths.splits} has {len(splits)} folds")
     if tuned is not None:
-        tuned.check_folds(fold_ids, splits)
+        tuned.check_folds(fold_ids, splits, config, prepared)
     if encoder is not None:
         encoder.check_folds(fold_ids, splits, prepared, config.model.encoder_width)
     patient_of = prepared.patient_of()

@@ -9,6 +9,11 @@
   on fold k's training patients only (`tune --outer-fold k --out DIR`): fold k trains with its own
   search's choice and the row (`<name>-tuned`) is leak-free;
 - one nested file: only the outer fold it was made for can use it.
+
+Whichever form, a search is taken only for the run it was made for: the same arch, loss and profile, and
+the same prepared data (`prepared_data`, islesbench.storage.manifest.PreparedData.data_fingerprint: grid,
+slice spacing, channels and every case's content, wherever it lies; searches recorded before it was
+written are compared by cohort label), and, nested, the same outer validation cases.
 """
 
 from __future__ import annotations
@@ -37,9 +42,14 @@ class TunedHparams:
     shared: dict | None = None  # config_overrides of a single search
     per_fold: dict = field(default_factory=dict)  # outer fold -> config_overrides (nested)
     outer_val: dict = field(default_factory=dict)  # outer fold -> the validation cases its search left out
+    searches: dict = field(default_factory=dict)  # outer fold (None: the single search) -> (file, its record)
 
-    def check_folds(self, fold_ids, splits=None) -> None:
-        """Refuse folds that have no nested search, or a search made for a different split."""
+    def check_folds(self, fold_ids, splits=None, config: ExperimentConfig | None = None, prepared=None) -> None:
+        """Refuse folds that have no nested search, a search made for a different split, and a search made for
+        another arch, loss, profile or prepared data than `config` on `prepared`."""
+        if config is not None:
+            for k in ([None] if not self.nested else [k for k in fold_ids if k in self.searches]):
+                _check_search(*self.searches[k], config, prepared)
         if not self.nested:
             return
         missing = [k for k in fold_ids if k not in self.per_fold]
@@ -66,6 +76,23 @@ class TunedHparams:
                 "overrides": self.shared}
 
 
+def _check_search(path, record: dict, config: ExperimentConfig, prepared) -> None:
+    """Refuse a search (`best_hparams.json` at `path`) made for another configuration or data than the run's."""
+    wanted = {"arch": config.model.arch, "loss": config.loss.name, "profile": config.profile}
+    differ = [f"{key} {record[key]!r}, this run's {value!r}" for key, value in wanted.items()
+              if record.get(key) is not None and record[key] != value]
+    if prepared is not None:
+        if record.get("prepared_data") is not None:
+            if record["prepared_data"] != prepared.data_fingerprint():
+                differ.append(f"prepared data {record['prepared_data']}, this run's {prepared.data_fingerprint()} "
+                              "(other cases, grid, slice spacing or channels)")
+        elif record.get("cohort") is not None and record["cohort"] != prepared.cohort_label:
+            differ.append(f"cohort {record['cohort']!r}, this run's {prepared.cohort_label!r}")
+    if differ:
+        raise IslesbenchError(f"{path}: a search made for another run ({'; '.join(differ)}); tune this configuration "
+                              "on this data, or leave --hparams out")
+
+
 def tuned_name(name: str, tuned: TunedHparams) -> str:
     """The run name of a tuned configuration: it says whether the tuning was nested."""
     return f"{name}-tuned" if tuned.nested else f"{name}-tuned-nonnested"
@@ -89,13 +116,15 @@ def read_tuned_hparams(path) -> TunedHparams:
                 raise IslesbenchError(f"{f}: not the nested search of {f.parent.name} (outer_fold is {k})")
             tuned.per_fold[int(k)] = record["config_overrides"]
             tuned.outer_val[int(k)] = list(record.get("outer_val") or [])
+            tuned.searches[int(k)] = (f, record)
         return tuned
     record = _read_record(path)
     k = record.get("outer_fold")
     if k is None:
-        return TunedHparams(source=str(path), nested=False, shared=record["config_overrides"])
+        return TunedHparams(source=str(path), nested=False, shared=record["config_overrides"],
+                            searches={None: (path, record)})
     return TunedHparams(source=str(path), nested=True, per_fold={int(k): record["config_overrides"]},
-                        outer_val={int(k): list(record.get("outer_val") or [])})
+                        outer_val={int(k): list(record.get("outer_val") or [])}, searches={int(k): (path, record)})
 
 
 def _read_record(path) -> dict:

@@ -26,7 +26,9 @@ from __future__ import annotations
 import gc
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
+from islesbench.storage.pretrain_records import weights_sha256
 from islesbench.training.checkpoints import restore_seed_generator_states, seed_generator_states
 
 # Set to False to build every fold afresh (tests compare the two).
@@ -46,12 +48,17 @@ _kept: _Snapshot | None = None
 
 
 def reuse_key(config, input_channels: int, steps_per_epoch: int, strategy) -> str | None:
-    """What must match for a kept model to stand in for a new one; None where reuse does not apply."""
+    """What must match for a kept model to stand in for a new one; None where reuse does not apply.
+
+    A pretrained encoder loaded from a file enters by the file's sha256, not only its path: weights replaced
+    at the same path (a re-run pretraining) must not be stood in for by the model built from the old ones."""
     if not ENABLED or strategy.num_replicas_in_sync != 1 or config.model.freeze_encoder_epochs:
         return None
     settings = config.to_dict()
     settings.pop("name", None)
-    return json.dumps([settings, input_channels, steps_per_epoch], sort_keys=True, default=str)
+    weights = config.model.pretrained
+    digest = weights_sha256(weights) if weights and weights != "imagenet" and Path(weights).is_file() else None
+    return json.dumps([settings, input_channels, steps_per_epoch, digest], sort_keys=True, default=str)
 
 
 def reused_model(key: str | None):

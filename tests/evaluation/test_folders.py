@@ -8,6 +8,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 
+from islesbench.cli import main
 from islesbench.commands import evaluate as evaluate_command
 from islesbench.errors import CaseError, CohortError, IslesbenchError
 from islesbench.evaluation import folders as evaluate
@@ -162,3 +163,18 @@ def test_threshold_is_inclusive(folders):
     evaluate.evaluate_folder(pred_dir, ref_dir, out, threshold=0.7, log=None)  # case_2 holds 0.7 exactly
     rows = {r["case"]: r for r in read_case_metrics(out / "metrics.csv")}
     assert rows["case_2"]["dice"] == 0.75
+
+
+def test_fractional_reference_is_refused_with_the_file_named(folders, capsys):
+    """A reference holding {0, 0.5} was read as binary (nonzero = lesion) without a word; it is refused."""
+    pred_dir, ref_dir, out = folders
+    ref = masks()[1].astype(np.float32) * 0.5
+    path = save(ref_dir / "case_1.nii.gz", ref)
+    with pytest.raises(CaseError) as info:
+        evaluate.evaluate_folder(pred_dir, ref_dir, out, log=None)
+    line = str(info.value)
+    assert line.startswith(f"case_1: {path}: ") and "0.5 is not a whole number" in line and "\n" not in line
+    assert not (out / "metrics.csv").exists()
+    assert main(["evaluate", "--pred", str(pred_dir), "--ref", str(ref_dir), "--out", str(out)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and str(path) in err[0] and "Traceback" not in err[0]

@@ -30,15 +30,16 @@ def isles22_counts(ref: np.ndarray, pred: np.ndarray) -> dict:
     return {"lesion_tp": tp, "lesion_fp": fp, "lesion_fn": fn, "lesion_f1": f1, "lesion_count_diff": abs(n_ref - n_pred)}
 
 
-def panoptica_f1(ref: np.ndarray, pred: np.ndarray) -> float:
-    """The ISLES'24 script's lesion F1: panoptica's recognition quality, 1 when both are empty."""
+def panoptica_f1(ref: np.ndarray, pred: np.ndarray, threshold: float = 0.5) -> float:
+    """The ISLES'24 script's lesion F1: panoptica's recognition quality, 1 when both are empty; matched at
+    IoU >= 0.5 as during the 2024 challenge (isles24 34c6637), at 0.2 as since 2025-12-16 (94b3486)."""
     from panoptica import (ConnectedComponentsInstanceApproximator, InputType, NaiveThresholdMatching,
                            Panoptica_Evaluator)
 
     evaluator = Panoptica_Evaluator(
         expected_input=InputType.SEMANTIC,
         instance_approximator=ConnectedComponentsInstanceApproximator(),
-        instance_matcher=NaiveThresholdMatching(),
+        instance_matcher=NaiveThresholdMatching(matching_threshold=threshold),
     )
     result = evaluator.evaluate(pred.astype(np.int32), ref.astype(np.int32), verbose=False)["ungrouped"]
     if result.n_ref_instances == 0 and result.n_pred_instances == 0:
@@ -73,6 +74,7 @@ def test_isles22_rules_and_panoptica_on_random_lesions(seed):
     ours = lesion_detection(pred, ref)
     assert {k: ours[k] for k in isles22_counts(ref, pred)} == isles22_counts(ref, pred)
     assert ours["lesion_f1_iou50"] == pytest.approx(panoptica_f1(ref, pred), abs=1e-12)
+    assert ours["lesion_f1_iou20"] == pytest.approx(panoptica_f1(ref, pred, 0.2), abs=1e-12)
 
 
 def _two_lesions():
@@ -107,3 +109,25 @@ def test_where_isles22_and_panoptica_differ(boxes, isles22_f1, iou50_f1):
     ours = lesion_detection(pred, ref)
     assert ours["lesion_f1"] == pytest.approx(isles22_counts(ref, pred)["lesion_f1"]) == pytest.approx(isles22_f1)
     assert ours["lesion_f1_iou50"] == pytest.approx(panoptica_f1(ref, pred)) == pytest.approx(iou50_f1)
+
+
+@pytest.mark.parametrize(
+    "box, iou50_f1, iou20_f1",
+    [
+        # the lesion (4x4 voxels) half covered: IoU 0.5, a match under both rules
+        (_box((2, 4), (2, 6)), 2 / 3, 2 / 3),
+        # a quarter covered (IoU 0.25): a miss and a false positive in 2024, a match since 2025-12-16
+        (_box((2, 3), (2, 6)), 0.0, 2 / 3),
+        # one voxel column (IoU 0.0625): a miss under both
+        (_box((2, 3), (2, 3)), 0.0, 0.0),
+    ],
+    ids=["iou0.5", "iou0.25", "iou0.06"],
+)
+def test_the_two_isles24_thresholds(box, iou50_f1, iou20_f1):
+    """ISLES'24's script matched at IoU >= 0.5 in the 2024 challenge and at >= 0.2 since 2025-12-16."""
+    ref = _two_lesions()
+    pred = np.zeros_like(ref)
+    pred[box] = True
+    ours = lesion_detection(pred, ref)
+    assert ours["lesion_f1_iou50"] == pytest.approx(panoptica_f1(ref, pred, 0.5)) == pytest.approx(iou50_f1)
+    assert ours["lesion_f1_iou20"] == pytest.approx(panoptica_f1(ref, pred, 0.2)) == pytest.approx(iou20_f1)

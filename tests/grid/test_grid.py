@@ -202,6 +202,46 @@ def test_fixed_members_are_used_for_every_fold(tmp_path):
     assert record["ensemble_selection"] == "fixed"
 
 
+def test_members_that_are_not_runs_of_the_grid_are_refused_before_anything_trains(tmp_path, monkeypatch, capsys):
+    fake = FakeTraining()
+    with pytest.raises(IslesbenchError, match=r"unet-focl is not a run of this grid \(its configurations: "
+                                              r"pspnet-imagenet-focal, pspnet-scratch-focal, unet-focal"):
+        run_benchmark(_grid(), "/data", tmp_path / "runs", "quick", num_folds=2, run_configuration=fake,
+                      ensemble_runs=fake_ensemble, fixed_members=["vnet-focal", "unet-focl"])
+    assert fake.trained == [] and not (tmp_path / "runs").exists()
+    in_process(monkeypatch, fake)
+    from islesbench.cli import main
+
+    assert main(["benchmark", "--data", "/d", "--out", str(tmp_path / "runs"), "--folds", "2",
+                 "--members", "threshold,unet-focal"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "threshold is not a run of this grid" in err[0]
+
+
+def test_an_ensemble_of_a_flagged_member_is_flagged(tmp_path):
+    """The ensemble row said "nested" even when a member was tuned on its scored folds: members' flags carry over."""
+    from islesbench.reports.results_reader import collect_runs, group_runs
+    from islesbench.reports.tables import selection_flag
+
+    class LeakyTraining(FakeTraining):
+        def __call__(self, config, prepared, runs_root, folds="all", force=False):
+            run = super().__call__(config, prepared, runs_root, folds, force)
+            if config.name == "unet-focal":  # as if its hyperparameters came from a search on the scored folds
+                data = json.loads((run / "config.json").read_text())
+                (run / "config.json").write_text(json.dumps({**data, "tuning": {"nested": False}}))
+            return run
+
+    runs = tmp_path / "runs"
+    record = run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=LeakyTraining(),
+                           ensemble_runs=fake_ensemble)
+    assert record["cells"][-1]["members_per_fold"]["0"] == ["unet-focal", "pspnet-scratch-focal"]
+    config = json.loads((runs / "ensemble-top2" / "config.json").read_text())
+    assert config["member_flags"] == {"unet-focal": ["tuned on the folds it is scored on (non-nested): optimistic"]}
+    groups = {g.name: g for g in group_runs(collect_runs(runs)[0])}
+    flag = selection_flag(groups["ensemble-top2"])
+    assert "member unet-focal: tuned on the folds it is scored on (non-nested): optimistic" in flag
+
+
 def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
     trained = []
 

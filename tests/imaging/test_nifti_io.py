@@ -113,3 +113,14 @@ def test_missing_file(tmp_path):
 def test_one_slice_slab_stays_3d(tmp_path):
     layouts.save_nifti(tmp_path / "one.nii.gz", np.ones((4, 5, 1), np.float32), AFFINE)
     assert nifti_io.read_image(tmp_path / "one.nii.gz")[0].shape == (4, 5, 1)
+
+
+@pytest.mark.parametrize("values, fault", [
+    ((0, 1), None), ((0, 255), None), ((0.0, 1.0), None), ((0, 0), None),
+    ((0, 0.5), "positive value 0.5 is not a whole number"), ((0, 0.99), "0.99 is not a whole number"),
+    ((0, 65535 * 1.5259021893143654e-05), None),  # ISLES'24 sub-stroke0158: uint16 65535, slope float32(1/65535)
+    ((0, 1, 2), "2 distinct positive values"), ((0, -1), "negative value -1"),
+])
+def test_mask_fault_rule(values, fault):
+    found = nifti_io.mask_fault(np.array(values, dtype=np.float32))
+    assert found is None if fault is None else fault in found

@@ -279,3 +279,25 @@ def test_scaling_is_applied(tmp_path):
     assert nib.load(str(path)).get_data_dtype() == np.uint16
     (case,) = discover_cohort(folder)
     np.testing.assert_array_equal(load_case(case).volumes["CT"], hu.astype(np.float32))
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_fractional_mask_is_refused(tmp_path, dtype):
+    """{0, 0.5} is a probability or interpolated map: nonzero-is-lesion and an integer cast disagree on it."""
+    folder = write_case(tmp_path, 4)
+    mask = np.zeros(SHAPE, dtype)
+    mask[2:5, 2:4, 1] = 0.5
+    path = _replace(folder, "OT", mask, dtype=dtype)
+    _one_fault(folder, path, "positive value 0.5 is not a whole number")
+
+
+def test_a_mask_scaled_to_one_up_to_round_off_is_binary(tmp_path):
+    """ISLES'24's own sub-stroke0158 mask: uint16 65535 with scl_slope float32(1/65535), 0.99999999977 in float64."""
+    folder = write_case(tmp_path, 4)
+    mask = np.zeros(SHAPE, np.float64)
+    mask[2:5, 2:4, 1] = 1.0  # stored as (1 - 0) / slope = 65535
+    path = _replace(folder, "OT", mask, dtype=np.uint16, scaling=(float(np.float32(1 / 65535)), 0.0))
+    assert nib.load(str(path)).dataobj.get_unscaled().max() == 65535
+    assert faults_of(folder) == []
+    (case,) = discover_cohort(folder)
+    assert load_case(case).mask.sum() == 6

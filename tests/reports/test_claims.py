@@ -89,3 +89,20 @@ def test_an_interval_spanning_zero_is_not_shown_and_does_not_hold_only_beyond_th
     assert claims.claim_outcome((0.01, 0.09), 0.01, paper_effect=effect) == "shown: first > second"
     assert claims.claim_outcome((0.01, 0.09), 0.2).startswith("not shown: p (Holm)")
     assert claims.claim_outcome((-0.09, -0.01), 0.01) == "reversed: second > first"
+
+
+@pytest.mark.parametrize("pretraining, flag", [
+    ({"folds": {"0": {"file": "mine.keras", "leak": "unknown", "saw_validation_cases": None}}}, "unknown data"),
+    # config.json of a run made before `leak` was recorded: an unknown record said so in `record`
+    ({"folds": {"0": {"file": "mine.keras", "record": "none (not written by islesbench pretrain)"}}}, "unknown data"),
+    ({"folds": {"0": {"file": "fold_0.keras", "leak": "saw validation cases", "saw_validation_cases": 3}}},
+     "pretrained on 3 of its validation cases"),
+])
+def test_a_pair_with_an_encoder_of_unknown_or_leaky_pretraining_is_not_controlled(pretraining, flag):
+    first = _config("paper", "pspnet", "mine.keras", pretraining=pretraining)
+    check = claims.check_pair("pretraining", first, _config("paper", "pspnet"))
+    assert not check.controlled and not check.confounders
+    assert len(check.leaks) == 1 and check.leaks[0].startswith("first: ") and flag in check.leaks[0]
+    clean = {"folds": {"0": {"file": "fold_0.keras", "leak": "none", "saw_validation_cases": 0}}}
+    assert claims.check_pair("pretraining", _config("paper", "pspnet", "mine.keras", pretraining=clean),
+                             _config("paper", "pspnet")).controlled

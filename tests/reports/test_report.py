@@ -116,6 +116,25 @@ def test_comparison_table_numbers_equal_hand_computation(built_report):
     assert order == sorted(means, key=lambda k: -means[k])
 
 
+def test_the_lesion_f1_columns_say_which_rule_they_follow(built_report):
+    """Three lesion F1s, each named by its rule: ISLES'22 (any overlap), ISLES'24 at IoU 0.5 (2024) and 0.2
+    (the organisers' script since 2025-12-16)."""
+    _, out = built_report
+    md = (out / "report.md").read_text()
+    header = [h.strip() for h in next(line for line in md.splitlines()
+                                      if line.startswith("| Configuration |")).strip("|").split(" | ")]
+    col = {h: i for i, h in enumerate(header)}
+    row = _table_rows(md, "Configuration")["unet-focal"]
+    rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, DICE["unet-focal"]))]
+    for column, metric in (("Lesion F1 (ISLES'22)", "lesion_f1"),
+                           ("Lesion F1 IoU≥0.5 (ISLES'24, 2024)", "lesion_f1_iou50"),
+                           ("Lesion F1 IoU≥0.2 (ISLES'24 since 2025-12)", "lesion_f1_iou20")):
+        assert row[col[column]] == _mean_ci(_patient_values([r[metric] for r in rows]), 3), column
+    note = next(line for line in md.splitlines() if line.startswith("Lesion F1 columns:"))
+    assert "`lesion_f1`, the ISLES'22 rule" in note and "IoU >= 0.5" in note and "34c6637" in note
+    assert "IoU >= 0.2" in note and "94b3486" in note and "panoptica" in note and "1.0.1" in note
+
+
 def test_rows_link_to_their_config_json(built_report):
     fake_runs, out = built_report
     md = (out / "report.md").read_text()
@@ -347,6 +366,27 @@ def test_a_row_tuned_on_its_scored_folds_is_flagged(tmp_path):
     row = _table_rows(md, "Configuration")["unet-focal-tuned-nonnested"]
     assert "tuned on the folds it is scored on (non-nested): optimistic" in row
     assert "unet-focal-tuned-nonnested" not in [c for c in md.splitlines() if c.startswith("| focal > CE")]
+
+
+def test_an_encoder_pretrained_on_unknown_data_is_flagged_in_the_table_and_the_claim(tmp_path):
+    """`run --pretrained FILE` of a file no record is tied to (a renamed copy, say): allowed, but "unknown" is
+    flagged beside the row, and the pretrained-vs-scratch pair is no clean test."""
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    write_fake_run(runs, "pspnet-scratch-focal", DICE["pspnet-scratch-focal"], config=profile_config("paper", "pspnet"))
+    unknown = {"source": "mine.keras", "per_fold": False, "method": None,
+               "folds": {str(k): {"file": "mine.keras", "record": "unknown: no pretrain.json describes it",
+                                  "saw_validation_cases": None, "leak": "unknown"} for k in (0, 1)}}
+    write_fake_run(runs, "pspnet-mine-focal", DICE["pspnet-imagenet-focal"],
+                   config=apply_overrides(profile_config("paper", "pspnet", "mine.keras"),
+                                          {"model": {"pretrained": "mine.keras"}}), extras={"pretraining": unknown})
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    row = _table_rows(md, "Configuration")["pspnet-mine-focal"]
+    assert any("encoder pretrained on unknown data" in cell for cell in row), row
+    claim = next(line for line in md.splitlines() if line.startswith("| pretrained (mine) > scratch, PSPNet focal |"))
+    assert "NOT a clean test of the claim: first: encoder pretrained on unknown data" in claim, claim
 
 
 def test_convention_and_anchors_are_labelled_and_isles24_rows_get_no_isles2018_number(tmp_path):

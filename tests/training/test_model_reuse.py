@@ -85,6 +85,18 @@ def test_only_a_matching_configuration_is_reused(tiny_prepared, monkeypatch):
     model_reuse.forget()
 
 
+def test_an_encoder_file_replaced_at_the_same_path_is_not_reused(tmp_path, monkeypatch):
+    monkeypatch.setattr(model_reuse, "ENABLED", True)
+    weights = tmp_path / "encoder.keras"
+    weights.write_bytes(b"first pretraining")
+    config = apply_overrides(profile_config("quick", "pspnet"), {"model": {"pretrained": str(weights)}})
+    strategy = type("S", (), {"num_replicas_in_sync": 1})()
+    key = model_reuse.reuse_key(config, 5, 3, strategy)
+    assert model_reuse.reuse_key(config, 5, 3, strategy) == key
+    weights.write_bytes(b"pretrained again")
+    assert model_reuse.reuse_key(config, 5, 3, strategy) != key
+
+
 def test_kept_model_is_frozen_out_of_garbage_collection_until_forgotten(tiny_prepared, tmp_path, monkeypatch):
     import gc
 
