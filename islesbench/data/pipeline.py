@@ -179,13 +179,25 @@ def volume_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, t
     return _static_shapes(ds, prepared, size, is_3d=True).prefetch(PREFETCH)
 
 
-def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool) -> int:
-    """One pass over the training slices (2-D) or slices/slab_depth slabs (3-D), unless configured."""
+def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool,
+                    fold_train_ids=None) -> int:
+    """One pass over the training slices (2-D) or slices/slab_depth slabs (3-D), unless configured.
+
+    With a training fraction, `fold_train_ids` (the fold's whole training set) sets the pass when
+    train.fraction_steps is `matched`: every fraction then trains for the same optimizer steps.
+    """
     if config.train.steps_per_epoch:
         return int(config.train.steps_per_epoch)
-    n = slice_count(prepared, case_ids)
+    n = slice_count(prepared, steps_basis_cases(case_ids, config, fold_train_ids))
     per_step = config.train.batch_size * (config.data.slab_depth if is_3d else 1)
     return max(1, math.ceil(n / per_step))
+
+
+def steps_basis_cases(case_ids, config: ExperimentConfig, fold_train_ids=None):
+    """The cases one pass of which is an epoch when steps_per_epoch is not configured (see steps_per_epoch)."""
+    if fold_train_ids is not None and config.data.train_fraction < 1 and config.train.fraction_steps == "matched":
+        return list(fold_train_ids)
+    return list(case_ids)
 
 
 def lesion_statistics(batches, num_batches: int) -> dict:

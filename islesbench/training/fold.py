@@ -19,6 +19,7 @@ from islesbench.config import ExperimentConfig, read_json_file
 from islesbench.models.saving import load_checkpoint
 from islesbench.runtime import distribute
 from islesbench.storage.manifest import PreparedData
+from islesbench.storage import training_facts
 from islesbench.storage.run_layout import FoldPaths, finish_fold
 from islesbench.training import checkpoints, model_reuse
 from islesbench.training.callbacks import make_callbacks
@@ -26,20 +27,28 @@ from islesbench.training.compile import build_compiled_model, compile_model
 from islesbench.training.validation import validate_fold
 
 
+# Training batches whose content training.json records: enough for a share to ±0.03 at 16 samples a batch.
+MEASURED_BATCHES = 32
+
+
 def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
-             verbose=None):
+             verbose=None, fold_train_ids=None):
     """Train (or continue training) one fold's model until config.train.epochs; the trained model, or None
-    when the fold had finished training before."""
+    when the fold had finished training before. `fold_train_ids`: the fold's whole training set when
+    `train_ids` is a share of it (it may set the steps per epoch: pipeline.steps_per_epoch)."""
     from islesbench.data import pipeline
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
     is_3d = models.is_3d(config.model.arch)
-    steps = pipeline.steps_per_epoch(prepared, train_ids, config, is_3d)
+    steps = pipeline.steps_per_epoch(prepared, train_ids, config, is_3d, fold_train_ids)
     done = checkpoints.recover_last_epoch(paths) if chief else checkpoints.latest_epoch_checkpoint(paths.backup_dir)[0]
     latest = checkpoints.latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
         return None
+    if chief and not (done and paths.training_facts.is_file()):
+        training_facts.write_training_facts(paths.training_facts, resolved_training_facts(
+            config, prepared, train_ids, strategy, is_3d, steps, fold_train_ids))
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
           f"{len(val_ids)} val cases, {steps} steps per epoch, {config.train.precision}"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
@@ -66,6 +75,36 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
             model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
                       validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
     return model
+
+
+def resolved_training_facts(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
+                            steps: int, fold_train_ids=None) -> dict:
+    """What this fold's training resolves to (storage/training_facts.py): steps and what set them, optimizer
+    steps, replicas, batch, and what the first MEASURED_BATCHES training batches hold.
+
+    The batches are counted on the single-replica stream (the global batch, the run's seed): the batches fit
+    draws first on one replica; with several replicas each draws its own seeded stream of the same sampler.
+    """
+    from islesbench.data import pipeline
+
+    if config.train.steps_per_epoch:
+        basis = training_facts.CONFIGURED
+    elif len(pipeline.steps_basis_cases(train_ids, config, fold_train_ids)) != len(train_ids):
+        basis = training_facts.FOLD_CASES
+    else:
+        basis = training_facts.TRAINING_CASES
+    replicas = int(strategy.num_replicas_in_sync)
+    batch = int(config.train.batch_size)
+    measured = min(MEASURED_BATCHES, steps * config.train.epochs)
+    batches = pipeline.training_dataset(prepared, train_ids, config, is_3d, batch)
+    return {"steps_per_epoch": int(steps), "steps_basis": basis, "epochs": int(config.train.epochs),
+            "optimizer_steps": int(steps) * int(config.train.epochs), "replicas": replicas,
+            "workers": distribute.num_workers(), "global_batch_size": batch,
+            "per_replica_batch_size": batch // max(1, replicas),
+            "slices_per_step": batch * (int(config.data.slab_depth) if is_3d else 1),
+            "training_cases": len(train_ids), "training_slices": pipeline.slice_count(prepared, train_ids),
+            "lesion_slice_fraction": float(config.data.lesion_slice_fraction),
+            "drawn": pipeline.lesion_statistics(batches, measured)}
 
 
 def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strategy, steps: int, done: int,
@@ -147,15 +186,16 @@ def _set_encoder_frozen(model, config: ExperimentConfig, strategy, steps: int, f
 
 
 def train_and_validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids,
-                            paths: FoldPaths, verbose=None) -> dict | None:
+                            paths: FoldPaths, verbose=None, fold_train_ids=None) -> dict | None:
     """One fold, start to finish: train (or continue), validate, mark DONE; the summary on the chief.
+    `fold_train_ids`: as in fit_fold.
 
     Keras' global state is dropped afterwards (a grid or a search trains dozens of folds in a process),
     except under a multi-worker strategy, which must outlive the fold.
     """
     chief = distribute.is_chief()
     try:
-        model = fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
+        model = fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose, fold_train_ids=fold_train_ids)
         summary = validate_fold(config, prepared, train_ids, val_ids, paths, model) if chief else None
     finally:
         if distribute.num_workers() == 1:
