@@ -200,28 +200,55 @@ def steps_basis_cases(case_ids, config: ExperimentConfig, fold_train_ids=None):
     return list(case_ids)
 
 
-def lesion_statistics(batches, num_batches: int) -> dict:
-    """What the first `num_batches` training batches of `batches` ((image, mask) batches, 2-D or 3-D) hold:
-    samples, axial slices and voxels, and how many of each contain lesion; their shares.
+def _lesion_counts(mask):
+    """[batches, samples, lesion samples, slices, lesion slices, voxels, lesion voxels] of one mask batch."""
+    lesion = tf.cast(mask > 0.5, tf.float64)
+    rank = len(mask.shape)
+    slices = tf.reshape(lesion, [-1, tf.reduce_prod(tf.shape(lesion)[rank - 3:])])  # (B or B*D, H*W)
+    samples = tf.reshape(lesion, [tf.shape(lesion)[0], -1])
+    return tf.stack([tf.constant(1, tf.float64),
+                     tf.cast(tf.shape(samples)[0], tf.float64), tf.reduce_sum(tf.reduce_max(samples, 1)),
+                     tf.cast(tf.shape(slices)[0], tf.float64), tf.reduce_sum(tf.reduce_max(slices, 1)),
+                     tf.cast(tf.size(lesion), tf.float64), tf.reduce_sum(lesion)])
 
-    Counted in the graph (one reduce over the batches), so measuring costs about what drawing them does.
-    """
-    def counts(_, mask):
-        lesion = tf.cast(mask > 0.5, tf.float64)
-        rank = len(mask.shape)
-        slices = tf.reshape(lesion, [-1, tf.reduce_prod(tf.shape(lesion)[rank - 3:])])  # (B or B*D, H*W)
-        samples = tf.reshape(lesion, [tf.shape(lesion)[0], -1])
-        return tf.stack([tf.cast(tf.shape(samples)[0], tf.float64), tf.reduce_sum(tf.reduce_max(samples, 1)),
-                         tf.cast(tf.shape(slices)[0], tf.float64), tf.reduce_sum(tf.reduce_max(slices, 1)),
-                         tf.cast(tf.size(lesion), tf.float64), tf.reduce_sum(lesion)])
 
-    total = batches.take(num_batches).map(counts).reduce(tf.zeros([6], tf.float64), lambda a, b: a + b).numpy()
-    samples, lesion_samples, slices, lesion_slices, voxels, lesion_voxels = (float(v) for v in total)
-    return {"batches": int(num_batches), "samples": int(samples), "lesion_samples": int(lesion_samples),
+def _statistics(totals) -> dict:
+    batches, samples, lesion_samples, slices, lesion_slices, voxels, lesion_voxels = (float(v) for v in totals)
+    return {"batches": int(batches), "samples": int(samples), "lesion_samples": int(lesion_samples),
             "lesion_sample_share": lesion_samples / samples if samples else None,
             "slices": int(slices), "lesion_slices": int(lesion_slices),
             "lesion_slice_share": lesion_slices / slices if slices else None,
             "lesion_voxel_share": lesion_voxels / voxels if voxels else None}
+
+
+def lesion_statistics(batches, num_batches: int) -> dict:
+    """What the first `num_batches` batches of `batches` ((image, mask) batches, 2-D or 3-D) hold: samples,
+    axial slices and voxels, and how many of each contain lesion; their shares."""
+    zero = tf.zeros([7], tf.float64)
+    return _statistics(batches.take(num_batches).map(lambda _, m: _lesion_counts(m)).reduce(zero, tf.add).numpy())
+
+
+class LesionCounter:
+    """Counts, as training draws them, what the batches passing through `count` hold (as lesion_statistics).
+
+    A side counter in the pipeline's graph: no second pass over the data, and it sees every batch fit draws
+    (and the few prefetched ahead of it)."""
+
+    def __init__(self):
+        with tf.device("/cpu:0"):
+            self.totals = tf.Variable(tf.zeros([7], tf.float64), trainable=False)
+
+    def count(self, ds):
+        """`ds` ((image, mask) batches) with every batch it yields counted."""
+        def add(image, mask):
+            with tf.control_dependencies([self.totals.assign_add(_lesion_counts(mask))]):
+                return tf.identity(image), tf.identity(mask)
+
+        return ds.map(add)
+
+    def statistics(self) -> dict:
+        """lesion_statistics' fields over every batch counted so far."""
+        return _statistics(self.totals.numpy())
 
 
 def with_targets(ds, output_names):
@@ -233,10 +260,12 @@ def with_targets(ds, output_names):
 
 
 def training_dataset(prepared, case_ids, config: ExperimentConfig, is_3d: bool, batch_size: int,
-                     seed=None, output_names=("mask",)):
-    """The infinite, augmented training batches for a 2-D or 3-D model."""
+                     seed=None, output_names=("mask",), counter: LesionCounter | None = None):
+    """The infinite, augmented training batches for a 2-D or 3-D model (each counted by `counter`, if any)."""
     build = volume_dataset if is_3d else slice_dataset
     ds = build(prepared, case_ids, config, training=True, batch_size=batch_size, seed=seed)
+    if counter is not None:
+        ds = counter.count(ds)
     return with_targets(ds, output_names)
 
 
@@ -249,14 +278,15 @@ def multi_worker_training_dataset(prepared, case_ids, config: ExperimentConfig, 
 
 
 def distributed_training_dataset(strategy, prepared, case_ids, config: ExperimentConfig, is_3d: bool, seed=None,
-                                 output_names=("mask",)):
-    """One host, many replicas: the dataset built per input pipeline by the strategy (per-replica batches)."""
+                                 output_names=("mask",), counter: LesionCounter | None = None):
+    """One host, many replicas: the dataset built per input pipeline by the strategy (per-replica batches,
+    all counted by `counter`, if any)."""
     global_batch = config.train.batch_size
 
     def dataset_fn(input_context):
         per_replica = input_context.get_per_replica_batch_size(global_batch)
         base_seed = (config.train.seed if seed is None else seed) + 1000 * input_context.input_pipeline_id
-        return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names)
+        return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names, counter)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

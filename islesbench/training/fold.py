@@ -27,8 +27,9 @@ from islesbench.training.compile import build_compiled_model, compile_model
 from islesbench.training.validation import validate_fold
 
 
-# Training batches whose content training.json records: enough for a share to ±0.03 at 16 samples a batch.
-MEASURED_BATCHES = 32
+# Under several workers, what training.json says the batches held is counted on this many batches of the
+# single-worker stream (the side counter is not carried through the workers' sharding).
+PROBED_BATCHES = 32
 
 
 def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
@@ -46,15 +47,13 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
     latest = checkpoints.latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
         return None
-    if chief and not (done and paths.training_facts.is_file()):
-        training_facts.write_training_facts(paths.training_facts, resolved_training_facts(
-            config, prepared, train_ids, strategy, is_3d, steps, fold_train_ids))
     print(f"training {config.name} fold on {distribute.describe(strategy)}: {len(train_ids)} train / "
           f"{len(val_ids)} val cases, {steps} steps per epoch, {config.train.precision}"
           + (f", resuming after epoch {done}" if done else ""), flush=True)
     model = _fold_model(config, len(prepared.modalities), paths, strategy, steps, done, latest)
     outputs = tuple(model.output_names)
-    train_ds = _training_batches(config, prepared, train_ids, strategy, is_3d, outputs, done * steps)
+    counter = pipeline.LesionCounter() if distribute.num_workers() == 1 else None
+    train_ds = _training_batches(config, prepared, train_ids, strategy, is_3d, outputs, done * steps, counter)
     val_ds = _validation_batches(config, prepared, val_ids, strategy, is_3d, outputs)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     callbacks = make_callbacks(paths, done, chief)
@@ -74,17 +73,20 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
         with strategy.scope():
             model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
                       validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if chief:
+        drawn = counter.statistics() if counter is not None else pipeline.lesion_statistics(
+            pipeline.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size), PROBED_BATCHES)
+        training_facts.write_training_facts(paths.training_facts, resolved_training_facts(
+            config, prepared, train_ids, strategy, is_3d, steps, drawn, fold_train_ids))
     return model
 
 
 def resolved_training_facts(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
-                            steps: int, fold_train_ids=None) -> dict:
-    """What this fold's training resolves to (storage/training_facts.py): steps and what set them, optimizer
-    steps, replicas, batch, and what the first MEASURED_BATCHES training batches hold.
-
-    The batches are counted on the single-replica stream (the global batch, the run's seed): the batches fit
-    draws first on one replica; with several replicas each draws its own seeded stream of the same sampler.
-    """
+                            steps: int, drawn: dict, fold_train_ids=None) -> dict:
+    """What this fold's training resolved to (storage/training_facts.py): steps and what set them, optimizer
+    steps, replicas, batch, and `drawn`, what the training batches held (pipeline.lesion_statistics' fields:
+    on one host every batch the stream yielded, from its start; under several workers the first
+    PROBED_BATCHES batches of the single-worker stream)."""
     from islesbench.data import pipeline
 
     if config.train.steps_per_epoch:
@@ -95,8 +97,6 @@ def resolved_training_facts(config: ExperimentConfig, prepared: PreparedData, tr
         basis = training_facts.TRAINING_CASES
     replicas = int(strategy.num_replicas_in_sync)
     batch = int(config.train.batch_size)
-    measured = min(MEASURED_BATCHES, steps * config.train.epochs)
-    batches = pipeline.training_dataset(prepared, train_ids, config, is_3d, batch)
     return {"steps_per_epoch": int(steps), "steps_basis": basis, "epochs": int(config.train.epochs),
             "optimizer_steps": int(steps) * int(config.train.epochs), "replicas": replicas,
             "workers": distribute.num_workers(), "global_batch_size": batch,
@@ -104,7 +104,8 @@ def resolved_training_facts(config: ExperimentConfig, prepared: PreparedData, tr
             "slices_per_step": batch * (int(config.data.slab_depth) if is_3d else 1),
             "training_cases": len(train_ids), "training_slices": pipeline.slice_count(prepared, train_ids),
             "lesion_slice_fraction": float(config.data.lesion_slice_fraction),
-            "drawn": pipeline.lesion_statistics(batches, measured)}
+            "drawn": drawn, "drawn_counted_on": "every batch drawn" if distribute.num_workers() == 1
+            else f"the first {PROBED_BATCHES} batches of the single-worker stream"}
 
 
 def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strategy, steps: int, done: int,
@@ -136,16 +137,18 @@ def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strat
 
 
 def _training_batches(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
-                      outputs: tuple, skip_batches: int):
-    """The training stream for the strategy; on one replica it continues after `skip_batches` batches."""
+                      outputs: tuple, skip_batches: int, counter=None):
+    """The training stream for the strategy, its batches counted by `counter` (one host); on one replica it
+    continues after `skip_batches` batches (which the counter counts too: they are the stream's start)."""
     from islesbench.data import pipeline
 
     if distribute.num_workers() > 1:
         return pipeline.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
     if strategy.num_replicas_in_sync > 1:
-        return pipeline.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs)
+        return pipeline.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs,
+                                                     counter=counter)
     train_ds = pipeline.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
-                                     output_names=outputs)
+                                     output_names=outputs, counter=counter)
     # fit draws every epoch's batches from one stream; a resumed run must continue that stream where
     # the completed epochs left it, not restart it, to train on what the uninterrupted run trains on.
     return train_ds.skip(skip_batches)

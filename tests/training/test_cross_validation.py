@@ -100,8 +100,8 @@ def test_each_fold_records_what_its_training_resolved_to(unet_run, tiny_prepared
         facts = json.loads(run_layout.fold_paths(unet_run, "unet-focal", k).training_facts.read_text())
         assert facts["steps_per_epoch"] == 3 and facts["optimizer_steps"] == 6 and facts["steps_basis"] == "configured"
         assert facts["replicas"] == 1 and facts["global_batch_size"] == 4 and facts["slices_per_step"] == 4
-        drawn = facts["drawn"]
-        assert drawn["batches"] == 6 and drawn["samples"] == 24 and drawn["slices"] == 24
+        drawn = facts["drawn"]  # every batch fit drew (6), and the few prefetched ahead of it
+        assert 6 <= drawn["batches"] <= 12 and drawn["samples"] == drawn["slices"] == 4 * drawn["batches"]
         assert 0 < drawn["lesion_voxel_share"] < drawn["lesion_sample_share"] <= 1
 
 
