@@ -122,7 +122,9 @@ def pair_blocks(lines: dict, fractions: list) -> list:
                 rows.append(tables.PairRow(label, getattr(first, "name", "—"), getattr(second, "name", "—"), None,
                                            False, "not testable: one side has no results at this fraction", ""))
                 continue
-            check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds)
+            check = claims.check_pair("pretraining", first.config, second.config, first.seeds, second.seeds,
+                                      facts=(claims.training_summary(first.training_facts),
+                                             claims.training_summary(second.training_facts)))
             c = stats.paired_wilcoxon(first.patient_values("dice"), second.patient_values("dice"), first.name,
                                       second.name, "dice", label=label)
             verdict = "controlled" if check.controlled else "NOT a test: also differs in " + ", ".join(check.confounders)

@@ -1,7 +1,8 @@
 """Reading a runs folder for the report: every run's configuration and per-case metrics, grouped.
 
-Reads only the results layout (`islesbench.storage.run_layout`), each run's config.json, the prepared data's
-patients.json (which cases are one patient) and `benchmark.json`; it never trains or predicts. Repeats of
+Reads only the results layout (`islesbench.storage.run_layout`), each run's config.json, each fold's
+training.json (`islesbench.storage.training_facts`), the prepared data's patients.json (which cases are
+one patient) and `benchmark.json`; it never trains or predicts. Repeats of
 one configuration over training seeds (`<name>-seed<k>`) form one ConfigGroup.
 """
 
@@ -17,7 +18,7 @@ from islesbench.evaluation.files import read_case_metrics as read_rows
 from islesbench.evaluation.names import CONVENTION_KEY, LEGACY_CONVENTION, METRIC_NAMES
 from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.reports.stats import is_finite
-from islesbench.storage import run_layout
+from islesbench.storage import run_layout, training_facts
 
 # The per-case columns of validation/metrics.csv, in order.
 METRIC_COLUMNS = METRIC_NAMES
@@ -37,6 +38,7 @@ class RunResults:
     folds: list = field(default_factory=list)  # folds with a metrics.csv
     unfinished_folds: list = field(default_factory=list)  # folds with metrics.csv but no DONE marker
     histories: dict = field(default_factory=dict)  # fold -> history.csv path
+    training_facts: dict = field(default_factory=dict)  # fold -> its training.json (None: not recorded)
     is_ensemble: bool = False
 
     def values(self, metric: str) -> dict:
@@ -101,6 +103,7 @@ def read_run(run_dir) -> RunResults | None:
         run.rows += [{**r, "fold": fold} for r in fold_rows]
         if paths.history_csv.exists():
             run.histories[fold] = paths.history_csv
+        run.training_facts[fold] = training_facts.read_training_facts(paths.training_facts)
     if not run.rows:
         return None
     return run
@@ -174,6 +177,12 @@ class ConfigGroup:
     @property
     def folds(self) -> list:
         return sorted({f for r in self.runs for f in r.folds})
+
+    @property
+    def training_facts(self) -> dict:
+        """{(seed, fold): that fold's training.json, or None where it was not recorded}."""
+        return {(seed, fold): facts for seed, r in zip(self.seeds, self.runs)
+                for fold, facts in r.training_facts.items()}
 
     @property
     def cases(self) -> list:

@@ -205,7 +205,9 @@ def claim_blocks(groups: list, record: dict | None) -> list:
             rows.append(PairRow(pair.label, pair.first, pair.second, None, False,
                                 "not testable here: " + _missing_reason(missing, a or b, pair, record), "—"))
             continue
-        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds)
+        check = claims.check_pair(pair.factor, a.config, b.config, a.seeds, b.seeds,
+                                  facts=(claims.training_summary(a.training_facts),
+                                         claims.training_summary(b.training_facts)))
         comparison = stats.paired_wilcoxon(a.patient_values("dice"), b.patient_values("dice"), a.name, b.name,
                                            "dice", label=pair.label)
         verdict = ("controlled: differs only in " + pair.factor) if check.controlled else (
@@ -215,7 +217,11 @@ def claim_blocks(groups: list, record: dict | None) -> list:
                             "; ".join(check.differences) or "none"))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
-                 "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
+                 "augmentation, seeds, data and folds) and whose folds' training.json agree on what the training "
+                 "resolved to (optimizer steps per fold, replicas, and within "
+                 f"{claims.SLICE_SHARE_TOLERANCE:g} the share of drawn training slices with lesion, within a factor "
+                 f"{claims.VOXEL_SHARE_RATIO:g} the share of lesion voxels); Holm adjustment runs over the controlled "
+                 "pairs."),
             table(PAIR_HEADERS, pair_table(rows))]
 
 
