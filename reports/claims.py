@@ -93,17 +93,17 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), facts=
     if sorted(seeds_a) != sorted(seeds_b):
         confounders.append("seeds")
         diffs["seeds"] = (sorted(seeds_a), sorted(seeds_b))
-    if facts is not None:
-        for name, values in fact_differences(*facts).items():
-            confounders.append(name)
-            diffs[name] = values
-    differences = [f"{k}: {_short(x)} → {_short(y)}" for k, (x, y) in diffs.items()]
     note = ""
     if factor == "architecture" and not confounders:
         step_a, step_b = slices_per_step(a), slices_per_step(b)
         if step_a != step_b:
             confounders.append("slices per step")
             note = f"{step_a} vs {step_b} slices per step"
+    if facts is not None:
+        for name, values in fact_differences(*facts).items():
+            confounders.append(name)
+            diffs[name] = values
+    differences = [f"{k}: {_short(x)} → {_short(y)}" for k, (x, y) in diffs.items()]
     if not any(k in allowed for k in diffs):
         note = note or f"the two configurations do not differ in {factor}"
         return PairCheck(False, differences, confounders or ["(no difference in the factor)"], note)

@@ -96,3 +96,11 @@ def test_a_side_without_recorded_training_facts_is_flagged():
     check = _check(_facts(), unrecorded)
     assert not check.controlled and check.confounders == ["training facts"]
     assert "training facts: recorded → not recorded for 2 fold(s)" in check.differences
+
+
+def test_other_slices_per_step_are_still_named_beside_other_training_facts():
+    vnet = _config("quick", "vnet")
+    vnet["train"]["batch_size"] = 4
+    facts = (claims.training_summary(_facts()), claims.training_summary(_facts(steps=75)))
+    check = claims.check_pair("architecture", _config("quick", "unet"), vnet, facts=facts)
+    assert check.confounders == ["slices per step", "optimizer steps per fold"]
