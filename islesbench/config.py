@@ -20,6 +20,8 @@ LOSSES = ("focal", "ce", "dice", "focal+dice")
 PROFILES = ("quick", "paper")
 # train.precision: `auto` resolves per machine (islesbench/runtime/precision.py); the others are Keras policies.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# train.fraction_steps: what one epoch is when steps_per_epoch is None and a run trains on a share of its patients.
+FRACTION_STEPS = ("matched", "proportional")
 # The input channels, in order, that every model sees (CTP maps and the CT baseline).
 DEFAULT_MODALITIES = ("CT_CBF", "CT_CBV", "CT_MTT", "CT_Tmax", "CT")
 
@@ -82,6 +84,10 @@ class TrainConfig:
     epochs: int = 60
     batch_size: int = 16  # global: split across the replicas of the strategy
     steps_per_epoch: int | None = None  # None: one pass over the training slices
+    # With steps_per_epoch None and data.train_fraction < 1: `matched` takes one pass over the fold's whole
+    # training set, so every fraction gets the same optimizer steps (a data-efficiency curve varies data, not
+    # compute); `proportional` one pass over the share trained on (less data, also fewer steps).
+    fraction_steps: str = "matched"
     seed: int = 0
     jit_compile: bool = False
     # float32 | mixed_bfloat16 | mixed_float16 | auto (bfloat16 where the hardware runs it natively:
@@ -118,12 +124,15 @@ class ExperimentConfig:
     def to_dict(self) -> dict:
         """JSON-ready dict, with the derived name first.
 
-        The training-fraction fields are left out at their defaults (all patients), so the config.json of a
-        run made before they existed still matches its configuration (resume, matched-pair checks).
+        The training-fraction fields are left out at their defaults (all patients), and train.fraction_steps
+        wherever it changes nothing (all patients, or steps_per_epoch set), so the config.json of a run made
+        before they existed still matches its configuration (resume, matched-pair checks).
         """
         d = dataclasses.asdict(self)
         if d["data"]["train_fraction"] == 1.0 and d["data"]["fraction_seed"] == 0:
             del d["data"]["train_fraction"], d["data"]["fraction_seed"]
+        if self.data.train_fraction >= 1 or self.train.steps_per_epoch:
+            del d["train"]["fraction_steps"]
         return {"name": self.name, **d}
 
     def save(self, path, **extra) -> None:
@@ -145,6 +154,8 @@ class ExperimentConfig:
             problems.append(f"loss.name must be one of {', '.join(LOSSES)}, not {lo.name!r}")
         if self.profile not in PROFILES:
             problems.append(f"profile must be one of {', '.join(PROFILES)}, not {self.profile!r}")
+        if t.fraction_steps not in FRACTION_STEPS:
+            problems.append(f"train.fraction_steps must be one of {', '.join(FRACTION_STEPS)}, not {t.fraction_steps!r}")
         if t.precision not in PRECISIONS:
             problems.append(f"train.precision must be one of {', '.join(PRECISIONS)}, not {t.precision!r}")
         if m.pretrained and m.arch != "pspnet":

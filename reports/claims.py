@@ -9,6 +9,11 @@ configuration can be derived, whether the pair would have been matched in this p
 which either row is flagged (islesbench.storage.selection: tuned non-nested, an encoder pretrained on its
 validation cases or on unknown data, a flagged ensemble member) is not controlled either: its `leaks` say why.
 
+The configurations say what was asked; each fold's training.json says what the training resolved to
+(islesbench.storage.training_facts). A pair is matched only if those agree too (`training_summary`,
+`fact_differences`): the same optimizer steps per fold, the same replicas, and about the same share of
+lesion in the drawn training slices and voxels; a side whose facts were not recorded is flagged.
+
 A controlled pair's outcome (`claim_outcome`) is "shown" only when the Holm-adjusted p-value is below 0.05 and
 the 95 % interval of the mean difference excludes zero on the paper's side; an interval that spans zero is
 "not shown", never "does not hold" — absence of evidence is not evidence of absence — unless it also excludes
@@ -18,6 +23,7 @@ the difference the paper reports (reports/anchors.py, `PAPER_EFFECTS`).
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 
 from islesbench.config import pretrained_tag, recorded_fraction
@@ -38,6 +44,12 @@ FACTORS = {
     "architecture": ("model.arch", "model.base_width", "model.depth", "model.dropout", "model.aux_weight",
                      "model.anisotropic", "model.encoder_width", "train.batch_size", "data.slab_depth"),
 }
+
+
+# Drawn lesion shares further apart than this are a different training diet, not measurement noise (the share
+# of 512 drawn slices has a standard error of about 0.02).
+SLICE_SHARE_TOLERANCE = 0.1  # absolute difference of the share of drawn axial slices that hold lesion
+VOXEL_SHARE_RATIO = 1.5  # ratio of the shares of drawn voxels that are lesion
 
 
 @dataclass(frozen=True)
@@ -82,12 +94,14 @@ def config_differences(a: dict, b: dict) -> dict:
 
 
 def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), provenance_a=None,
-               provenance_b=None) -> PairCheck:
+               provenance_b=None, facts=None) -> PairCheck:
     """Is (a, b) a controlled comparison of `factor`? Lists every difference and the confounders.
 
     `provenance_a`/`provenance_b`, when given, are the provenance records of every fold of every seed of
     each side (`ConfigGroup.provenance_records`): the folds of both must come from one commit, diff hash,
     set of library versions and kind of machine, else the pair is not controlled ("provenance").
+    `facts`: the two sides' `training_summary`, compared by `fact_differences` (None: configurations only,
+    as for a configuration that did not run).
     """
     diffs = config_differences(a, b)
     allowed = FACTORS[factor]
@@ -95,6 +109,16 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), proven
     if sorted(seeds_a) != sorted(seeds_b):
         confounders.append("seeds")
         diffs["seeds"] = (sorted(seeds_a), sorted(seeds_b))
+    note = ""
+    if factor == "architecture" and not confounders:
+        step_a, step_b = slices_per_step(a), slices_per_step(b)
+        if step_a != step_b:
+            confounders.append("slices per step")
+            note = f"{step_a} vs {step_b} slices per step"
+    if facts is not None:
+        for name, values in fact_differences(*facts).items():
+            confounders.append(name)
+            diffs[name] = values
     differences = [f"{k}: {_short(x)} → {_short(y)}" for k, (x, y) in diffs.items()]
     if provenance_a is not None and provenance_b is not None:
         mixed = provenance_differences(provenance_a, provenance_b)
@@ -102,12 +126,6 @@ def check_pair(factor: str, a: dict, b: dict, seeds_a=(0,), seeds_b=(0,), proven
             confounders.append("provenance (" + "; ".join(f"{k}: {_values(x)} vs {_values(y)}"
                                                          for k, (x, y) in mixed.items()) + ")")
             differences += [f"provenance.{k}: {_values(x)} → {_values(y)}" for k, (x, y) in mixed.items()]
-    note = ""
-    if factor == "architecture" and not confounders:
-        step_a, step_b = slices_per_step(a), slices_per_step(b)
-        if step_a != step_b:
-            confounders.append("slices per step")
-            note = f"{step_a} vs {step_b} slices per step"
     leaks = [f"{side}: {flag}" for side, config in (("first", a), ("second", b)) for flag in selection_flags(config)]
     if not any(k in allowed for k in diffs):
         note = note or f"the two configurations do not differ in {factor}"
@@ -148,6 +166,67 @@ def _values(values: list) -> str:
             return " ".join(f"{k}={x}" for k, x in v.items())
         return str(v)
     return ", ".join(one(v) for v in values)
+
+
+def training_summary(facts: dict) -> dict:
+    """One configuration's training facts over its seeds and folds, {(seed, fold): training.json or None}:
+    optimizer steps per fold, replicas, the mean drawn lesion shares, and the folds without a record."""
+    recorded = {key: f for key, f in facts.items() if isinstance(f, dict)}
+    steps, replicas = {}, set()
+    for (_, fold), f in recorded.items():
+        steps.setdefault(int(fold), set()).add(f.get("optimizer_steps"))
+        replicas.add(f.get("replicas"))
+
+    def mean_share(key):
+        values = [(f.get("drawn") or {}).get(key) for f in recorded.values()]
+        values = [float(v) for v in values if isinstance(v, (int, float))]
+        return sum(values) / len(values) if values else None
+
+    return {"unrecorded": sorted(key for key in facts if key not in recorded),
+            "optimizer_steps": {fold: sorted(v, key=str) for fold, v in sorted(steps.items())},
+            "replicas": sorted(replicas, key=str),
+            "lesion_sample_share": mean_share("lesion_sample_share"),
+            "lesion_slice_share": mean_share("lesion_slice_share"),
+            "lesion_voxel_share": mean_share("lesion_voxel_share")}
+
+
+def fact_differences(a: dict, b: dict) -> dict:
+    """{fact: (a, b)} for every training fact in which two `training_summary`s disagree beyond noise."""
+    out = {}
+    if a["unrecorded"] or b["unrecorded"]:
+        out["training facts"] = tuple(f"not recorded for {len(s['unrecorded'])} fold(s)" if s["unrecorded"]
+                                      else "recorded" for s in (a, b))
+        return out
+    folds = sorted(set(a["optimizer_steps"]) & set(b["optimizer_steps"]))
+    steps_a = {k: a["optimizer_steps"][k] for k in folds}
+    steps_b = {k: b["optimizer_steps"][k] for k in folds}
+    if steps_a != steps_b:
+        out["optimizer steps per fold"] = (_per_fold(steps_a), _per_fold(steps_b))
+    if a["replicas"] != b["replicas"]:
+        out["replicas"] = (a["replicas"], b["replicas"])
+    slices_a, slices_b = a["lesion_slice_share"], b["lesion_slice_share"]
+    if None in (slices_a, slices_b) or abs(slices_a - slices_b) > SLICE_SHARE_TOLERANCE:
+        out["drawn slices with lesion"] = (_share(slices_a), _share(slices_b))
+    voxels_a, voxels_b = a["lesion_voxel_share"], b["lesion_voxel_share"]
+    if None in (voxels_a, voxels_b) or not _within_ratio(voxels_a, voxels_b, VOXEL_SHARE_RATIO):
+        out["drawn lesion voxels"] = (_share(voxels_a, 4), _share(voxels_b, 4))
+    return out
+
+
+def _within_ratio(x: float, y: float, ratio: float) -> bool:
+    if x == y:
+        return True
+    if min(x, y) <= 0 or not (math.isfinite(x) and math.isfinite(y)):
+        return False
+    return max(x, y) / min(x, y) <= ratio
+
+
+def _per_fold(steps: dict) -> str:
+    return ", ".join(f"fold {k}: {'/'.join(str(v) for v in values)}" for k, values in steps.items())
+
+
+def _share(value, digits: int = 2) -> str:
+    return "unknown" if value is None else f"{value:.{digits}f}"
 
 
 def slices_per_step(config: dict) -> int:

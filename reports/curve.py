@@ -5,7 +5,9 @@ every pretrained row was pretrained on.
 Rows come from `benchmark --train-fraction` (or `run --train-fraction`): a configuration at fraction f is
 named `<name>-frac<f>` and its config.json has `data.train_fraction` and the training patients per fold.
 A pretrained-vs-scratch pair at one fraction is tested only when its config.json files differ in the
-initialisation alone (reports/claims.py), on the patients both validated (reports/stats.py).
+initialisation alone (reports/claims.py), on the patients both validated (reports/stats.py). The section says
+whether the fractions trained for the same optimizer steps (`train.steps_per_epoch` set, or
+`train.fraction_steps` matched) or fewer for less data (proportional), with each row's steps from training.json.
 """
 
 from __future__ import annotations
@@ -50,6 +52,39 @@ def training_patients(group) -> float:
     return float(np.mean(per_fold)) if per_fold else float("nan")
 
 
+def optimizer_steps(group) -> float | None:
+    """Mean over the folds (and seeds) that recorded it of the optimizer steps a fold trained for (training.json)."""
+    values = [(f or {}).get("optimizer_steps") for f in group.training_facts.values()]
+    values = [float(v) for v in values if isinstance(v, (int, float))]
+    return float(np.mean(values)) if values else None
+
+
+def steps_choice(config: dict) -> str:
+    """How a fraction row's optimizer steps were set: `configured` (train.steps_per_epoch), `matched` (one pass
+    over the whole fold's training set) or `proportional` (one pass over the share; also every run made before
+    train.fraction_steps was recorded)."""
+    train = config.get("train") or {}
+    if train.get("steps_per_epoch"):
+        return "configured"
+    return str(train.get("fraction_steps") or "proportional")
+
+
+def compute_sentence(groups: list) -> str:
+    """Whether the curve's fractions trained for the same optimizer steps, and which rows did not."""
+    shares = [g for g in groups if recorded_fraction(g.config) < 1 and not g.is_ensemble]
+    fewer = sorted(g.name for g in shares if steps_choice(g.config) == "proportional")
+    if fewer:
+        return ("Optimizer steps NOT held fixed across fractions for " + ", ".join(fewer) + ": with "
+                "`train.fraction_steps` proportional (or a run made before the choice was recorded) an epoch is one "
+                "pass over the share trained on, so a smaller fraction also trains for fewer steps, and those points "
+                "mix less data with less compute (see the optimizer steps column).")
+    if all(steps_choice(g.config) == "configured" for g in shares):
+        return ("Optimizer steps held fixed across fractions: every row trains for its configured "
+                "`train.steps_per_epoch` × epochs, so the curve varies labelled data, not compute.")
+    return ("Optimizer steps held fixed across fractions: with `train.fraction_steps` matched an epoch is one pass "
+            "over the fold's whole training set at every fraction, so the curve varies labelled data, not compute.")
+
+
 def curve_lines(groups: list) -> dict:
     """{(arch, loss, initialisation, family): {fraction: group}} of the learned rows of the curve."""
     lines = {}
@@ -73,7 +108,7 @@ def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
               para("Each learned configuration trained on a seeded share of every fold's training patients (nested: "
                    "the smaller sets are subsets of the larger), validated on the whole fold. Dice is the mean over "
                    "patients with its 95 % patient-level bootstrap interval; the x position is the mean number of "
-                   "training patients per fold (labelled patients).")]
+                   "training patients per fold (labelled patients). " + compute_sentence(groups))]
     if any(init == SELFSUP for (_, _, init, _) in lines):
         blocks.append(para("Semi-supervised, not a matched data budget: fold k's self-supervised encoder is "
                            "pretrained once, on the images (no masks) of all of fold k's training patients (and the "
@@ -91,16 +126,20 @@ def curve_blocks(groups: list, record: dict | None, fig_dir, out_dir) -> list:
             ci = stats.bootstrap_ci(values) or (mean, mean)
             n = training_patients(g)
             line.append((n, mean, ci[0], ci[1], f))
-            rows.append([name, init, f"{f:g}", f"{n:.1f}", len(values),
+            steps = optimizer_steps(g)
+            rows.append([name, init, f"{f:g}", f"{n:.1f}", "not recorded" if steps is None else f"{steps:.0f}",
+                         len(values),
                          f"{mean:.3f} [{ci[0]:.3f}, {ci[1]:.3f}]" if is_finite(mean) else "n/a", g.name])
         series.append((f"{name} ({init})", line))
     try:
         blocks.append(image(figures.data_efficiency(series, fig_dir / "data_efficiency.png"),
-                            "Dice against training patients, one line per initialisation (bars: 95 % CI)"))
+                            "Dice against training patients, one line per initialisation (bars: 95 % CI); optimizer "
+                            "steps " + ("NOT held fixed" if "NOT" in compute_sentence(groups) else "held fixed")
+                            + " across fractions"))
     except figures.FigureSkipped as exc:
         blocks.append(para(f"*Data-efficiency figure not drawn — {exc}.*"))
     blocks.append(table(["Configuration", "Initialisation", "Fraction", "Training patients per fold",
-                         "Validated patients", "Dice [95% CI]", "Row"], rows))
+                         "Optimizer steps per fold", "Validated patients", "Dice [95% CI]", "Row"], rows))
     blocks += _not_run_blocks(record, {init for (_, _, init, _) in lines})
     blocks += pair_blocks(lines, fractions)
     blocks += pretraining_blocks(groups, record)

@@ -1,8 +1,9 @@
 """Reading a runs folder for the report: every run's configuration and per-case metrics, grouped.
 
 Reads only the results layout (`islesbench.storage.run_layout`): each run's config.json, its folds' config.json
-(what trained each fold: its provenance), the patient map kept with the run (patients.json: which cases are
-one patient), and `benchmark.json`; it never trains or predicts. A run without a patient map (older runs read
+(what trained each fold: its provenance) and training.json (what the training resolved to:
+`islesbench.storage.training_facts`), the patient map kept with the run (patients.json: which cases are one
+patient), and `benchmark.json`; it never trains or predicts. A run without a patient map (older runs read
 the prepared data's, when it is still where config.json says) is refused: counting each slab as a patient
 would change the report's statistical unit without saying so. Repeats of one configuration over training
 seeds (`<name>-seed<k>`) form one ConfigGroup, and only when every seed's config.json equals the others' but
@@ -31,7 +32,7 @@ from islesbench.grid.grid_file import benchmark_record_path
 from islesbench.imaging import nifti_io
 from islesbench.reports.claims import config_differences
 from islesbench.reports.stats import is_finite
-from islesbench.storage import run_layout
+from islesbench.storage import run_layout, training_facts
 
 # The per-case columns of validation/metrics.csv, in order.
 METRIC_COLUMNS = METRIC_NAMES
@@ -61,6 +62,7 @@ class RunResults:
     folds: list = field(default_factory=list)  # folds with a metrics.csv
     unfinished_folds: list = field(default_factory=list)  # folds with metrics.csv but no DONE marker
     histories: dict = field(default_factory=dict)  # fold -> history.csv path
+    training_facts: dict = field(default_factory=dict)  # fold -> its training.json (None: not recorded)
     is_ensemble: bool = False
     # fold -> the provenance records of what trained it (its config.json's `provenance`, then any
     # `provenance_earlier` of a resumed fold); [] when the fold records none
@@ -149,6 +151,7 @@ def read_run(run_dir) -> RunResults | None:
         if paths.history_csv.exists():
             run.histories[fold] = paths.history_csv
         run.fold_provenance[fold] = _fold_provenance(paths)
+        run.training_facts[fold] = training_facts.read_training_facts(paths.training_facts)
     if not run.rows:
         return None
     return run
@@ -234,6 +237,12 @@ class ConfigGroup:
     @property
     def folds(self) -> list:
         return sorted({f for r in self.runs for f in r.folds})
+
+    @property
+    def training_facts(self) -> dict:
+        """{(seed, fold): that fold's training.json, or None where it was not recorded}."""
+        return {(seed, fold): facts for seed, r in zip(self.seeds, self.runs)
+                for fold, facts in r.training_facts.items()}
 
     @property
     def cases(self) -> list:

@@ -249,7 +249,11 @@ def claim_blocks(groups: list, record: dict | None) -> list:
                             paper_effect=None if a.is_isles24 else anchors.paper_effect(a.name, b.name)))
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
-                 "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
+                 "augmentation, seeds, data and folds) and whose folds' training.json agree on what the training "
+                 "resolved to (optimizer steps per fold, replicas, and within "
+                 f"{claims.SLICE_SHARE_TOLERANCE:g} the share of drawn training slices with lesion, within a factor "
+                 f"{claims.VOXEL_SHARE_RATIO:g} the share of lesion voxels); Holm adjustment runs over the controlled "
+                 "pairs."),
             table(PAIR_HEADERS, pair_table(rows)),
             para(POWER_NOTE)]
 
@@ -278,10 +282,12 @@ def seed_sds(*groups) -> tuple:
 
 
 def check_groups(factor: str, a, b) -> claims.PairCheck:
-    """claims.check_pair on two ConfigGroups, and never controlled when a side's name also holds seed runs of
-    other configurations (results_reader.group_runs split them off: not the experiment the name says)."""
+    """claims.check_pair on two ConfigGroups (their configs, seeds, folds' provenance and training facts), and
+    never controlled when a side's name also holds seed runs of other configurations (results_reader.group_runs
+    split them off: not the experiment the name says)."""
     check = claims.check_pair(factor, a.config, b.config, a.seeds, b.seeds, a.provenance_records,
-                              b.provenance_records)
+                              b.provenance_records, facts=(claims.training_summary(a.training_facts),
+                                                           claims.training_summary(b.training_facts)))
     mixed = [g.mixed for g in (a, b) if g.mixed]
     if not mixed:
         return check

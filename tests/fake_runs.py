@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from islesbench.atomic import write_json_atomic
 from islesbench.config import apply_overrides, profile_config
 from islesbench.evaluation.files import write_case_metrics
 from islesbench.storage import run_layout
@@ -78,18 +79,30 @@ PATIENTS = {c: ("patient_A" if c in ("case_1", "case_2") else f"patient_{c}") fo
 
 def write_fake_prepared(root: Path) -> Path:
     """The part of a prepared folder the report reads: patients.json."""
-    from islesbench.atomic import write_json_atomic
-
     write_json_atomic(root / "patients.json", {"method": "test", "patients": PATIENTS})
     return root
 
 
+def fake_training_facts(cfg, **drawn) -> dict:
+    """A fold's training.json as fold.fit_fold writes it: the configured steps, one replica, and drawn batches
+    with half their slices lesion slices (`drawn` overrides those counts' shares)."""
+    steps = cfg.train.steps_per_epoch or 25
+    samples = steps * cfg.train.batch_size
+    slices = samples * (cfg.data.slab_depth if cfg.model.arch == "vnet" else 1)
+    return {"steps_per_epoch": steps, "steps_basis": "configured", "epochs": cfg.train.epochs,
+            "optimizer_steps": steps * cfg.train.epochs, "replicas": 1, "workers": 1,
+            "global_batch_size": cfg.train.batch_size, "per_replica_batch_size": cfg.train.batch_size,
+            "drawn": {"batches": steps, "samples": samples, "slices": slices, "lesion_sample_share": 0.5,
+                      "lesion_slice_share": 0.5, "lesion_voxel_share": 0.008, **drawn}}
+
+
 def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: bool = True,
                    cohort: str = COHORT, folds=(0, 1), prepared=None, config=None, extras=None,
-                   patient_map: bool = True, fold_provenance=None) -> Path:
+                   patient_map: bool = True, fold_provenance=None, facts: dict | None = None) -> Path:
     """A finished run in the results layout: config.json, the patient map as training keeps it (the prepared
     folder's patients.json, or every case its own patient without one; none with patient_map=False), per-fold
-    config/history/metrics/summary/DONE. `fold_provenance(fold)` -> the fold's provenance record."""
+    config/training facts/history/metrics/summary/DONE. `fold_provenance(fold)` -> the fold's provenance record;
+    `facts`: the training.json of every fold, default fake_training_facts; {} writes none."""
     cfg = config or config_of(name)
     name = cfg.name
     run = run_layout.run_dir(runs_root, name)
@@ -108,6 +121,8 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
         cfg.save(paths.config, fold=fold, **extra, **fold_extra)
         rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)) if FOLD_OF[c] == fold]
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
+        if cfg.model.arch != "threshold" and facts != {}:
+            write_json_atomic(paths.training_facts, facts or fake_training_facts(cfg))
         if history and cfg.model.arch != "threshold":
             lines = ["epoch,dice,loss,val_dice,val_loss"]
             for e in range(4):

@@ -1,7 +1,9 @@
 """The tf.data input pipelines used by training: files of a fold → interleave → parse → augment → batch.
 
 2-D models read slice records, oversampling slices that contain lesion (DataConfig.lesion_slice_fraction);
-3-D models read volume records and crop or pad a slab of DataConfig.slab_depth slices. Augmentation
+3-D models read volume records and cut a slab of DataConfig.slab_depth slices (padded when a volume has
+fewer) around a centre slice drawn as the 2-D models draw their slices, so the same share of samples is
+centred on lesion in 2-D and 3-D. lesion_statistics counts what the drawn batches hold. Augmentation
 (islesbench.data.augment) is stateless and seeded by (seed, element index), so the same seed gives the same batches.
 """
 
@@ -104,48 +106,149 @@ def slice_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, tr
     return _static_shapes(ds.batch(batch_size, drop_remainder=True), prepared, size, is_3d=False).prefetch(PREFETCH)
 
 
-def _crop_or_pad_depth(image, mask, depth: int, seed):
+def _slice_flags(mask):
+    """Per slice of a (D,H,W,1) mask: does it hold lesion (on the prepared grid, as the slice records say)."""
+    return tf.reduce_any(mask > 0, axis=[1, 2, 3])
+
+
+def _centres(image, mask, flags, lesion):
+    """(image, mask, z) for every slice z of one volume whose flag is `lesion` (True, False, or None for all)."""
+    keep = tf.ones_like(flags) if lesion is None else tf.equal(flags, lesion)
+    z = tf.cast(tf.where(keep)[:, 0], tf.int32)
+    # The volume tensors are shared between its slices' elements, not copied.
+    return tf.data.Dataset.from_tensor_slices(z).map(lambda k: (image, mask, k))
+
+
+def _slab_around(image, mask, centre, depth: int, seed):
+    """A slab of `depth` slices that contains slice `centre`, its start uniform among those that do (seeded);
+    a volume of fewer slices is padded at the end."""
     d = tf.shape(image)[0]
     pad = tf.maximum(depth - d, 0)
     image = tf.pad(image, [[0, pad], [0, 0], [0, 0], [0, 0]])
     mask = tf.pad(mask, [[0, pad], [0, 0], [0, 0], [0, 0]])
-    start = tf.random.stateless_uniform([], seed, 0, tf.maximum(d - depth, 0) + 1, dtype=tf.int32)
+    low = tf.maximum(centre - depth + 1, 0)
+    high = tf.minimum(centre, tf.maximum(d - depth, 0))
+    start = tf.random.stateless_uniform([], seed, low, high + 1, dtype=tf.int32)
     return image[start:start + depth], mask[start:start + depth]
+
+
+def _slab_centres(volumes, fraction: float, n_slices: int, n_lesion: int, seed: int):
+    """The stream of (image, mask, centre slice) the training slabs are cut around, drawn as slice_dataset
+    draws its slices: a lesion slice with probability `fraction`, else a slice without lesion, each uniform
+    over all training slices of its kind (so a volume counts by its slices, as in 2-D)."""
+    buffer = max(64, n_slices)
+    if 0 < fraction < 1 and n_lesion > 0:
+        lesion = volumes.flat_map(lambda im, m, f: _centres(im, m, f, True)).shuffle(buffer, seed=seed).repeat()
+        other = volumes.flat_map(lambda im, m, f: _centres(im, m, f, False)).shuffle(buffer, seed=seed + 1).repeat()
+        return tf.data.Dataset.sample_from_datasets([lesion, other], [fraction, 1 - fraction], seed=seed,
+                                                    rerandomize_each_iteration=True)
+    return volumes.flat_map(lambda im, m, f: _centres(im, m, f, None)).shuffle(buffer, seed=seed).repeat()
 
 
 def volume_dataset(prepared: PreparedData, case_ids, config: ExperimentConfig, training: bool,
                    batch_size: int, seed: int | None = None):
-    """3-D data: training slabs of slab_depth (B,D,S,S,C), or whole volumes one at a time for validation."""
+    """3-D data: training slabs of slab_depth (B,D,S,S,C), or whole volumes one at a time for validation.
+
+    A training slab is cut around a centre slice drawn as the 2-D pipeline draws its slices
+    (DataConfig.lesion_slice_fraction of them lesion slices): the same share of samples is centred on
+    lesion in 2-D and 3-D.
+    """
     files = prepared.volume_files(case_ids)
     records.check_record_files(files)
     seed = config.train.seed if seed is None else seed
     size = config.data.input_size
     ds = _records(files, shuffle=training, seed=seed).map(records.parse_volume, num_parallel_calls=AUTOTUNE)
-    ds = ds.map(lambda f: _resize_pair(f["image"], f["mask"], size), num_parallel_calls=AUTOTUNE).cache()
     if not training:
+        ds = ds.map(lambda f: _resize_pair(f["image"], f["mask"], size), num_parallel_calls=AUTOTUNE).cache()
         ds = _static_shapes(ds.batch(1), prepared, size, is_3d=True)
         return ds.apply(tf.data.experimental.assert_cardinality(len(files))).prefetch(PREFETCH)
+    ds = ds.map(lambda f: (*_resize_pair(f["image"], f["mask"], size), _slice_flags(f["mask"])),
+                num_parallel_calls=AUTOTUNE).cache()
     depth = config.data.slab_depth
-    ds = _with_seeds(ds.shuffle(len(files), seed=seed).repeat(), seed)
+    centres = _slab_centres(ds, config.data.lesion_slice_fraction, slice_count(prepared, case_ids),
+                            lesion_slice_count(prepared, case_ids), seed)
 
     def slab(x, s):
         seeds = tf.random.experimental.stateless_split(s, num=2)
-        image, mask = _crop_or_pad_depth(x[0], x[1], depth, seeds[0])
+        image, mask = _slab_around(x[0], x[1], x[2], depth, seeds[0])
         if config.data.augment:
             image, mask = augment(image, mask, seeds[1], float(config.data.augment_strength))
         return image, mask
 
-    ds = ds.map(slab, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
+    ds = _with_seeds(centres, seed).map(slab, num_parallel_calls=AUTOTUNE).batch(batch_size, drop_remainder=True)
     return _static_shapes(ds, prepared, size, is_3d=True).prefetch(PREFETCH)
 
 
-def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool) -> int:
-    """One pass over the training slices (2-D) or slices/slab_depth slabs (3-D), unless configured."""
+def steps_per_epoch(prepared: PreparedData, case_ids, config: ExperimentConfig, is_3d: bool,
+                    fold_train_ids=None) -> int:
+    """One pass over the training slices (2-D) or slices/slab_depth slabs (3-D), unless configured.
+
+    With a training fraction, `fold_train_ids` (the fold's whole training set) sets the pass when
+    train.fraction_steps is `matched`: every fraction then trains for the same optimizer steps.
+    """
     if config.train.steps_per_epoch:
         return int(config.train.steps_per_epoch)
-    n = slice_count(prepared, case_ids)
+    n = slice_count(prepared, steps_basis_cases(case_ids, config, fold_train_ids))
     per_step = config.train.batch_size * (config.data.slab_depth if is_3d else 1)
     return max(1, math.ceil(n / per_step))
+
+
+def steps_basis_cases(case_ids, config: ExperimentConfig, fold_train_ids=None):
+    """The cases one pass of which is an epoch when steps_per_epoch is not configured (see steps_per_epoch)."""
+    if fold_train_ids is not None and config.data.train_fraction < 1 and config.train.fraction_steps == "matched":
+        return list(fold_train_ids)
+    return list(case_ids)
+
+
+def _lesion_counts(mask):
+    """[batches, samples, lesion samples, slices, lesion slices, voxels, lesion voxels] of one mask batch."""
+    lesion = tf.cast(mask > 0.5, tf.float64)
+    rank = len(mask.shape)
+    slices = tf.reshape(lesion, [-1, tf.reduce_prod(tf.shape(lesion)[rank - 3:])])  # (B or B*D, H*W)
+    samples = tf.reshape(lesion, [tf.shape(lesion)[0], -1])
+    return tf.stack([tf.constant(1, tf.float64),
+                     tf.cast(tf.shape(samples)[0], tf.float64), tf.reduce_sum(tf.reduce_max(samples, 1)),
+                     tf.cast(tf.shape(slices)[0], tf.float64), tf.reduce_sum(tf.reduce_max(slices, 1)),
+                     tf.cast(tf.size(lesion), tf.float64), tf.reduce_sum(lesion)])
+
+
+def _statistics(totals) -> dict:
+    batches, samples, lesion_samples, slices, lesion_slices, voxels, lesion_voxels = (float(v) for v in totals)
+    return {"batches": int(batches), "samples": int(samples), "lesion_samples": int(lesion_samples),
+            "lesion_sample_share": lesion_samples / samples if samples else None,
+            "slices": int(slices), "lesion_slices": int(lesion_slices),
+            "lesion_slice_share": lesion_slices / slices if slices else None,
+            "lesion_voxel_share": lesion_voxels / voxels if voxels else None}
+
+
+def lesion_statistics(batches, num_batches: int) -> dict:
+    """What the first `num_batches` batches of `batches` ((image, mask) batches, 2-D or 3-D) hold: samples,
+    axial slices and voxels, and how many of each contain lesion; their shares."""
+    zero = tf.zeros([7], tf.float64)
+    return _statistics(batches.take(num_batches).map(lambda _, m: _lesion_counts(m)).reduce(zero, tf.add).numpy())
+
+
+class LesionCounter:
+    """Counts, as training draws them, what the batches passing through `count` hold (as lesion_statistics).
+
+    A side counter in the pipeline's graph: no second pass over the data, and it sees every batch fit draws
+    (and the few prefetched ahead of it)."""
+
+    def __init__(self):
+        with tf.device("/cpu:0"):
+            self.totals = tf.Variable(tf.zeros([7], tf.float64), trainable=False)
+
+    def count(self, ds):
+        """`ds` ((image, mask) batches) with every batch it yields counted."""
+        def add(image, mask):
+            with tf.control_dependencies([self.totals.assign_add(_lesion_counts(mask))]):
+                return tf.identity(image), tf.identity(mask)
+
+        return ds.map(add)
+
+    def statistics(self) -> dict:
+        """lesion_statistics' fields over every batch counted so far."""
+        return _statistics(self.totals.numpy())
 
 
 def with_targets(ds, output_names):
@@ -157,10 +260,12 @@ def with_targets(ds, output_names):
 
 
 def training_dataset(prepared, case_ids, config: ExperimentConfig, is_3d: bool, batch_size: int,
-                     seed=None, output_names=("mask",)):
-    """The infinite, augmented training batches for a 2-D or 3-D model."""
+                     seed=None, output_names=("mask",), counter: LesionCounter | None = None):
+    """The infinite, augmented training batches for a 2-D or 3-D model (each counted by `counter`, if any)."""
     build = volume_dataset if is_3d else slice_dataset
     ds = build(prepared, case_ids, config, training=True, batch_size=batch_size, seed=seed)
+    if counter is not None:
+        ds = counter.count(ds)
     return with_targets(ds, output_names)
 
 
@@ -173,14 +278,15 @@ def multi_worker_training_dataset(prepared, case_ids, config: ExperimentConfig, 
 
 
 def distributed_training_dataset(strategy, prepared, case_ids, config: ExperimentConfig, is_3d: bool, seed=None,
-                                 output_names=("mask",)):
-    """One host, many replicas: the dataset built per input pipeline by the strategy (per-replica batches)."""
+                                 output_names=("mask",), counter: LesionCounter | None = None):
+    """One host, many replicas: the dataset built per input pipeline by the strategy (per-replica batches,
+    all counted by `counter`, if any)."""
     global_batch = config.train.batch_size
 
     def dataset_fn(input_context):
         per_replica = input_context.get_per_replica_batch_size(global_batch)
         base_seed = (config.train.seed if seed is None else seed) + 1000 * input_context.input_pipeline_id
-        return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names)
+        return training_dataset(prepared, case_ids, config, is_3d, per_replica, base_seed, output_names, counter)
 
     return strategy.distribute_datasets_from_function(dataset_fn)
 

@@ -5,6 +5,7 @@
                                                 with the run so the report's unit survives a moved folder
     RUNS/<config-name>/fold_<k>/config.json     the same, with the fold number and the provenance of the process
                                                 that trained the fold (islesbench.storage.provenance)
+                               training.json    what the training resolved to (storage/training_facts.py)
                                history.csv      one row per epoch (Keras CSVLogger)
                                progress.png     loss and validation Dice per epoch (redrawn every 30 s at most, and at the end)
                                checkpoint_best.keras, checkpoint_last.keras
@@ -46,6 +47,10 @@ class FoldPaths:
     @property
     def config(self) -> Path:
         return self.root / "config.json"
+
+    @property
+    def training_facts(self) -> Path:
+        return self.root / "training.json"
 
     @property
     def history_csv(self) -> Path:

@@ -112,7 +112,8 @@ def run_configuration(config: ExperimentConfig, prepared: manifest.PreparedData,
         print(f"== {config.name} fold {k}/{len(splits)}: {len(train_ids)} train{share}, {len(val_ids)} val cases",
               flush=True)
         if config.model.arch != "threshold":
-            summary = fold.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths)
+            summary = fold.train_and_validate_fold(fold_config, prepared, train_ids, val_ids, paths,
+                                                   fold_train_ids=splits[k]["train"])
         elif chief:
             summary = validate_threshold_fold(prepared, val_ids, paths)
             run_layout.finish_fold(paths)

@@ -19,6 +19,7 @@ from islesbench.config import ExperimentConfig, read_json_file
 from islesbench.models.saving import load_checkpoint
 from islesbench.runtime import distribute
 from islesbench.storage.manifest import PreparedData
+from islesbench.storage import training_facts
 from islesbench.storage.run_layout import FoldPaths, finish_fold
 from islesbench.training import checkpoints, model_reuse
 from islesbench.training.callbacks import make_callbacks
@@ -26,16 +27,22 @@ from islesbench.training.compile import build_compiled_model, compile_model
 from islesbench.training.validation import validate_fold
 
 
+# Under several workers, what training.json says the batches held is counted on this many batches of the
+# single-worker stream (the side counter is not carried through the workers' sharding).
+PROBED_BATCHES = 32
+
+
 def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids, paths: FoldPaths,
-             verbose=None):
+             verbose=None, fold_train_ids=None):
     """Train (or continue training) one fold's model until config.train.epochs; the trained model, or None
-    when the fold had finished training before."""
+    when the fold had finished training before. `fold_train_ids`: the fold's whole training set when
+    `train_ids` is a share of it (it may set the steps per epoch: pipeline.steps_per_epoch)."""
     from islesbench.data import pipeline
 
     chief = distribute.is_chief()
     strategy = distribute.make_strategy()
     is_3d = models.is_3d(config.model.arch)
-    steps = pipeline.steps_per_epoch(prepared, train_ids, config, is_3d)
+    steps = pipeline.steps_per_epoch(prepared, train_ids, config, is_3d, fold_train_ids)
     done = checkpoints.recover_last_epoch(paths) if chief else checkpoints.latest_epoch_checkpoint(paths.backup_dir)[0]
     latest = checkpoints.latest_epoch_checkpoint(paths.backup_dir)[1]
     if done >= config.train.epochs:
@@ -45,7 +52,8 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
           + (f", resuming after epoch {done}" if done else ""), flush=True)
     model = _fold_model(config, len(prepared.modalities), paths, strategy, steps, done, latest)
     outputs = tuple(model.output_names)
-    train_ds = _training_batches(config, prepared, train_ids, strategy, is_3d, outputs, done * steps)
+    counter = pipeline.LesionCounter() if distribute.num_workers() == 1 else None
+    train_ds = _training_batches(config, prepared, train_ids, strategy, is_3d, outputs, done * steps, counter)
     val_ds = _validation_batches(config, prepared, val_ids, strategy, is_3d, outputs)
     verbose = verbose if verbose is not None else (1 if sys.stdout.isatty() else 2)
     callbacks = make_callbacks(paths, done, chief)
@@ -65,7 +73,39 @@ def fit_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_id
         with strategy.scope():
             model.fit(train_ds, epochs=stop, initial_epoch=start, steps_per_epoch=steps,
                       validation_data=val_ds, callbacks=callbacks, verbose=verbose, shuffle=False)
+    if chief:
+        drawn = counter.statistics() if counter is not None else pipeline.lesion_statistics(
+            pipeline.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size), PROBED_BATCHES)
+        training_facts.write_training_facts(paths.training_facts, resolved_training_facts(
+            config, prepared, train_ids, strategy, is_3d, steps, drawn, fold_train_ids))
     return model
+
+
+def resolved_training_facts(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
+                            steps: int, drawn: dict, fold_train_ids=None) -> dict:
+    """What this fold's training resolved to (storage/training_facts.py): steps and what set them, optimizer
+    steps, replicas, batch, and `drawn`, what the training batches held (pipeline.lesion_statistics' fields:
+    on one host every batch the stream yielded, from its start; under several workers the first
+    PROBED_BATCHES batches of the single-worker stream)."""
+    from islesbench.data import pipeline
+
+    if config.train.steps_per_epoch:
+        basis = training_facts.CONFIGURED
+    elif len(pipeline.steps_basis_cases(train_ids, config, fold_train_ids)) != len(train_ids):
+        basis = training_facts.FOLD_CASES
+    else:
+        basis = training_facts.TRAINING_CASES
+    replicas = int(strategy.num_replicas_in_sync)
+    batch = int(config.train.batch_size)
+    return {"steps_per_epoch": int(steps), "steps_basis": basis, "epochs": int(config.train.epochs),
+            "optimizer_steps": int(steps) * int(config.train.epochs), "replicas": replicas,
+            "workers": distribute.num_workers(), "global_batch_size": batch,
+            "per_replica_batch_size": batch // max(1, replicas),
+            "slices_per_step": batch * (int(config.data.slab_depth) if is_3d else 1),
+            "training_cases": len(train_ids), "training_slices": pipeline.slice_count(prepared, train_ids),
+            "lesion_slice_fraction": float(config.data.lesion_slice_fraction),
+            "drawn": drawn, "drawn_counted_on": "every batch drawn" if distribute.num_workers() == 1
+            else f"the first {PROBED_BATCHES} batches of the single-worker stream"}
 
 
 def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strategy, steps: int, done: int,
@@ -97,16 +137,18 @@ def _fold_model(config: ExperimentConfig, channels: int, paths: FoldPaths, strat
 
 
 def _training_batches(config: ExperimentConfig, prepared: PreparedData, train_ids, strategy, is_3d: bool,
-                      outputs: tuple, skip_batches: int):
-    """The training stream for the strategy; on one replica it continues after `skip_batches` batches."""
+                      outputs: tuple, skip_batches: int, counter=None):
+    """The training stream for the strategy, its batches counted by `counter` (one host); on one replica it
+    continues after `skip_batches` batches (which the counter counts too: they are the stream's start)."""
     from islesbench.data import pipeline
 
     if distribute.num_workers() > 1:
         return pipeline.multi_worker_training_dataset(prepared, train_ids, config, is_3d, outputs)
     if strategy.num_replicas_in_sync > 1:
-        return pipeline.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs)
+        return pipeline.distributed_training_dataset(strategy, prepared, train_ids, config, is_3d, output_names=outputs,
+                                                     counter=counter)
     train_ds = pipeline.training_dataset(prepared, train_ids, config, is_3d, config.train.batch_size,
-                                     output_names=outputs)
+                                     output_names=outputs, counter=counter)
     # fit draws every epoch's batches from one stream; a resumed run must continue that stream where
     # the completed epochs left it, not restart it, to train on what the uninterrupted run trains on.
     return train_ds.skip(skip_batches)
@@ -147,15 +189,16 @@ def _set_encoder_frozen(model, config: ExperimentConfig, strategy, steps: int, f
 
 
 def train_and_validate_fold(config: ExperimentConfig, prepared: PreparedData, train_ids, val_ids,
-                            paths: FoldPaths, verbose=None) -> dict | None:
+                            paths: FoldPaths, verbose=None, fold_train_ids=None) -> dict | None:
     """One fold, start to finish: train (or continue), validate, mark DONE; the summary on the chief.
+    `fold_train_ids`: as in fit_fold.
 
     Keras' global state is dropped afterwards (a grid or a search trains dozens of folds in a process),
     except under a multi-worker strategy, which must outlive the fold.
     """
     chief = distribute.is_chief()
     try:
-        model = fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose)
+        model = fit_fold(config, prepared, train_ids, val_ids, paths, verbose=verbose, fold_train_ids=fold_train_ids)
         summary = validate_fold(config, prepared, train_ids, val_ids, paths, model) if chief else None
     finally:
         if distribute.num_workers() == 1:

@@ -58,3 +58,36 @@ def test_a_pretrain_folder_keeps_the_quick_width():
     assert profile_config("quick", "pspnet", "runs/pretraining/selfsup").model.encoder_width == 0.125
     assert profile_config("quick", "pspnet", "weights.h5").model.encoder_width == 1.0
     assert profile_config("quick", "pspnet", "imagenet").model.encoder_width == 1.0
+
+
+def test_every_fraction_trains_for_the_steps_of_the_whole_fold_unless_told(tiny_prepared):
+    from islesbench.data import pipeline
+
+    fold_train = tiny_prepared.splits()[0]["train"]
+    patient_of = tiny_prepared.patient_of()
+    full = profile_config("paper", "unet")  # steps_per_epoch None: an epoch is one pass over the training slices
+    assert full.train.steps_per_epoch is None and full.train.fraction_steps == "matched"
+    per_step = 2  # slices a step: 2 slices, or 1 slab of 2 (fold 0 trains on 19 slices; its halves on fewer)
+    for arch in ("unet", "vnet"):
+        config = apply_overrides(profile_config("paper", arch), {"train": {"batch_size": 2 if arch == "unet" else 1},
+                                                                 "data": {"slab_depth": 2}})
+        everything = -(-pipeline.slice_count(tiny_prepared, fold_train) // per_step)
+        for f in (0.25, 0.5):
+            share = apply_overrides(config, {"data": {"train_fraction": f}})
+            subset = fractions.training_subset(fold_train, patient_of, f, seed=0, fold=0)
+            assert len(subset) < len(fold_train)
+            assert pipeline.steps_per_epoch(tiny_prepared, subset, share, arch == "vnet", fold_train) == everything
+            proportional = apply_overrides(share, {"train": {"fraction_steps": "proportional"}})
+            fewer = -(-pipeline.slice_count(tiny_prepared, subset) // per_step)
+            assert pipeline.steps_per_epoch(tiny_prepared, subset, proportional, arch == "vnet", fold_train) == fewer
+            assert fewer < everything
+
+def test_the_steps_choice_is_recorded_where_it_matters_and_validated():
+    quick, paper = profile_config("quick", "unet"), profile_config("paper", "unet")
+    assert "fraction_steps" not in paper.to_dict()["train"]  # all patients: nothing to choose
+    assert "fraction_steps" not in apply_overrides(quick, {"data": {"train_fraction": 0.5}}).to_dict()["train"]
+    half = apply_overrides(paper, {"data": {"train_fraction": 0.5}})
+    assert half.to_dict()["train"]["fraction_steps"] == "matched"
+    assert ExperimentConfig.from_dict(json.loads(json.dumps(half.to_dict()))) == half
+    with pytest.raises(IslesbenchError, match="fraction_steps"):
+        apply_overrides(half, {"train": {"fraction_steps": "fewer"}}).validate()

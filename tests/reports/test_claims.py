@@ -106,3 +106,49 @@ def test_a_pair_with_an_encoder_of_unknown_or_leaky_pretraining_is_not_controlle
     clean = {"folds": {"0": {"file": "fold_0.keras", "leak": "none", "saw_validation_cases": 0}}}
     assert claims.check_pair("pretraining", _config("paper", "pspnet", "mine.keras", pretraining=clean),
                              _config("paper", "pspnet")).controlled
+
+
+def _facts(steps=150, replicas=1, slice_share=0.5, voxel_share=0.008, folds=(0, 1)):
+    return {(0, k): {"optimizer_steps": steps, "replicas": replicas,
+                     "drawn": {"lesion_slice_share": slice_share, "lesion_voxel_share": voxel_share,
+                               "lesion_sample_share": slice_share}} for k in folds}
+
+
+def _check(facts_a, facts_b, factor="loss"):
+    a, b = _config("quick", "unet"), _config("quick", "unet", loss="ce")
+    if factor == "architecture":
+        b = _config("quick", "vnet")
+    return claims.check_pair(factor, a, b, facts=(claims.training_summary(facts_a), claims.training_summary(facts_b)))
+
+
+def test_a_pair_whose_training_resolved_alike_is_controlled():
+    assert _check(_facts(), _facts()).controlled
+    # measurement noise in the drawn shares is not a difference (slabs around the slices 2-D draws)
+    assert _check(_facts(), _facts(slice_share=0.47, voxel_share=0.0096), "architecture").controlled
+
+
+def test_a_pair_whose_training_resolved_differently_is_flagged():
+    # e.g. a uniformly cropped V-Net against half-lesion 2-D batches, or another replica count
+    check = _check(_facts(), _facts(slice_share=0.1, voxel_share=0.002), "architecture")
+    assert not check.controlled
+    assert set(check.confounders) == {"drawn slices with lesion", "drawn lesion voxels"}
+    assert "drawn slices with lesion: 0.50 → 0.10" in check.differences
+    check = _check(_facts(), _facts(steps=75))
+    assert check.confounders == ["optimizer steps per fold"]
+    assert "optimizer steps per fold: fold 0: 150, fold 1: 150 → fold 0: 75, fold 1: 75" in check.differences
+    assert _check(_facts(), _facts(replicas=2)).confounders == ["replicas"]
+
+
+def test_a_side_without_recorded_training_facts_is_flagged():
+    unrecorded = {key: None for key in _facts()}
+    check = _check(_facts(), unrecorded)
+    assert not check.controlled and check.confounders == ["training facts"]
+    assert "training facts: recorded → not recorded for 2 fold(s)" in check.differences
+
+
+def test_other_slices_per_step_are_still_named_beside_other_training_facts():
+    vnet = _config("quick", "vnet")
+    vnet["train"]["batch_size"] = 4
+    facts = (claims.training_summary(_facts()), claims.training_summary(_facts(steps=75)))
+    check = claims.check_pair("architecture", _config("quick", "unet"), vnet, facts=facts)
+    assert check.confounders == ["slices per step", "optimizer steps per fold"]

@@ -130,7 +130,8 @@ def test_benchmark_pretrains_then_runs_the_curve_and_ensembles_full_data_cells(t
     md = paths["report_md"].read_text()
     section = md.split("## Data efficiency")[1].split("\n## ")[0]
     assert (tmp_path / "report" / "figures" / "data_efficiency.png").is_file()
-    assert "| pspnet-selfsup-focal | self-supervised | 0.25 | 1.0 |" in section
+    assert "| pspnet-selfsup-focal | self-supervised | 0.25 | 1.0 | 150 |" in section  # 6 epochs x 25 steps
+    assert "Optimizer steps held fixed across fractions: every row trains for its configured" in section
     assert "**ImageNet** line not run: ResNet-50 ImageNet weights are not cached" in section
     assert "islesbench run --arch pspnet --pretrained imagenet" in section
     # self-supervised vs scratch per fraction: matched pairs, tested; +0.075 at 0.25 and no difference at 1.0
@@ -184,3 +185,28 @@ def test_training_patients_come_from_the_record_of_the_folds_that_ran():
     one_fold = SimpleNamespace(folds=[0], rows=[{"case": "a", "fold": 0}, {"case": "b", "fold": 0}])
     group = SimpleNamespace(config={"train_patients": {"0": 16, "1": 15}}, runs=[one_fold], patient=lambda c: c)
     assert curve.training_patients(group) == 16  # the rows alone name no training patient of fold 0
+
+
+def test_the_curve_says_whether_fractions_trained_for_the_same_optimizer_steps(tmp_path):
+    from fake_runs import fake_training_facts
+
+    from islesbench.reports.report import build_report
+
+    prepared = write_fake_prepared(tmp_path / "prepared")
+    paper = apply_overrides(profile_config("paper", "unet"), {"train": {"epochs": 2}})  # steps_per_epoch None
+
+    def write(fraction, choice, steps):
+        config = apply_overrides(paper, {"data": {"train_fraction": fraction}, "train": {"fraction_steps": choice}})
+        facts = {**fake_training_facts(config), "optimizer_steps": steps}
+        write_fake_run(tmp_path / "runs", config.name, _dice(config.name), config=config, prepared=prepared,
+                       facts=facts, extras={"train_patients": {"0": 2, "1": 2}} if fraction < 1 else None)
+
+    write(1.0, "matched", 80)
+    write(0.5, "matched", 80)
+    section = build_report(tmp_path / "runs", tmp_path / "r1")["report_md"].read_text().split("## Data efficiency")[1]
+    assert "Optimizer steps held fixed across fractions: with `train.fraction_steps` matched" in section
+    assert "| unet-focal | scratch | 0.5 | 2.0 | 80 |" in section
+    write(0.25, "proportional", 20)
+    section = build_report(tmp_path / "runs", tmp_path / "r2")["report_md"].read_text().split("## Data efficiency")[1]
+    assert "Optimizer steps NOT held fixed across fractions for unet-focal-frac0.25" in section
+    assert "| unet-focal | scratch | 0.25 | 2.0 | 20 |" in section and "steps NOT held fixed across fractions" in section

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_runs import CASES, COHORT, DICE, ENSEMBLE_DICE, metric_row, write_fake_run
+from fake_runs import CASES, COHORT, DICE, ENSEMBLE_DICE, fake_training_facts, metric_row, write_fake_run
 
 from islesbench.atomic import write_json_atomic
 from islesbench.commands import report as report_command
@@ -468,3 +468,20 @@ def test_each_claim_says_what_the_grid_could_detect_and_what_it_would_need(tmp_p
                                               else "no number of seeds at 10 patients")
                                            + (f"; together: {est.together[0]} patients and {est.together[1]} seeds"
                                               if est.together else ""))
+
+
+def test_a_claim_whose_arms_drew_other_training_batches_is_not_called_a_test(tmp_path):
+    from islesbench.config import profile_config
+
+    runs = tmp_path / "runs"
+    unet, vnet = profile_config("quick", "unet"), profile_config("quick", "vnet")  # 16 slices a step each
+    write_fake_run(runs, "unet-focal", DICE["unet-focal"], config=unet)
+    # as with uniformly cropped slabs on whole-brain volumes: far fewer lesion slices than the 2-D model's half
+    write_fake_run(runs, "vnet-focal", DICE["vnet-focal"], config=vnet,
+                   facts=fake_training_facts(vnet, lesion_slice_share=0.1, lesion_voxel_share=0.002))
+    build_report(runs, tmp_path / "report")
+    md = (tmp_path / "report" / "report.md").read_text()
+    line = next(x for x in md.splitlines() if x.startswith("| 2-D > 3-D: U-Net vs V-Net (focal) |"))
+    cells = [c.strip() for c in line.strip("|").split(" | ")]
+    assert cells[9] == "NOT a test of the claim: also differs in drawn slices with lesion, drawn lesion voxels"
+    assert "drawn slices with lesion: 0.50 → 0.10" in cells[10] and cells[6] == "not a test"

@@ -76,7 +76,8 @@ def test_every_run_records_its_training_patients_and_older_runs_without_them_res
 
 
 def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared, tmp_path):
-    config = tiny_config(data={"train_fraction": 0.5})
+    # steps_per_epoch None (the paper profile): the fraction trains as many steps as the whole fold would.
+    config = tiny_config(data={"train_fraction": 0.5}, train={"steps_per_epoch": None, "epochs": 1, "batch_size": 4})
     run_configuration(config, tiny_prepared, tmp_path, folds=[0])
     patient_of = tiny_prepared.patient_of()
     fold_train = tiny_prepared.splits()[0]["train"]
@@ -87,6 +88,21 @@ def test_a_training_fraction_trains_on_whole_patients_of_the_fold(tiny_prepared,
     assert len(patients) == -(-len({patient_of.get(c, c) for c in fold_train}) // 2)  # ceil(0.5 n)
     recorded = json.loads((run_layout.run_dir(tmp_path, "unet-focal-frac0.5") / "config.json").read_text())
     assert recorded["train_patients"]["0"] == len(patients) and recorded["data"]["train_fraction"] == 0.5
+    assert recorded["train"]["fraction_steps"] == "matched"
+    facts = json.loads(run_layout.fold_paths(tmp_path, "unet-focal-frac0.5", 0).training_facts.read_text())
+    whole_fold = -(-sum(tiny_prepared.cases[c]["num_slices"] for c in fold_train) // 4)
+    assert facts["optimizer_steps"] == facts["steps_per_epoch"] == whole_fold
+    assert facts["steps_basis"] == "one pass over the fold's training cases"
+
+
+def test_each_fold_records_what_its_training_resolved_to(unet_run, tiny_prepared):
+    for k, _ in enumerate(tiny_prepared.splits()):
+        facts = json.loads(run_layout.fold_paths(unet_run, "unet-focal", k).training_facts.read_text())
+        assert facts["steps_per_epoch"] == 3 and facts["optimizer_steps"] == 6 and facts["steps_basis"] == "configured"
+        assert facts["replicas"] == 1 and facts["global_batch_size"] == 4 and facts["slices_per_step"] == 4
+        drawn = facts["drawn"]  # every batch fit drew (6), and the few prefetched ahead of it
+        assert 6 <= drawn["batches"] <= 12 and drawn["samples"] == drawn["slices"] == 4 * drawn["batches"]
+        assert 0 < drawn["lesion_voxel_share"] < drawn["lesion_sample_share"] <= 1
 
 
 def test_threshold_baseline_in_the_same_layout(tiny_prepared, tmp_path):

@@ -108,7 +108,11 @@ def test_mirrored_strategy_over_two_cpu_devices(tiny_prepared, tmp_path):
     done = subprocess.run(cmd, env=child_env(), capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "MirroredStrategy with 2 replica(s)" in done.stdout
-    assert run_layout.fold_paths(tmp_path / "runs", "unet-focal", 0).is_done()
+    paths = run_layout.fold_paths(tmp_path / "runs", "unet-focal", 0)
+    assert paths.is_done()
+    facts = json.loads(paths.training_facts.read_text())
+    assert facts["replicas"] == 2 and facts["global_batch_size"] == 4 and facts["per_replica_batch_size"] == 2
+    assert facts["drawn"]["samples"] >= 2 * 3  # both replicas' batches of 2, counted
 
 
 def _free_ports(n):
