@@ -23,6 +23,7 @@ from islesbench.reports import anchors, claims, stats
 from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
+from islesbench.storage.run_layout import is_external
 
 DISTANCE_COLUMNS = ("hd", "hd95", "assd")
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
@@ -38,6 +39,8 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 def selection_flag(group) -> str:
     """What the row's label must warn about: hyperparameters, members or a pretraining that used its scored
     cases."""
+    if is_external(group.config):
+        return "external predictions (imported): what they chose, and on which cases, is not recorded here"
     seen = sum(int(e.get("saw_validation_cases") or 0)
                for e in ((group.config.get("pretraining") or {}).get("folds") or {}).values())
     if seen:
@@ -186,6 +189,7 @@ def stats_blocks(groups: list, record: dict | None) -> list:
                                if len(summaries) < len(group) else "") + ":"),
                        table(_STATS_HEADERS, [_stats_row(c, h) for c, h in zip(vs_best, holm)])]
         blocks += claim_blocks(group, record)
+        blocks += cross_framework_blocks(group)
         blocks += ensemble_blocks(group)
     return blocks
 
@@ -216,6 +220,38 @@ def claim_blocks(groups: list, record: dict | None) -> list:
     return [para("The paper's claims (the paper reports first > second). A claim is tested only on a pair whose "
                  "config.json files differ in the factor alone (same width, input size, schedule, optimiser, "
                  "augmentation, seeds, data and folds); Holm adjustment runs over the controlled pairs."),
+            table(PAIR_HEADERS, pair_table(rows))]
+
+
+def cross_framework_blocks(groups: list) -> list:
+    """Each imported (external) row against every other row: paired like the claims, but labelled a
+    cross-framework comparison, since an external row has no config.json of islesbench's to diff."""
+    externals = [g for g in groups if is_external(g.config)]
+    if not externals:
+        return []
+    others = [g for g in groups if recorded_fraction(g.config) >= 1]
+    rows = []
+    for ext in externals:
+        source = (ext.config.get("external") or {}).get("description") or (ext.config.get("external") or {}).get("source")
+        for other in others:
+            if other is ext:
+                continue
+            same_folds = ext.config.get("splits_fingerprint") == other.config.get("splits_fingerprint")
+            comparison = stats.paired_wilcoxon(ext.patient_values("dice"), other.patient_values("dice"), ext.name,
+                                               other.name, "dice", label=f"{ext.name} vs {other.name}")
+            verdict = ("cross-framework comparison on the same folds; configs cannot be diffed" if same_folds else
+                       "NOT comparable: predicted on other folds (splits fingerprint "
+                       f"{ext.config.get('splits_fingerprint')} vs {other.config.get('splits_fingerprint')})")
+            rows.append(PairRow(f"{ext.name} vs {other.name}", ext.name, other.name, comparison, same_folds, verdict,
+                                f"cannot be diffed: external predictions ({source}) vs "
+                                + ("external predictions" if is_external(other.config) else "islesbench configuration"),
+                                untested="other folds"))
+    return [heading(4, "Cross-framework comparisons"),
+            para("Rows imported with `islesbench import` (predictions made by another framework on these folds, "
+                 "scored by islesbench's evaluator) against every other row, paired by patient. Their training "
+                 "configuration is not islesbench's, so no field-by-field control is possible: a difference here "
+                 "compares whole methods (architecture, preprocessing, schedule, budget and post-processing "
+                 "together), not one factor. Holm adjustment runs over the rows on the same folds."),
             table(PAIR_HEADERS, pair_table(rows))]
 
 
