@@ -149,13 +149,6 @@ def test_a_folder_holding_other_cases_is_refused(exported, tmp_path):
         export_nnunet(prepared, tmp_path, 505, "Foreign", log=lambda *_: None)
 
 
-@pytest.mark.parametrize("dataset_id, name, message", [(0, "X", "--dataset-id"), (1000, "X", "--dataset-id"),
-                                                       (5, "a/b", "--name"), (5, "", "--name")])
-def test_unusable_dataset_ids_and_names_are_refused(dataset_id, name, message):
-    with pytest.raises(IslesbenchError, match=message):
-        nnunet_dataset.dataset_folder_name(dataset_id, name)
-
-
 def test_a_bad_raw_case_is_refused_as_prepare_refuses_it(tiny_cohort, tmp_path, capsys):
     raw = tmp_path / "raw"
     shutil.copytree(tiny_cohort, raw)
