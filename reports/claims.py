@@ -244,7 +244,8 @@ def claim_pairs(configs: dict) -> list[ClaimPair]:
     for name, cfg in configs.items():
         model, loss = cfg.get("model") or {}, cfg.get("loss") or {}
         arch = model.get("arch")
-        if arch in (None, "threshold", "ensemble") or cfg.get("tuning"):
+        # an imported row has no islesbench config to control (reports/tables.py: cross-framework comparisons)
+        if arch in (None, "threshold", "ensemble", "external") or cfg.get("tuning"):
             continue
         if recorded_fraction(cfg) < 1:  # tested per fraction (reports/curve.py)
             continue

@@ -23,6 +23,7 @@ from islesbench.reports.cells import first_sentence
 from islesbench.reports.document import Link, heading, para, table
 from islesbench.reports.stats import is_finite
 from islesbench.storage import selection
+from islesbench.storage.run_layout import is_external
 
 # (column, heading, decimals) of the comparison table; Dice gets its own columns.
 OTHER_METRICS = (("precision", "Precision", 3), ("recall", "Recall", 3), ("hd", "HD (mm)", 1),
@@ -41,9 +42,11 @@ PAPER_COLUMN = "Paper Dice (" + anchors.ISLES2018_TRAINING_CV + ")"
 
 
 def selection_flag(group) -> str:
-    """What the row's label must warn about: seed runs of other configurations under its name, hyperparameters,
-    members or a pretraining that used its scored cases, a pretraining on unknown data, and for an ensemble how
-    its members were chosen and its members' own flags (islesbench.storage.selection)."""
+    """What the row's label must warn about: imported predictions, seed runs of other configurations under its
+    name, hyperparameters, members or a pretraining that used its scored cases, a pretraining on unknown data,
+    and for an ensemble how its members were chosen and its members' own flags (islesbench.storage.selection)."""
+    if is_external(group.config):
+        return "external predictions (imported): what they chose, and on which cases, is not recorded here"
     flags = selection.selection_flags(group.config)
     if group.mixed:
         flags = ["MIXED SEEDS: " + group.mixed] + flags
@@ -218,6 +221,7 @@ def stats_blocks(groups: list, record: dict | None) -> list:
                                if len(summaries) < len(group) else "") + ":"),
                        table(_STATS_HEADERS, [_stats_row(c, h) for c, h in zip(vs_best, holm)])]
         blocks += claim_blocks(group, record)
+        blocks += cross_framework_blocks(group)
         blocks += ensemble_blocks(group)
     return blocks
 
@@ -293,6 +297,38 @@ def check_groups(factor: str, a, b) -> claims.PairCheck:
         return check
     return claims.PairCheck(False, check.differences, check.confounders + ["seed runs of other configurations"],
                             "; ".join(mixed), check.leaks)
+
+
+def cross_framework_blocks(groups: list) -> list:
+    """Each imported (external) row against every other row: paired like the claims, but labelled a
+    cross-framework comparison, since an external row has no config.json of islesbench's to diff."""
+    externals = [g for g in groups if is_external(g.config)]
+    if not externals:
+        return []
+    others = [g for g in groups if recorded_fraction(g.config) >= 1]
+    rows = []
+    for ext in externals:
+        source = (ext.config.get("external") or {}).get("description") or (ext.config.get("external") or {}).get("source")
+        for other in others:
+            if other is ext:
+                continue
+            same_folds = ext.config.get("splits_fingerprint") == other.config.get("splits_fingerprint")
+            comparison = stats.paired_wilcoxon(ext.patient_values("dice"), other.patient_values("dice"), ext.name,
+                                               other.name, "dice", label=f"{ext.name} vs {other.name}")
+            verdict = ("cross-framework comparison on the same folds; configs cannot be diffed" if same_folds else
+                       "NOT comparable: predicted on other folds (splits fingerprint "
+                       f"{ext.config.get('splits_fingerprint')} vs {other.config.get('splits_fingerprint')})")
+            rows.append(PairRow(f"{ext.name} vs {other.name}", ext.name, other.name, comparison, same_folds, verdict,
+                                f"cannot be diffed: external predictions ({source}) vs "
+                                + ("external predictions" if is_external(other.config) else "islesbench configuration"),
+                                untested="other folds"))
+    return [heading(4, "Cross-framework comparisons"),
+            para("Rows imported with `islesbench import` (predictions made by another framework on these folds, "
+                 "scored by islesbench's evaluator) against every other row, paired by patient. Their training "
+                 "configuration is not islesbench's, so no field-by-field control is possible: a difference here "
+                 "compares whole methods (architecture, preprocessing, schedule, budget and post-processing "
+                 "together), not one factor. Holm adjustment runs over the rows on the same folds."),
+            table(PAIR_HEADERS, pair_table(rows))]
 
 
 @dataclass(frozen=True)

@@ -195,3 +195,22 @@ def build_fake_runs(root: Path) -> Path:
     write_fake_ensemble(runs, ["pspnet-imagenet-focal", "unet-focal"])
     write_predictions(runs, "ensemble-top2")
     return runs
+
+
+def write_fake_external(runs_root, name: str, dice: list, splits_fingerprint=None, cohort: str = COHORT) -> Path:
+    """Imported predictions (`islesbench import`): the fold layout of a run, a config.json of kind external."""
+    from islesbench.atomic import write_json_atomic
+
+    out = run_layout.run_dir(runs_root, name)
+    config = {"name": name, "kind": run_layout.EXTERNAL_KIND, "model": {"arch": "external", "pretrained": None},
+              "external": {"source": "/elsewhere/nnUNet_results", "description": "nnU-Net 2d (fake)",
+                           "training_config": None},
+              "folds": [0, 1], "cohort": cohort, "splits_fingerprint": splits_fingerprint}
+    write_json_atomic(out / "config.json", config)
+    for fold in (0, 1):
+        paths = run_layout.FoldPaths(out / f"fold_{fold}")
+        write_json_atomic(paths.config, {**config, "fold": fold})
+        rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, dice)) if FOLD_OF[c] == fold]
+        write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
+        paths.done_marker.write_text("")
+    return out

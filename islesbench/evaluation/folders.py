@@ -231,6 +231,19 @@ def check_geometry(pairs: list[CasePair]) -> None:
         raise CohortError([str(f) for f in faults])
 
 
+def prediction_files(folder) -> dict[str, Path]:
+    """case id -> path of every `<case>.nii[.gz]` directly in `folder`, as `evaluate` matches them.
+
+    Args:
+        folder: a folder of predicted masks or probability maps (hidden files and `<case>_prob` maps are
+            ignored; other files, such as nnU-Net's summary.json, are not NIfTI names and skipped).
+
+    Returns:
+        {case id: path}; an IslesbenchError when one case has two files.
+    """
+    return _nifti_files_by_case(Path(folder))
+
+
 def _nifti_files_by_case(folder: Path) -> dict[str, Path]:
     """case id -> path of every `<case>.nii[.gz]` directly in `folder` (no hidden files, no `_prob` maps)."""
     found: dict[str, Path] = {}

@@ -20,7 +20,8 @@ ensemble only after every cell has ended.
 The ensemble averages validation probability maps, and its members are never chosen on the cases it is
 scored on: by default (nested) the cases of fold k are averaged over the top-k configurations ranked by
 their mean Dice on the *other* folds' cases, so each fold may have its own members (recorded per fold);
-`fixed_members` is a list fixed before anything ran. Status and timings go to RUNS/benchmark.json.
+`fixed_members` is a list fixed before anything ran. Only the grid's own cells are ranked: a row imported
+with `islesbench import` (external) is a member only when `fixed_members` names it. Status and timings go to RUNS/benchmark.json.
 
 Data efficiency: the grid's "train_fractions" run every learned cell on those shares of each fold's
 training patients (seeded, nested; islesbench/data/fractions.py), validated on the whole fold; the ensemble
@@ -161,9 +162,11 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
 
 def check_fixed_members(grid: Grid, profile: str, members: list, runs_root) -> None:
     """Refuse `--members` names that are not runs this benchmark makes (its learned full-data configurations
-    of seed 0, the ones the ensemble averages), before anything trains: one line naming them and the choices."""
+    of seed 0, the ones the ensemble averages) nor rows imported into RUNS (`islesbench import`), before
+    anything trains: one line naming them and the choices."""
     names = [config.name for cell, config in grid.cell_configs(profile, 0, runs_root)
              if cell.learned and config.data.train_fraction >= 1]
+    names += [m for m in members if m not in names and _is_imported(run_layout.run_dir(runs_root, m))]
     unknown = [m for m in members if m not in names]
     if unknown:
         raise IslesbenchError(f"--members {','.join(members)}: {', '.join(unknown)} "
@@ -316,6 +319,24 @@ def _learned_runs(cells: list[dict], runs_root, read_run) -> dict:
     return out
 
 
+def _is_imported(run_root: Path) -> bool:
+    """Whether `run_root` holds predictions imported with `islesbench import`."""
+    return (run_root / "config.json").is_file() and run_layout.is_external(run_layout.read_run_config(run_root))
+
+
+def _external_runs(names: list, runs_root, read_run) -> dict:
+    """name -> {case: (fold, Dice)} of the named run folders that hold imported predictions (`islesbench import`)."""
+    out = {}
+    for name in names:
+        run_root = run_layout.run_dir(runs_root, name)
+        if not _is_imported(run_root):
+            continue
+        run = read_run(run_root)
+        if run is not None and run.rows:
+            out[name] = {r["case"]: (r["fold"], r["dice"]) for r in run.rows}
+    return out
+
+
 def nested_ensemble_members(per_config: dict, top_k: int) -> tuple[dict, str | None]:
     """For every fold k: the top-k configurations by mean Dice over the cases of the *other* folds.
 
@@ -344,6 +365,8 @@ def _run_ensemble(grid: Grid, cells: list[dict], runs_root: Path, ensemble_runs,
     out_dir = run_layout.run_dir(runs_root, ens.run_name)
     per_config = _learned_runs(cells, runs_root, read_run)
     if fixed_members:
+        # Imported (external) rows are no cells: only naming them in --members makes them members.
+        per_config.update(_external_runs([m for m in fixed_members if m not in per_config], runs_root, read_run))
         unknown = [m for m in fixed_members if m not in per_config]
         reason = (f"--members names configurations that did not finish: {', '.join(unknown)}" if unknown else None)
         folds = sorted({f for rows in per_config.values() for f, _ in rows.values()})

@@ -19,6 +19,9 @@
                                DONE             written last: the fold is complete
     An ensemble (`islesbench ensemble RUN_DIRS --out RUNS/ensemble-...`) is written in this same layout:
     its fold_<k>/validation/ holds the cases that fold validated, averaged over the member runs.
+    So are predictions made elsewhere (`islesbench import`): config.json has "kind": "external" and no
+    training configuration, each fold_<k>/ the imported masks (and probability maps), threshold.json,
+    the metrics files and DONE.
 
 No other module builds these paths.
 """
@@ -36,6 +39,7 @@ from islesbench.errors import IslesbenchError
 
 DONE_MARKER = "DONE"
 PATIENT_MAP = "patients.json"
+EXTERNAL_KIND = "external"  # config.json "kind" of predictions made elsewhere (islesbench import)
 
 
 @dataclass(frozen=True)
@@ -172,6 +176,11 @@ def read_threshold(path) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 <= value <= 1.0:
         raise IslesbenchError(f"{path}: expected {{\"threshold\": a number in [0, 1]}}, found {str(data)[:80]}")
     return float(value)
+
+
+def is_external(config: dict) -> bool:
+    """True for a run folder of imported predictions: no islesbench training configuration to compare."""
+    return config.get("kind") == EXTERNAL_KIND
 
 
 def prepare_fold_dir(paths: FoldPaths) -> None:

@@ -5,7 +5,7 @@ import json
 import types
 
 import pytest
-from fake_runs import DICE, SPECS, config_of, write_fake_ensemble, write_fake_run
+from fake_runs import DICE, SPECS, config_of, write_fake_ensemble, write_fake_external, write_fake_run
 
 from islesbench.commands import benchmark as benchmark_command
 from islesbench.config import apply_overrides, parse_fold
@@ -240,6 +240,26 @@ def test_an_ensemble_of_a_flagged_member_is_flagged(tmp_path):
     groups = {g.name: g for g in group_runs(collect_runs(runs)[0])}
     flag = selection_flag(groups["ensemble-top2"])
     assert "member unet-focal: tuned on the folds it is scored on (non-nested): optimistic" in flag
+
+
+def test_an_external_row_is_an_ensemble_member_only_when_named(tmp_path):
+    runs = tmp_path / "runs"
+    write_fake_external(runs, "nnunet-2d", [0.99] * 10)  # the best row by far, but imported, not a cell
+    seen = []
+
+    def ensemble(run_dirs, out_dir, force=False, folds=None, record=None):
+        seen.append([p.name for p in run_dirs])
+        return fake_ensemble(run_dirs, out_dir)
+
+    record = run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=FakeTraining(),
+                           ensemble_runs=ensemble)
+    assert seen and not any("nnunet-2d" in members for members in seen)
+    assert "nnunet-2d" not in json.dumps(record["cells"][-1]["members_per_fold"])
+    seen.clear()
+    record = run_benchmark(_grid(), "/data", runs, "quick", num_folds=2, run_configuration=FakeTraining(),
+                           ensemble_runs=ensemble, fixed_members=["nnunet-2d", "unet-focal"], force=True)
+    assert seen == [["nnunet-2d", "unet-focal"], ["nnunet-2d", "unet-focal"]]
+    assert record["cells"][-1]["status"] == "done"
 
 
 def test_seeds_repeat_every_cell_into_its_own_folder(tmp_path):
