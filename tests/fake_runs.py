@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import numpy as np
@@ -134,19 +135,10 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
 
 def write_fake_ensemble(runs_root, members: list, name: str = "ensemble-top2", cohort: str = COHORT) -> Path:
     """An ensemble's output: the same fold layout as a run, a config.json naming its members."""
-    from islesbench.atomic import write_json_atomic
-
     out = run_layout.run_dir(runs_root, name)
     config = {"name": name, "model": {"arch": "ensemble", "pretrained": None}, "cohort": cohort,
               "members": [str(run_layout.run_dir(runs_root, m)) for m in members]}
-    write_json_atomic(out / "config.json", config)
-    for fold in (0, 1):
-        paths = run_layout.FoldPaths(out / f"fold_{fold}")
-        write_json_atomic(paths.config, {**config, "fold": fold})
-        rows = [metric_row(c, d, i) for i, (c, d) in enumerate(zip(CASES, ENSEMBLE_DICE)) if FOLD_OF[c] == fold]
-        write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
-        paths.done_marker.write_text("")
-    return out
+    return _write_config_and_folds(out, config, ENSEMBLE_DICE)
 
 
 def _save(path: Path, array, spacing=SPACING) -> None:
@@ -199,13 +191,16 @@ def build_fake_runs(root: Path) -> Path:
 
 def write_fake_external(runs_root, name: str, dice: list, splits_fingerprint=None, cohort: str = COHORT) -> Path:
     """Imported predictions (`islesbench import`): the fold layout of a run, a config.json of kind external."""
-    from islesbench.atomic import write_json_atomic
-
     out = run_layout.run_dir(runs_root, name)
     config = {"name": name, "kind": run_layout.EXTERNAL_KIND, "model": {"arch": "external", "pretrained": None},
               "external": {"source": "/elsewhere/nnUNet_results", "description": "nnU-Net 2d (fake)",
                            "training_config": None},
               "folds": [0, 1], "cohort": cohort, "splits_fingerprint": splits_fingerprint}
+    return _write_config_and_folds(out, config, dice)
+
+
+def _write_config_and_folds(out: Path, config: dict, dice: list) -> Path:
+    """config.json and finished folds 0 and 1 (config, metrics, summary, DONE) of a folder that trained nothing."""
     write_json_atomic(out / "config.json", config)
     for fold in (0, 1):
         paths = run_layout.FoldPaths(out / f"fold_{fold}")
@@ -214,3 +209,19 @@ def write_fake_external(runs_root, name: str, dice: list, splits_fingerprint=Non
         write_case_metrics(rows, paths.metrics_csv, paths.summary_json)
         paths.done_marker.write_text("")
     return out
+
+
+def markdown_table_rows(markdown: str, first_header: str, heading: str | None = None) -> dict:
+    """{first cell's text (a link's label): [cells]} of the first Markdown table whose header starts with
+    `first_header` (after the line `heading`, when given)."""
+    lines = markdown.splitlines()
+    if heading is not None:
+        lines = lines[lines.index(heading):]
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = [c.strip() for c in line.strip("|").split(" | ")]
+        rows[re.sub(r"^\[(.*?)\]\(.*\)$", r"\1", cells[0])] = cells
+    return rows

@@ -3,27 +3,13 @@ against every other row as cross-framework comparisons whose configs cannot be d
 
 from __future__ import annotations
 
-import re
-
 import numpy as np
-from fake_runs import CASES, DICE, ENSEMBLE_DICE, PATIENTS, build_fake_runs, write_fake_external
+from fake_runs import (CASES, DICE, ENSEMBLE_DICE, PATIENTS, build_fake_runs, markdown_table_rows,
+                       write_fake_external)
 
 from islesbench.reports.report import build_report
 
 EXTERNAL_DICE = [0.85, 0.74, 0.71, 0.66, 0.93, 0.70, 0.88, 0.69, 0.83, 0.75]
-
-
-def table_rows(markdown: str, heading: str, first_header: str) -> dict:
-    """{first cell: cells} of the first table under `heading` whose header starts with `first_header`."""
-    lines = markdown.splitlines()[markdown.splitlines().index(heading):]
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split(" | ")]
-        rows[re.sub(r"^\[(.*?)\]\(.*\)$", r"\1", cells[0])] = cells
-    return rows
 
 
 def patient_values(values) -> list:
@@ -42,13 +28,13 @@ def test_an_external_row_is_shown_and_tested_against_every_other_row(tmp_path):
     build_report(runs, tmp_path / "report")
     md = (tmp_path / "report" / "report.md").read_text()
 
-    comparison = table_rows(md, "## Comparison", "Configuration")
+    comparison = markdown_table_rows(md, "Configuration", "## Comparison")
     assert "nnunet-2d" in comparison and "external predictions (imported)" in " ".join(comparison["nnunet-2d"])
-    assert "nnunet-2d" in table_rows(md, "### Mean Dice per fold (seed 0, over cases)", "Configuration")
+    assert "nnunet-2d" in markdown_table_rows(md, "Configuration", "### Mean Dice per fold (seed 0, over cases)")
     claims = [line for line in md.splitlines() if "controlled: differs only in" in line or "NOT a test" in line]
     assert claims and not any("nnunet-2d" in line or "elsewhere" in line for line in claims)
 
-    cross = table_rows(md, "#### Cross-framework comparisons", "Comparison")
+    cross = markdown_table_rows(md, "Comparison", "#### Cross-framework comparisons")
     others = set(DICE) | {"ensemble-top2", "elsewhere-other-folds"}
     assert {k for k in cross if k.startswith("nnunet-2d vs ")} == {f"nnunet-2d vs {o}" for o in others}
     row = cross["nnunet-2d vs unet-focal"]

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_runs import CASES, COHORT, DICE, ENSEMBLE_DICE, fake_training_facts, metric_row, write_fake_run
+from fake_runs import (CASES, COHORT, DICE, ENSEMBLE_DICE, fake_training_facts, markdown_table_rows, metric_row,
+                       write_fake_run)
 
 from islesbench.atomic import write_json_atomic
 from islesbench.commands import report as report_command
@@ -21,17 +22,7 @@ from islesbench.storage import history
 
 
 def _table_rows(markdown: str, first_header: str) -> dict:
-    """{first cell text: [cells]} of the Markdown table whose header starts with `first_header`."""
-    lines = markdown.splitlines()
-    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first_header} |"))
-    rows = {}
-    for line in lines[start + 2:]:
-        if not line.startswith("|"):
-            break
-        cells = [c.strip() for c in line.strip("|").split(" | ")]
-        key = re.sub(r"^\[(.*?)\]\(.*\)$", r"\1", cells[0])
-        rows[key] = cells
-    return rows
+    return markdown_table_rows(markdown, first_header)
 
 
 def _mean_std(values, decimals):
