@@ -67,11 +67,15 @@ def metric_row(case: str, dice: float, index: int) -> dict:
 
 def config_of(name: str):
     """The ExperimentConfig of a fake configuration."""
-    arch, pretrained, loss = SPECS[name]
-    cfg = apply_overrides(profile_config("quick"), {"model": {"arch": arch, "pretrained": pretrained},
-                                                    "loss": {"name": loss}})
+    cfg = config_with(*SPECS[name])
     assert cfg.name == name
     return cfg
+
+
+def config_with(arch: str, pretrained, loss: str):
+    """The quick profile's ExperimentConfig of `arch` with this initialisation and loss."""
+    return apply_overrides(profile_config("quick"), {"model": {"arch": arch, "pretrained": pretrained},
+                                                     "loss": {"name": loss}})
 
 
 # case_1 and case_2 are two slabs of one patient (both in fold 0), as in ISLES.

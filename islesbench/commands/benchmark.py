@@ -10,11 +10,12 @@ offline, say: its child's one-line error, exit 2) is recorded as not run, with t
 any other status is recorded as crashed, with the signal or status, its log and its command. Either way
 the grid goes on. One progress line (cells done, running, crashed, elapsed, ETA) is kept current on a
 terminal and printed as plain lines elsewhere; the cells' own output (Keras' epoch lines) goes only to
-their logs unless --verbose. `--executor ray` runs each cell as a Ray task on a cluster instead
+their logs unless --verbose. The self-supervised pretraining of "selfsup" cells runs first, fold by fold,
+each in its own child process too (RUNS/logs/pretraining-selfsup.log), on this machine. `--executor ray` runs each cell as a Ray task on a cluster instead
 (islesbench/grid/ray_executor.py; --address, --cell-cpus, --cell-gpus): OUT must be shared storage.
 
 Exit status: 0 when every cell ended without crashing (cells that could not run are reported, not
-failures), 3 when any cell crashed (the rest of the grid, the ensemble and the report still ran; run the
+failures), 3 when any cell or the pretraining crashed (the rest of the grid, the ensemble and the report still ran; run the
 same command again to resume), 1 when a step in this process failed (the ensemble), 2 for bad input. `--seeds N` repeats every cell
 with training seeds 0..N-1 on the same folds (seed k > 0 runs into `<name>-seed<k>`).
 
@@ -47,7 +48,7 @@ from islesbench.grid.runner import run_benchmark
 from islesbench.reports.report import build_report
 from islesbench.reports.results_reader import read_run
 
-CRASHED_EXIT = 3  # a cell's child died by a signal or exited with a status other than 0 and 2
+CRASHED_EXIT = 3  # a cell's (or the pretraining's) child died by a signal or exited with a status other than 0 and 2
 
 
 def configure_parser(parser) -> None:
@@ -117,7 +118,8 @@ def run_command(args) -> int:
                                cell_cpus=getattr(args, "cell_cpus", 1), cell_gpus=getattr(args, "cell_gpus", 0))
     finally:
         progress.close()
-    for cell in record["cells"]:
+    pretraining = record.get("pretraining")
+    for cell in ([pretraining] if pretraining else []) + record["cells"]:
         line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
         if cell["status"] == CRASHED:
             how = cell.get("signal", {}).get("name") or f"exit status {cell.get('exit_status')}"
@@ -131,7 +133,7 @@ def run_command(args) -> int:
         paths = build_report(args.out, out)
         print(f"report: {paths['report_html']}")
     # Cells that could not run (weights absent offline) are reported, not failures; crashed cells are.
-    if any(c["status"] == CRASHED for c in record["cells"]):
+    if any(c["status"] == CRASHED for c in record["cells"] + ([pretraining] if pretraining else [])):
         print(f"some cells crashed (exit status {CRASHED_EXIT}); their logs are named above; "
               "run the same command again to resume them")
         return CRASHED_EXIT

@@ -14,8 +14,10 @@ crashed benchmark from the last committed epoch. `seeds` repeats every cell with
 the same folds (seed k > 0 runs into `<name>-seed<k>`). Tests pass `run_configuration`, a stand-in trainer
 that runs in this process instead (one cell after the other).
 
-Self-supervised pretraining (before the cells), the ensemble and the report run in this process, the
-ensemble only after every cell has ended.
+Self-supervised pretraining runs before the cells, fold by fold, each as a child process like a cell's
+(`islesbench pretrain --exclude-fold k`, all the threads, on this machine whichever the executor; its
+output in RUNS/logs/pretraining-selfsup.log); a crash in it is recorded and costs only the "selfsup" cells.
+The ensemble and the report run in this process, the ensemble only after every cell has ended.
 
 The ensemble averages validation probability maps, and its members are never chosen on the cases it is
 scored on: by default (nested) the cases of fold k are averaged over the top-k configurations ranked by
@@ -101,7 +103,11 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     requested = list(range(num_folds)) if fold == "all" else [int(fold)]
     pretraining = None
     if grid.uses_selfsup():
-        pretraining = _pretrain(grid, data, runs_root, profile, requested, num_folds, layout, force, prepare)
+        run_child = None
+        if run_configuration is None:  # the real grid: in a child process, like the cells
+            run_child = _pretraining_child(child_command, gpus, progress.write if verbose else None)
+        pretraining = _pretrain(grid, data, runs_root, profile, requested, num_folds, layout, force, prepare,
+                                run_child, progress.write)
         record["pretraining"] = pretraining
         _write_record(record_path, record, started)
 
@@ -175,14 +181,27 @@ def check_fixed_members(grid: Grid, profile: str, members: list, runs_root) -> N
 
 
 def _pretrain(grid: Grid, data, runs_root: Path, profile: str, requested: list, num_folds: int, layout, force: bool,
-              prepare) -> dict:
+              prepare, run_child, announce) -> dict:
     """The self-supervised pretraining of the grid's "selfsup" cells (before any cell); its record entry."""
     config_file = None
     if grid.pretraining.overrides:
         config_file = cell_overrides_path(runs_root, "pretraining")
         write_json_atomic(config_file, grid.pretraining.overrides)
     return run_selfsup_pretraining(grid.pretraining, data, runs_root, profile, requested, num_folds, layout=layout,
-                                   force=force, config_file=config_file, prepare=prepare)
+                                   force=force, config_file=config_file, prepare=prepare, run_child=run_child,
+                                   announce=announce)
+
+
+def _pretraining_child(child_command, gpus, echo):
+    """run_child(argv tail, log, command) for the pretraining: one child at a time with every CPU thread (the
+    cells wait for it) and the first GPU, on this machine."""
+    prefix = list(child_command or default_child_command())
+    gpus = child_env.visible_gpus() if gpus is None else gpus
+
+    def run_child(tail, log_path, command):
+        return run_child_process(prefix + tail, child_env.cell_env(1, 0, gpus), log_path, command, echo=echo,
+                                 label="pretraining")
+    return run_child
 
 
 def _blocked(cell, pretraining: dict | None) -> str | None:

@@ -4,7 +4,9 @@ the per-fold pretraining the benchmark runs before them.
 A "selfsup" cell fine-tunes fold k from an encoder pretrained (`islesbench pretrain`, Models Genesis) on
 the block's cohorts and the benchmark's own cohort without fold k's validation patients, so no fold is
 scored on cases its encoder has seen. The pretraining is resumable and skipped when done, like the runs;
-its wall time per fold goes to benchmark.json and the report.
+its wall time per fold goes to benchmark.json and the report. The benchmark runs each fold's pretraining
+as a child process (`islesbench pretrain --exclude-fold k`), as it runs its cells, so a crash in it costs
+the "selfsup" cells, never the grid, and Keras' epoch lines go to RUNS/logs/pretraining-selfsup.log.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from islesbench.errors import IslesbenchError
-from islesbench.storage.pretrain_records import read_record
+from islesbench.grid.cell_process import DONE, NOT_RUN, cell_log_path
+from islesbench.storage.pretrain_records import PretrainPaths, read_record
 
 # islesbench.selfsup.pretrain imports TensorFlow at its top: it is imported inside the functions that use it,
 # to keep `islesbench --help` fast.
@@ -24,6 +27,7 @@ PRETRAINING_KEYS = {"data", "include_finetune_cohort", "overrides"}
 # A cell's "pretrained" value for self-supervised pretraining made per fold by the benchmark.
 SELFSUP = "selfsup"
 PRETRAINING_DIR = "pretraining"
+PRETRAINING_LOG = "pretraining-selfsup"  # RUNS/logs/pretraining-selfsup.log
 
 
 def selfsup_dir(runs_root) -> Path:
@@ -71,30 +75,38 @@ def parse_pretraining(raw) -> tuple[PretrainingBlock | None, list[str]]:
 
 
 def pretraining_command(block: PretrainingBlock, data_dirs: list, folds_of, runs_root, profile: str, num_folds: int,
-                        config_file=None) -> str:
-    """The `islesbench pretrain ...` command line that makes the benchmark's per-fold encoders."""
+                        config_file=None, exclude_fold="all", force: bool = False) -> str:
+    """The `islesbench pretrain ...` command line that makes the benchmark's per-fold encoders (every fold's,
+    or fold `exclude_fold`'s)."""
     parts = ["islesbench", "pretrain"]
     for d in data_dirs:
         parts += ["--data", str(d)]
-    parts += ["--folds-of", str(folds_of), "--exclude-fold", "all", "--profile", profile, "--folds", str(num_folds),
-              "--out", str(selfsup_dir(runs_root))]
+    parts += ["--folds-of", str(folds_of), "--exclude-fold", str(exclude_fold), "--profile", profile,
+              "--folds", str(num_folds), "--out", str(selfsup_dir(runs_root))]
     if config_file:
         parts += ["--config", str(config_file)]
+    if force:
+        parts.append("--force")
     return " ".join(shlex.quote(p) for p in parts)
 
 
 def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: str, fold_ids: list,
                             num_folds: int = 5, layout=None, force: bool = False, config_file=None, *,
-                            prepare) -> dict:
+                            prepare, run_child=None, announce=None) -> dict:
     """Pretrain the encoder of every requested fold (resuming, skipping finished ones); the benchmark's
     record of it: status, per-fold wall and training seconds, what it read, the command.
 
     `prepare` (data folder, runs root, num_folds, seed, layout, target=) -> PreparedData is
     islesbench.data_prep.prepare.resolve_prepared, passed down from the `benchmark` command.
+    `run_child(argv after "islesbench", log path, command)` -> the status fields of
+    islesbench.grid.cell_process.child_outcome runs each fold's `islesbench pretrain --exclude-fold k` as a
+    child process (the benchmark's way); None pretrains in this process (the tests' stand-in grids).
+    `announce(line)` is told when each fold starts and ends.
     """
     from islesbench.selfsup import pretrain as pt
 
-    entry = {"name": str(Path(PRETRAINING_DIR) / SELFSUP), "kind": "pretraining", "folds": {}, "status": "done"}
+    announce = announce or (lambda line: None)
+    entry = {"name": str(Path(PRETRAINING_DIR) / SELFSUP), "kind": "pretraining", "folds": {}, "status": DONE}
     t0 = time.monotonic()
     try:
         prepared = prepare(data, runs_root, num_folds, 0, layout)  # the cohort the cells fine-tune on
@@ -104,22 +116,40 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
         config = pt.pretrain_config(profile, [block.overrides])
         entry.update(method=config.method, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                      data=data_dirs)
-        sources = pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout, prepare=prepare)
+        # in a child, `islesbench pretrain` resolves (prepares) its sources itself, and says so if it cannot
+        sources = None if run_child else pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout,
+                                                            prepare=prepare)
     except IslesbenchError as exc:
-        entry.update(status="not run", reason=str(exc), seconds=round(time.monotonic() - t0, 1))
+        entry.update(status=NOT_RUN, reason=str(exc), seconds=round(time.monotonic() - t0, 1))
         return entry
     for k in fold_ids:
         t_fold = time.monotonic()
-        try:
-            output = pt.pretrain(config, sources, selfsup_dir(runs_root), exclude_fold=k, folds_of=prepared, force=force)
-        except IslesbenchError as exc:
-            entry["folds"][str(k)] = {"status": "not run", "reason": str(exc)}
-            entry.update(status="not run", reason=f"fold {k}: {exc}")
+        announce(f"pretraining fold {k}: started")
+        if run_child:
+            command = pretraining_command(block, data_dirs, prepared.root, runs_root, profile, num_folds, config_file,
+                                          exclude_fold=k, force=force)
+            failure = run_child(shlex.split(command)[1:], cell_log_path(runs_root, PRETRAINING_LOG), command)
+            output = PretrainPaths(selfsup_dir(runs_root)).output(k)
+            if not failure and not output.is_file():
+                failure = {"status": NOT_RUN, "reason": f"its child ended without writing {output}"}
+        else:
+            try:
+                output, failure = pt.pretrain(config, sources, selfsup_dir(runs_root), exclude_fold=k,
+                                              folds_of=prepared, force=force), None
+            except IslesbenchError as exc:
+                failure = {"status": NOT_RUN, "reason": str(exc)}
+        seconds = round(time.monotonic() - t_fold, 1)
+        if failure:
+            entry["folds"][str(k)] = {**failure, "seconds": seconds}
+            entry.update({key: v for key, v in failure.items() if key not in ("reason", "command")},
+                         reason=f"fold {k}: {failure['reason']}")
+            announce(f"pretraining fold {k}: {failure['status']} after {seconds:.0f} s: {failure['reason']}")
             break
         record = read_record(output) or {}
-        entry["folds"][str(k)] = {"status": "done", "seconds": round(time.monotonic() - t_fold, 1),
+        entry["folds"][str(k)] = {"status": DONE, "seconds": seconds,
                                   "training_seconds": record.get("seconds"), "file": str(output),
                                   "cases": sum(c["n_cases"] for c in record.get("cohorts", [])),
                                   "excluded_cases": len((record.get("excluded") or {}).get("cases", []))}
+        announce(f"pretraining fold {k}: done in {seconds:.0f} s")
     entry["seconds"] = round(time.monotonic() - t0, 1)
     return entry

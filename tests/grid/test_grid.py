@@ -3,6 +3,7 @@
 import argparse
 import json
 import types
+from pathlib import Path
 
 import pytest
 from fake_runs import DICE, SPECS, config_of, write_fake_ensemble, write_fake_external, write_fake_run
@@ -102,7 +103,8 @@ def test_run_command_reproduces_the_cell():
 
 def fake_prepare(data, runs_root, num_folds, seed=0, layout=None, target=None):
     """Stands in for islesbench.data_prep.prepare.resolve_prepared: prepared data with `num_folds` folds."""
-    return types.SimpleNamespace(data=data, splits=lambda: [{"train": [], "val": []} for _ in range(num_folds)])
+    return types.SimpleNamespace(data=data, root=Path(runs_root) / "prepared",
+                                 splits=lambda: [{"train": [], "val": []} for _ in range(num_folds)])
 
 
 def run_benchmark(*args, **kwargs):

@@ -145,6 +145,60 @@ def test_benchmark_exits_3_when_a_cell_crashed_and_the_report_lists_it(tmp_path,
     assert "[vnet-focal] Epoch 1/1 - fake keras line" in out  # --verbose streams the children's output
 
 
+SELFSUP_GRID = {"cells": [{"arch": "pspnet"}, {"arch": "pspnet", "pretrained": "selfsup"}, {"arch": "threshold"}],
+                "pretraining": {"data": ["unlabelled"]}, "ensemble": None}
+
+
+def test_pretraining_runs_in_children_a_crash_costs_only_the_selfsup_cells_and_the_same_call_resumes(
+        tmp_path, fake_child, monkeypatch):
+    runs = tmp_path / "runs"
+    log = runs / "logs" / "pretraining-selfsup.log"
+
+    def benchmark(stream):
+        return runner.run_benchmark(grid_from_dict(SELFSUP_GRID), "/d", runs, "quick", num_folds=2, jobs=2,
+                                    child_command=fake_child, gpus=[], prepare=fake_prepare, read_run=read_run,
+                                    progress=Progress(3, jobs=2, stream=stream, tty=False))
+
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"pretraining": "segv"}))
+    stream = io.StringIO()
+    record = benchmark(stream)
+    pre = record["pretraining"]
+    assert pre["status"] == "crashed" and pre["signal"] == {"name": "SIGSEGV", "number": 11}
+    assert pre["log"] == str(log) and list(pre["folds"]) == ["0"] and pre["reason"].startswith("fold 0: crashed")
+    cells = {c["name"]: c for c in record["cells"]}
+    assert cells["pspnet-selfsup-focal"]["status"] == "not run"
+    assert "its self-supervised pretraining did not finish: fold 0: crashed" in cells["pspnet-selfsup-focal"]["reason"]
+    assert cells["pspnet-scratch-focal"]["status"] == cells["threshold"]["status"] == "done"  # the grid went on
+    out = stream.getvalue()
+    assert "pretraining fold 0: started" in out and "pretraining fold 0: crashed after" in out
+    assert "Epoch 1/1" not in out and "Epoch 1/1 - fake keras line" in log.read_text()  # Keras' lines: the log
+
+    seen = len(_events(runs))
+    monkeypatch.setenv("FAKE_CELLS", "{}")
+    again = benchmark(io.StringIO())
+    folds = again["pretraining"]["folds"]
+    assert again["pretraining"]["status"] == "done" and list(folds) == ["0", "1"]
+    assert (folds["1"]["cases"], folds["1"]["excluded_cases"], folds["1"]["training_seconds"]) == (9, 2, 1.5)
+    assert {c["name"]: c["status"] for c in again["cells"]}["pspnet-selfsup-focal"] == "done"
+    events = _events(runs)[seen:]  # this call's: each fold's pretraining alone, with every thread, before the cell
+    assert [(e["name"], e["event"]) for e in events[:4]] == [("pretraining-fold0", "start"), ("pretraining-fold0", "end"),
+                                                           ("pretraining-fold1", "start"), ("pretraining-fold1", "end")]
+    assert events[0]["env"]["TF_NUM_INTRAOP_THREADS"] == str(child_env.usable_cores())
+    assert "pspnet-selfsup-focal" in [e["name"] for e in events[4:] if e["event"] == "start"]
+
+
+def test_benchmark_exits_3_when_the_pretraining_crashed(tmp_path, fake_child, monkeypatch, capsys):
+    runs = tmp_path / "runs"
+    grid_file = tmp_path / "grid.json"
+    grid_file.write_text(json.dumps(SELFSUP_GRID))
+    monkeypatch.setenv("FAKE_CELLS", json.dumps({"pretraining": "exit1"}))
+    args = ["--data", "/d", "--out", str(runs), "--grid", str(grid_file), "--folds", "2", "--no-report"]
+    assert _command(args, monkeypatch, fake_child) == benchmark_command.CRASHED_EXIT
+    out = capsys.readouterr().out
+    assert f"exit status 1; log: {runs / 'logs' / 'pretraining-selfsup.log'}" in out
+    assert "pretraining/selfsup" in out and "Epoch 1/1" not in out
+
+
 def test_child_outcome_decides_the_status():
     assert cell_process.child_outcome(0, ["x"], "l", "c") == {}
     assert cell_process.child_outcome(2, ["Epoch 1", "islesbench run: error: no weights: get them", "x"], "l", "c") == {

@@ -95,7 +95,7 @@ class Training:
 
 def _pretraining(status="done"):
     def fake(block, data, runs_root, profile, folds, num_folds, layout=None, force=False, config_file=None, *,
-             prepare):
+             prepare, run_child=None, announce=None):
         entry = {"name": "pretraining/selfsup", "kind": "pretraining", "status": status, "seconds": 600.0,
                  "folds": {str(k): {"status": status, "seconds": 300.0} for k in folds},
                  "command": f"islesbench pretrain --data unlabelled --exclude-fold all --out {selfsup_dir(runs_root)}"}
