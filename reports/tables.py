@@ -312,16 +312,21 @@ def cross_framework_blocks(groups: list) -> list:
         for other in others:
             if other is ext:
                 continue
-            same_folds = ext.config.get("splits_fingerprint") == other.config.get("splits_fingerprint")
+            mine, theirs = ext.config.get("splits_fingerprint"), other.config.get("splits_fingerprint")
+            same_folds = mine is not None and mine == theirs
             comparison = stats.paired_wilcoxon(ext.patient_values("dice"), other.patient_values("dice"), ext.name,
                                                other.name, "dice", label=f"{ext.name} vs {other.name}")
-            verdict = ("cross-framework comparison on the same folds; configs cannot be diffed" if same_folds else
-                       "NOT comparable: predicted on other folds (splits fingerprint "
-                       f"{ext.config.get('splits_fingerprint')} vs {other.config.get('splits_fingerprint')})")
+            if same_folds:
+                verdict = "cross-framework comparison on the same folds; configs cannot be diffed"
+            elif theirs is None:  # e.g. an ensemble made before ensembles recorded their members' folds
+                verdict = (f"NOT comparable: {other.name}'s folds are unknown (its config.json records no splits "
+                           "fingerprint)")
+            else:
+                verdict = f"NOT comparable: predicted on other folds (splits fingerprint {mine} vs {theirs})"
             rows.append(PairRow(f"{ext.name} vs {other.name}", ext.name, other.name, comparison, same_folds, verdict,
                                 f"cannot be diffed: external predictions ({source}) vs "
                                 + ("external predictions" if is_external(other.config) else "islesbench configuration"),
-                                untested="other folds"))
+                                untested="other folds" if theirs else "folds unknown"))
     return [heading(4, "Cross-framework comparisons"),
             para("Rows imported with `islesbench import` (predictions made by another framework on these folds, "
                  "scored by islesbench's evaluator) against every other row, paired by patient. Their training "

@@ -35,6 +35,7 @@ SPECS = {  # name -> (arch, pretrained, loss)
     "threshold": ("threshold", None, "focal"),
 }
 ENSEMBLE_DICE = [0.82, 0.72, 0.76, 0.62, 0.91, 0.66, 0.86, 0.73, 0.81, 0.73]
+SPLITS_FINGERPRINT = "f01d5f01d5f01d5f"  # the fake runs' folds (FOLD_OF), as training records them
 SHAPE = (16, 16, 4)
 SPACING = (1.0, 1.0, 5.0)
 
@@ -111,7 +112,8 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
     cfg = config or config_of(name)
     name = cfg.name
     run = run_layout.run_dir(runs_root, name)
-    extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None, **(extras or {})}
+    extra = {"cohort": cohort, "raw_data": str(raw_data) if raw_data else None,
+             "splits_fingerprint": SPLITS_FINGERPRINT, **(extras or {})}
     if prepared:
         extra["prepared"] = str(prepared)
     cfg.save(run / "config.json", **extra)
@@ -137,11 +139,13 @@ def write_fake_run(runs_root, name: str, dice: list, raw_data=None, history: boo
     return run
 
 
-def write_fake_ensemble(runs_root, members: list, name: str = "ensemble-top2", cohort: str = COHORT) -> Path:
+def write_fake_ensemble(runs_root, members: list, name: str = "ensemble-top2", cohort: str = COHORT,
+                        splits_fingerprint=SPLITS_FINGERPRINT) -> Path:
     """An ensemble's output: the same fold layout as a run, a config.json naming its members."""
     out = run_layout.run_dir(runs_root, name)
     config = {"name": name, "model": {"arch": "ensemble", "pretrained": None}, "cohort": cohort,
-              "members": [str(run_layout.run_dir(runs_root, m)) for m in members]}
+              "members": [str(run_layout.run_dir(runs_root, m)) for m in members],
+              "splits_fingerprint": splits_fingerprint}
     return _write_config_and_folds(out, config, ENSEMBLE_DICE)
 
 
@@ -193,7 +197,8 @@ def build_fake_runs(root: Path) -> Path:
     return runs
 
 
-def write_fake_external(runs_root, name: str, dice: list, splits_fingerprint=None, cohort: str = COHORT) -> Path:
+def write_fake_external(runs_root, name: str, dice: list, splits_fingerprint=SPLITS_FINGERPRINT,
+                        cohort: str = COHORT) -> Path:
     """Imported predictions (`islesbench import`): the fold layout of a run, a config.json of kind external."""
     out = run_layout.run_dir(runs_root, name)
     config = {"name": name, "kind": run_layout.EXTERNAL_KIND, "model": {"arch": "external", "pretrained": None},

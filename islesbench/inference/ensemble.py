@@ -108,6 +108,10 @@ def ensemble_runs(run_dirs: list, out_dir: Path, force: bool = False, folds=None
               "member_runs": [str(m[0].resolve()) for m in members],
               "cohort": members[0][1].get("cohort"), "prepared": members[0][1]["prepared"],
               "raw_data": members[0][1].get("raw_data"), "profile": members[0][1].get("profile"),
+              # the members' folds (check_compatible_members: they agree), so the ensemble pairs with rows made
+              # elsewhere on the same folds (islesbench import)
+              "splits_fingerprint": next((m[1]["splits_fingerprint"] for m in members
+                                          if m[1].get("splits_fingerprint")), None),
               "member_flags": selection.member_flags({m[1].get("name", m[0].name): m[1] for m in members}),
               **(record or {})}
     write_json_atomic(out_dir / "config.json", config)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from fake_runs import (CASES, DICE, ENSEMBLE_DICE, PATIENTS, build_fake_runs, markdown_table_rows,
-                       write_fake_external)
+                       write_fake_ensemble, write_fake_external)
 
 from islesbench.reports.report import build_report
 
@@ -47,3 +47,19 @@ def test_an_external_row_is_shown_and_tested_against_every_other_row(tmp_path):
     assert ens[6] == f"{wilcoxon(a, patient_values(ENSEMBLE_DICE)).pvalue:.3f}"
     other = cross["elsewhere-other-folds vs unet-focal"]
     assert other[9].startswith("NOT comparable: predicted on other folds") and other[6] == "other folds"
+
+
+def test_a_row_whose_folds_are_unknown_is_not_paired_as_same_folds(tmp_path):
+    """An ensemble written before ensembles recorded their members' splits fingerprint: its folds are
+    unknown, which is said as such, not as "other folds" and not as "same folds"."""
+    runs = build_fake_runs(tmp_path)
+    write_fake_ensemble(runs, ["pspnet-imagenet-focal", "unet-focal"], name="ensemble-old", splits_fingerprint=None)
+    write_fake_external(runs, "nnunet-2d", EXTERNAL_DICE)
+    build_report(runs, tmp_path / "report")
+    cross = markdown_table_rows((tmp_path / "report" / "report.md").read_text(), "Comparison",
+                                "#### Cross-framework comparisons")
+    old = cross["nnunet-2d vs ensemble-old"]
+    assert old[9] == "NOT comparable: ensemble-old's folds are unknown (its config.json records no splits fingerprint)"
+    assert old[6] == "folds unknown"  # shown, not tested
+    assert cross["nnunet-2d vs ensemble-top2"][9].startswith("cross-framework comparison on the same folds")
+

@@ -154,6 +154,9 @@ def test_ensemble_of_runs_is_an_ordinary_run(unet_run, tiny_prepared, tmp_path):
     np.testing.assert_allclose(mean, (a + b) / 2, atol=1e-6)
     assert summary["metrics"]["dice"]["n"] == len(tiny_prepared.case_ids("TRAINING"))
     assert read_case_metrics(folds[0][1].metrics_csv)
+    # the members' folds travel with it: an imported row on the same folds pairs with the ensemble
+    member = json.loads((unet_run / "unet-focal" / "config.json").read_text())["splits_fingerprint"]
+    assert member and json.loads((out / "config.json").read_text())["splits_fingerprint"] == member
 
 
 def test_provenance_records_commit_command_and_versions():
