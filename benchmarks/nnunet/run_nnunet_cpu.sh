@@ -47,5 +47,6 @@ for k in $FOLDS; do
     resume=(); [ -f "$MODEL/fold_$k/checkpoint_latest.pth" ] && resume=(--c)
     timed "train_and_validate_fold_$k" nice -n 19 "$NNUNET_BIN/nnUNetv2_train" 501 2d "$k" -tr "$TRAINER" -device cpu "${resume[@]}"
 done
-timed import "$ISLESBENCH" import --name nnunet-2d-cpu --pred "$MODEL" --data prep --out runs --folds "$(echo $FOLDS | tr ' ' ,)" \
+# --force: a re-run with more folds replaces the row its earlier run imported (same model folder, more folds)
+timed import "$ISLESBENCH" import --name nnunet-2d-cpu --pred "$MODEL" --data prep --out runs --folds "$(echo $FOLDS | tr ' ' ,)" --force \
     --description "nnU-Net v2 2d, $TRAINER: $ISLESBENCH_NNUNET_EPOCHS epochs x $ISLESBENCH_NNUNET_ITERATIONS iterations, CPU"
