@@ -118,8 +118,9 @@ def run_command(args) -> int:
                                cell_cpus=getattr(args, "cell_cpus", 1), cell_gpus=getattr(args, "cell_gpus", 0))
     finally:
         progress.close()
-    pretraining = record.get("pretraining")
-    for cell in ([pretraining] if pretraining else []) + record["cells"]:
+    # the pretraining's entry ends like a cell's (done, not run, crashed with its log)
+    ended = ([record["pretraining"]] if record.get("pretraining") else []) + record["cells"]
+    for cell in ended:
         line = f"{cell['name']:<24} {cell['status']:<8} {_seconds(cell.get('seconds'))}"
         if cell["status"] == CRASHED:
             how = cell.get("signal", {}).get("name") or f"exit status {cell.get('exit_status')}"
@@ -133,7 +134,7 @@ def run_command(args) -> int:
         paths = build_report(args.out, out)
         print(f"report: {paths['report_html']}")
     # Cells that could not run (weights absent offline) are reported, not failures; crashed cells are.
-    if any(c["status"] == CRASHED for c in record["cells"] + ([pretraining] if pretraining else [])):
+    if any(c["status"] == CRASHED for c in ended):
         print(f"some cells crashed (exit status {CRASHED_EXIT}); their logs are named above; "
               "run the same command again to resume them")
         return CRASHED_EXIT

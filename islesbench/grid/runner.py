@@ -103,9 +103,7 @@ def run_benchmark(grid: Grid, data, runs_root, profile: str, num_folds: int = 5,
     requested = list(range(num_folds)) if fold == "all" else [int(fold)]
     pretraining = None
     if grid.uses_selfsup():
-        run_child = None
-        if run_configuration is None:  # the real grid: in a child process, like the cells
-            run_child = _pretraining_child(child_command, gpus, progress.write if verbose else None)
+        run_child = _pretraining_child(child_command, gpus, progress.write if verbose else None)
         pretraining = _pretrain(grid, data, runs_root, profile, requested, num_folds, layout, force, prepare,
                                 run_child, progress.write)
         record["pretraining"] = pretraining

@@ -92,7 +92,7 @@ def pretraining_command(block: PretrainingBlock, data_dirs: list, folds_of, runs
 
 def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: str, fold_ids: list,
                             num_folds: int = 5, layout=None, force: bool = False, config_file=None, *,
-                            prepare, run_child=None, announce=None) -> dict:
+                            prepare, run_child, announce=None) -> dict:
     """Pretrain the encoder of every requested fold (resuming, skipping finished ones); the benchmark's
     record of it: status, per-fold wall and training seconds, what it read, the command.
 
@@ -100,7 +100,7 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
     islesbench.data_prep.prepare.resolve_prepared, passed down from the `benchmark` command.
     `run_child(argv after "islesbench", log path, command)` -> the status fields of
     islesbench.grid.cell_process.child_outcome runs each fold's `islesbench pretrain --exclude-fold k` as a
-    child process (the benchmark's way); None pretrains in this process (the tests' stand-in grids).
+    child process, which resolves (prepares) the pretraining cohorts itself and says so if it cannot.
     `announce(line)` is told when each fold starts and ends.
     """
     from islesbench.selfsup import pretrain as pt
@@ -116,28 +116,18 @@ def run_selfsup_pretraining(block: PretrainingBlock, data, runs_root, profile: s
         config = pt.pretrain_config(profile, [block.overrides])
         entry.update(method=config.method, epochs=config.epochs, steps_per_epoch=config.steps_per_epoch,
                      data=data_dirs)
-        # in a child, `islesbench pretrain` resolves (prepares) its sources itself, and says so if it cannot
-        sources = None if run_child else pt.resolve_sources(data_dirs, selfsup_dir(runs_root), num_folds, 0, layout,
-                                                            prepare=prepare)
     except IslesbenchError as exc:
         entry.update(status=NOT_RUN, reason=str(exc), seconds=round(time.monotonic() - t0, 1))
         return entry
     for k in fold_ids:
         t_fold = time.monotonic()
         announce(f"pretraining fold {k}: started")
-        if run_child:
-            command = pretraining_command(block, data_dirs, prepared.root, runs_root, profile, num_folds, config_file,
-                                          exclude_fold=k, force=force)
-            failure = run_child(shlex.split(command)[1:], cell_log_path(runs_root, PRETRAINING_LOG), command)
-            output = PretrainPaths(selfsup_dir(runs_root)).output(k)
-            if not failure and not output.is_file():
-                failure = {"status": NOT_RUN, "reason": f"its child ended without writing {output}"}
-        else:
-            try:
-                output, failure = pt.pretrain(config, sources, selfsup_dir(runs_root), exclude_fold=k,
-                                              folds_of=prepared, force=force), None
-            except IslesbenchError as exc:
-                failure = {"status": NOT_RUN, "reason": str(exc)}
+        command = pretraining_command(block, data_dirs, prepared.root, runs_root, profile, num_folds, config_file,
+                                      exclude_fold=k, force=force)
+        failure = run_child(shlex.split(command)[1:], cell_log_path(runs_root, PRETRAINING_LOG), command)
+        output = PretrainPaths(selfsup_dir(runs_root)).output(k)
+        if not failure and not output.is_file():
+            failure = {"status": NOT_RUN, "reason": f"its child ended without writing {output}"}
         seconds = round(time.monotonic() - t_fold, 1)
         if failure:
             entry["folds"][str(k)] = {**failure, "seconds": seconds}
