@@ -68,7 +68,12 @@ class FusedBatchNormalization(keras.layers.BatchNormalization):
                 x, scale, offset, mean=tf.cast(self.moving_mean, "float32"),
                 variance=tf.cast(self.moving_variance, "float32"), epsilon=self.epsilon, data_format="NHWC",
                 is_training=False)
-        return tf.cast(tf.reshape(y, shape), self.compute_dtype)
+        if len(inputs.shape) == 5:
+            y = tf.reshape(y, shape)
+        # No reshape at rank 4, not even an identity one: Grappler fuses FusedBatchNorm with a Relu that
+        # reads its output directly (oneDNN's FusedBatchNormEx, one pass instead of two), and a Reshape
+        # between them hides the pattern.
+        return tf.cast(y, self.compute_dtype)
 
 
 def _native_bfloat16(inputs, channels: int) -> bool:

@@ -101,3 +101,53 @@ def test_bfloat16_kernel_only_where_vectorised_and_the_same_numbers_as_through_f
     np.testing.assert_allclose(d0, d1, rtol=2 ** -7, atol=1e-3)
     for a, b in zip(s0, s1):
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+
+
+def _executed_op_types(step, *args) -> set:
+    """Op types TensorFlow ran for one call of `step` (after Grappler's rewrites), from its profiler."""
+    import glob
+    import tempfile
+
+    import tensorflow as tf
+    from tensorflow.tsl.profiler.protobuf import xplane_pb2
+
+    step(*args)  # trace and optimise first
+    with tempfile.TemporaryDirectory() as logdir:
+        tf.profiler.experimental.start(logdir)
+        step(*args)
+        tf.profiler.experimental.stop()
+        space = xplane_pb2.XSpace()
+        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
+            space.ParseFromString(f.read())
+    types = set()
+    for plane in space.planes:
+        for meta in plane.event_metadata.values():
+            if ":" in meta.name and "__inference" not in meta.name:
+                types.add(meta.name.rsplit(":", 1)[1])
+    return types
+
+
+@pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
+def test_relu_after_the_layer_fuses_into_the_batch_norm_kernel_in_training(dtype):
+    """conv → batch norm → ReLU, as the U-Net and PSPNet blocks: oneDNN runs batch norm and ReLU as one
+    kernel (FusedBatchNormEx), so no separate Relu pass over the activations is left in a training step.
+    A Reshape between the kernel and the ReLU (once there, even an identity one) hides the pattern."""
+    import tensorflow as tf
+    from tensorflow.python.util import _pywrap_util_port
+
+    if not _pywrap_util_port.IsMklEnabled():
+        pytest.skip("TensorFlow runs without oneDNN here (TF_ENABLE_ONEDNN_OPTS=0 or not an x86 build)")
+    inputs = keras.Input((16, 16, 16))
+    x = inputs
+    for i in range(2):
+        x = keras.layers.Conv2D(16, 3, padding="same", use_bias=False, dtype=dtype)(x)
+        x = FusedBatchNormalization(dtype=dtype)(x)
+        x = keras.layers.Activation("relu", dtype=dtype)(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(1, 1, dtype="float32")(x))
+    model.compile(optimizer="adam", loss="mse")
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=(2, 16, 16, 16)).astype("float32")
+    y = rng.normal(size=(2, 16, 16, 1)).astype("float32")
+    ran = _executed_op_types(model.train_on_batch, x, y)
+    assert "Relu" not in ran
+    assert any("FusedBatchNormEx" in t for t in ran)
