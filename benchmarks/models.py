@@ -2,11 +2,14 @@
 
     python benchmarks/models.py                         # both profiles' models, float32 and mixed_bfloat16
     python benchmarks/models.py --profiles quick --models pspnet --precisions mixed_bfloat16 --breakdown
-    python benchmarks/models.py --probe                 # also: dilated vs plain 3×3 conv kernels
+    python benchmarks/models.py --probe                 # also: dilated vs plain 3×3 conv kernels, and
+                                                        # oneDNN's weight gradients against one matmul
 
-Each model is built as its profile builds it (`islesbench.config.profile_config`): the quick profile's
-widths, input sizes and batch (what the README's main command trains), and the paper profile's at 256²
-with a batch of 4 slices (V-Net: one slab of 8), so that a step fits in seconds on 2 cores.
+Each model is built and fed as its profile trains it (`islesbench.config.profile_config`): the quick
+profile's widths, input sizes and batch (what the README's main command trains), and the paper profile's
+at 256² with its batch of 16 slices (V-Net: 2 slabs of 8), as `benchmarks/models_jax.py` does on a GPU.
+(`cpu-models-paper-bf16-amx-db2f4ad.csv` and older files used 4 slices, V-Net 1 slab, to keep steps short;
+a step of 4 spreads the per-step costs (optimizer, small layers) over a quarter of the work.)
 FLOPs are counted exactly from layer shapes: every Conv/Conv-transpose/Dense layer's multiply-accumulates
 (output elements × kernel taps × input channels; for transposed convs input elements × taps × output
 channels), ×2 for FLOPs; a training step counts 3× the forward pass (backward ≈ 2× forward). BatchNorm,
@@ -105,12 +108,7 @@ def model_setup(arch: str, profile: str, args):
     size = config.data.input_size
     depth = config.data.slab_depth
     shape = (depth, size, size, args.channels) if is_3d(arch) else (size, size, args.channels)
-    if args.batch:
-        batch = args.batch
-    elif profile == "quick":
-        batch = config.train.batch_size
-    else:
-        batch = 1 if is_3d(arch) else 4
+    batch = args.batch or config.train.batch_size
     return config, shape, batch, depth if is_3d(arch) else 1
 
 
@@ -228,6 +226,40 @@ def probe_dilated_conv(args) -> list:
     return rows
 
 
+def probe_weight_gradients(args) -> list:
+    """GFLOP/s of the paper PSPNet's large weight gradients (batch 16, 32², bfloat16) three ways.
+
+    Conv2DBackpropFilter (oneDNN's kernel, what training runs) against the forward convolution of the same
+    shapes and, for the 1×1 convolutions (most of ResNet-50's FLOPs), against the same contraction written
+    as one matmul, x(N·H·W, C_in)ᵀ · dy(N·H·W, C_out): where the kernel is slower than the matmul, the
+    weight gradients hold the training step down, not the arithmetic.
+    """
+    import tensorflow as tf
+
+    rows = []
+    shapes = ((1, 1024, 2048), (1, 2048, 512), (1, 512, 2048), (3, 512, 512), (3, 4096, 512))
+    for taps, cin, cout in shapes:
+        x = tf.cast(tf.random.normal((16, 32, 32, cin)), tf.bfloat16)
+        dy = tf.cast(tf.random.normal((16, 32, 32, cout)), tf.bfloat16)
+        w = tf.cast(tf.random.normal((taps, taps, cin, cout)), tf.bfloat16)
+        forms = {
+            "forward": tf.function(lambda x, w: tf.nn.conv2d(x, w, 1, "SAME")),
+            "weight_grad": tf.function(lambda x, dy: tf.compat.v1.nn.conv2d_backprop_filter(
+                x, [taps, taps, cin, cout], dy, [1, 1, 1, 1], "SAME")),
+        }
+        if taps == 1:
+            forms["matmul"] = tf.function(lambda x, dy: tf.matmul(
+                tf.reshape(x, (-1, cin)), tf.reshape(dy, (-1, cout)), transpose_a=True))
+        flops = 2 * 16 * 32 * 32 * taps * taps * cin * cout
+        row = {"conv": f"{taps}x{taps} {cin}->{cout}"}
+        for form, fn in forms.items():
+            a, b = (x, w) if form == "forward" else (x, dy)
+            seconds = time_steps(lambda: fn(a, b).numpy(), args.steps, 1)
+            row[form] = round(flops / seconds / 1e9, 1)
+        rows.append(row)
+    return rows
+
+
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--models", nargs="+", default=["pspnet", "unet", "vnet"])
@@ -255,6 +287,10 @@ def main(argv=None) -> int:
             print(f"conv3x3 256ch 32² dilation {row['dilation']}: {row['ms']} ms/step fwd+bwd, "
                   f"{row['gflop_per_s']} GFLOP/s ({100 * row['gflop_per_s'] * 1e9 / ref['float32']:.0f}% of "
                   "float32 matmul)", flush=True)
+        for row in probe_weight_gradients(args):
+            print(f"weight gradient, batch 16 at 32², {row['conv']}, GFLOP/s: forward {row['forward']}, "
+                  f"Conv2DBackpropFilter {row['weight_grad']}"
+                  + (f", as one matmul {row['matmul']}" if "matmul" in row else ""), flush=True)
     rows = []
     for profile in args.profiles:
         for name in args.models:
