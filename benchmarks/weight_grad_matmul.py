@@ -23,8 +23,8 @@ import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-import models as model_bench  # noqa: E402  (benchmarks/models.py: the same model set-up and timing)
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))  # the repository: benchmarks/
+from benchmarks import models as model_bench  # noqa: E402  (the same model set-up and timing as models.py)
 
 
 def matmul_weight_grad_call(original):
