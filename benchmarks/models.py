@@ -20,7 +20,9 @@ A V-Net sample is a slab of `--slab-depth` slices; its slices/s counts slices.
 `--breakdown` profiles three training steps (TensorFlow's profiler) and gives each layer type's share of
 the op time, dilated convolutions apart: where a model stays below the matmul rate, this names the layers.
 
-Results go to stdout and, with --csv, one row per (model, profile, size, mode, precision) to a CSV file.
+Results go to stdout and, with --csv, one row per (model, profile, size, mode, precision) to a CSV file,
+each with what made it: the commit (and whether the tree had code changes), the command, the CPU model and
+the flags that change which kernels run (`islesbench.storage.provenance`; AMX or not changes the numbers).
 """
 
 from __future__ import annotations
@@ -40,6 +42,10 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
+CSV_FIELDS = ["model", "profile", "size", "width", "mode", "batch", "precision", "gmac_per_slice", "s_per_step",
+              "slices_per_s", "gflop_per_s", "matmul_f32_gflop_per_s", "matmul_bf16_gflop_per_s",
+              "pct_of_f32_matmul", "pct_of_bf16_matmul", "commit", "tree_modified", "command", "cpu_model",
+              "cpu_flags", "breakdown"]
 
 
 def matmul_flops_per_s(dtype: str = "float32", n: int = 2048, repeats: int = 10) -> float:
@@ -151,26 +157,21 @@ def _width(config) -> str:
     return f"encoder x{m.encoder_width:g}" if m.arch == "pspnet" else f"base {m.base_width}, depth {m.depth}"
 
 
-def layer_breakdown(model, x, y, steps: int = 3) -> dict:
-    """{layer type: share of the op time} over `steps` profiled training steps."""
+def profiled_ops(step, calls: int = 1) -> list:
+    """[(op name, op type, picoseconds)] of every op TensorFlow ran (after Grappler's rewrites) in `calls`
+    calls of `step()`, read from its profiler; traced steps should have run once before."""
     import tensorflow as tf
     from tensorflow.tsl.profiler.protobuf import xplane_pb2
 
-    kinds = {}
-    for layer in model.layers:
-        kind = type(layer).__name__
-        if max(getattr(layer, "dilation_rate", (1,)) or (1,)) > 1:
-            kind += " (dilated)"
-        kinds[layer.name] = kind
     with tempfile.TemporaryDirectory() as logdir:
         tf.profiler.experimental.start(logdir)
-        for _ in range(steps):
-            model.train_on_batch(x, y)
+        for _ in range(calls):
+            step()
         tf.profiler.experimental.stop()
         space = xplane_pb2.XSpace()
         with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
             space.ParseFromString(f.read())
-    totals = collections.Counter()
+    ops = []
     for plane in space.planes:
         names = {k: v.name for k, v in plane.event_metadata.items()}
         for line in plane.lines:
@@ -181,7 +182,21 @@ def layer_breakdown(model, x, y, steps: int = 3) -> dict:
                 op_name, op_type = name.rsplit(":", 1)
                 if op_type in ("Process", "Run"):
                     continue  # the executor's own spans, which contain the ops
-                totals[_kind_of(op_name, op_type, kinds)] += event.duration_ps
+                ops.append((op_name, op_type, event.duration_ps))
+    return ops
+
+
+def layer_breakdown(model, x, y, steps: int = 3) -> dict:
+    """{layer type: share of the op time} over `steps` profiled training steps."""
+    kinds = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if max(getattr(layer, "dilation_rate", (1,)) or (1,)) > 1:
+            kind += " (dilated)"
+        kinds[layer.name] = kind
+    totals = collections.Counter()
+    for op_name, op_type, duration in profiled_ops(lambda: model.train_on_batch(x, y), steps):
+        totals[_kind_of(op_name, op_type, kinds)] += duration
     total = sum(totals.values()) or 1
     return {kind: v / total for kind, v in totals.most_common()}
 
@@ -274,12 +289,22 @@ def main(argv=None) -> int:
     parser.add_argument("--probe", action="store_true", help="also time plain vs dilated 3x3 convs")
     parser.add_argument("--csv", help="append result rows to this CSV file")
     args = parser.parse_args(argv)
+    if args.csv and os.path.exists(args.csv):
+        with open(args.csv, newline="") as f:
+            if next(csv.reader(f), []) != CSV_FIELDS:
+                print(f"models.py: {args.csv} has other columns than this version writes; give a new file",
+                      file=sys.stderr)
+                return 2
 
     import keras
     import tensorflow as tf
 
     ref = matmul_rates()
-    print(f"# TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
+    from islesbench.storage.provenance import cpu_description
+
+    cpu_model, cpu_flags = cpu_description()
+    print(f"# {cpu_model} ({' '.join(cpu_flags) or 'none of the flags that change kernels'}); "
+          f"TF {tf.__version__}, Keras {keras.__version__}, {os.cpu_count()} CPUs, "
           f"oneDNN {'off' if os.environ.get('TF_ENABLE_ONEDNN_OPTS') == '0' else 'on'}; 2048² matmul: "
           f"float32 {ref['float32'] / 1e9:.0f}, bfloat16 {ref['bfloat16'] / 1e9:.0f} GFLOP/s", flush=True)
     if args.probe:
@@ -314,13 +339,14 @@ def main(argv=None) -> int:
     if args.csv and rows:
         from islesbench.storage.provenance import provenance
 
-        commit = provenance()["commit"]
+        made = provenance()
         for row in rows:
-            row["commit"] = (commit or "")[:7]
-        fields = list(dict.fromkeys(k for row in rows for k in row))
+            row.update(commit=(made["commit"] or "")[:7], tree_modified=made.get("tree_modified"),
+                       command=" ".join(["python", *sys.argv]), cpu_model=made["machine"]["cpu_model"],
+                       cpu_flags=" ".join(made["machine"]["cpu_flags"]))
         new = not os.path.exists(args.csv)
         with open(args.csv, "a", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=fields)
+            writer = csv.DictWriter(f, fieldnames=CSV_FIELDS, restval="")
             if new:
                 writer.writeheader()
             writer.writerows(rows)

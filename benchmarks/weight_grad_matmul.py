@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import platform
-import subprocess
 import sys
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
@@ -65,17 +63,6 @@ def matmul_weight_grad_call(original):
     return call
 
 
-def cpu_line() -> str:
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True).stdout
-        model = next(line.split(":", 1)[1].strip() for line in lscpu.splitlines() if line.startswith("Model name"))
-        flags = next(line for line in lscpu.splitlines() if line.startswith("Flags")).split()
-    except (OSError, StopIteration):
-        return platform.processor()
-    wanted = [f for f in ("amx_bf16", "amx_tile", "avx512_bf16") if f in flags]
-    return f"{model}, {os.cpu_count()} CPUs, {' '.join(wanted) or 'no AMX / AVX-512 BF16'}"
-
-
 def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--profiles", nargs="+", default=["paper", "quick"], choices=["quick", "paper"])
@@ -86,7 +73,13 @@ def main(argv=None) -> int:
 
     import keras
 
-    print(f"# {cpu_line()}", flush=True)
+    from islesbench.storage.provenance import provenance
+
+    made = provenance()
+    machine = made["machine"]
+    print(f"# commit {(made['commit'] or 'unknown')[:7]}{' (tree modified)' if made.get('tree_modified') else ''}, "
+          f"{machine['cpu_model']}, {machine['cpus']} CPUs, {' '.join(machine['cpu_flags']) or 'no AMX / AVX-512 BF16'}",
+          flush=True)
     original = keras.layers.Conv2D.call
     for profile in args.profiles:
         seconds = {}

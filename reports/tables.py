@@ -318,15 +318,16 @@ def cross_framework_blocks(groups: list) -> list:
                                                other.name, "dice", label=f"{ext.name} vs {other.name}")
             if same_folds:
                 verdict = "cross-framework comparison on the same folds; configs cannot be diffed"
-            elif theirs is None:  # e.g. an ensemble made before ensembles recorded their members' folds
-                verdict = (f"NOT comparable: {other.name}'s folds are unknown (its config.json records no splits "
+            elif mine is None or theirs is None:  # e.g. an ensemble made before ensembles recorded their folds
+                unknown = ext.name if mine is None else other.name
+                verdict = (f"NOT comparable: {unknown}'s folds are unknown (its config.json records no splits "
                            "fingerprint)")
             else:
                 verdict = f"NOT comparable: predicted on other folds (splits fingerprint {mine} vs {theirs})"
             rows.append(PairRow(f"{ext.name} vs {other.name}", ext.name, other.name, comparison, same_folds, verdict,
                                 f"cannot be diffed: external predictions ({source}) vs "
                                 + ("external predictions" if is_external(other.config) else "islesbench configuration"),
-                                untested="other folds" if theirs else "folds unknown"))
+                                untested="other folds" if mine and theirs else "folds unknown"))
     return [heading(4, "Cross-framework comparisons"),
             para("Rows imported with `islesbench import` (predictions made by another framework on these folds, "
                  "scored by islesbench's evaluator) against every other row, paired by patient. Their training "

@@ -4,6 +4,8 @@ import keras
 import numpy as np
 import pytest
 
+from benchmark_scripts import load
+
 from islesbench.models.batch_norm import FusedBatchNormalization
 
 
@@ -103,30 +105,6 @@ def test_bfloat16_kernel_only_where_vectorised_and_the_same_numbers_as_through_f
         np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
 
 
-def _executed_op_types(step, *args) -> set:
-    """Op types TensorFlow ran for one call of `step` (after Grappler's rewrites), from its profiler."""
-    import glob
-    import tempfile
-
-    import tensorflow as tf
-    from tensorflow.tsl.profiler.protobuf import xplane_pb2
-
-    step(*args)  # trace and optimise first
-    with tempfile.TemporaryDirectory() as logdir:
-        tf.profiler.experimental.start(logdir)
-        step(*args)
-        tf.profiler.experimental.stop()
-        space = xplane_pb2.XSpace()
-        with open(glob.glob(f"{logdir}/**/*.xplane.pb", recursive=True)[0], "rb") as f:
-            space.ParseFromString(f.read())
-    types = set()
-    for plane in space.planes:
-        for meta in plane.event_metadata.values():
-            if ":" in meta.name and "__inference" not in meta.name:
-                types.add(meta.name.rsplit(":", 1)[1])
-    return types
-
-
 @pytest.mark.parametrize("dtype", ["float32", "mixed_bfloat16"])
 def test_relu_after_the_layer_fuses_into_the_batch_norm_kernel_in_training(dtype):
     """conv → batch norm → ReLU, as the U-Net and PSPNet blocks: oneDNN runs batch norm and ReLU as one
@@ -148,6 +126,7 @@ def test_relu_after_the_layer_fuses_into_the_batch_norm_kernel_in_training(dtype
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 16, 16, 16)).astype("float32")
     y = rng.normal(size=(2, 16, 16, 1)).astype("float32")
-    ran = _executed_op_types(model.train_on_batch, x, y)
+    model.train_on_batch(x, y)  # trace and optimise first
+    ran = {op_type for _, op_type, _ in load("models").profiled_ops(lambda: model.train_on_batch(x, y))}
     assert "Relu" not in ran
     assert any("FusedBatchNormEx" in t for t in ran)

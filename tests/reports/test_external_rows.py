@@ -63,3 +63,15 @@ def test_a_row_whose_folds_are_unknown_is_not_paired_as_same_folds(tmp_path):
     assert old[6] == "folds unknown"  # shown, not tested
     assert cross["nnunet-2d vs ensemble-top2"][9].startswith("cross-framework comparison on the same folds")
 
+
+
+def test_an_imported_row_whose_folds_are_unknown_is_named_as_such(tmp_path):
+    """The other side: an imported row without a splits fingerprint is the one whose folds are unknown."""
+    runs = build_fake_runs(tmp_path)
+    write_fake_external(runs, "nnunet-old", EXTERNAL_DICE, splits_fingerprint=None)
+    build_report(runs, tmp_path / "report")
+    cross = markdown_table_rows((tmp_path / "report" / "report.md").read_text(), "Comparison",
+                                "#### Cross-framework comparisons")
+    row = cross["nnunet-old vs unet-focal"]
+    assert row[9] == "NOT comparable: nnunet-old's folds are unknown (its config.json records no splits fingerprint)"
+    assert row[6] == "folds unknown"
