@@ -2,8 +2,8 @@
 
 `depth` is the number of 2× down-samplings (so H and W must be divisible by 2**depth) and level l has
 `base_width · 2**l` filters: two (3×3 conv, BN, ReLU) per level, 2×2 max pooling down, 2×2 transposed
-conv up, skip connections by concatenation, dropout at the bottleneck, a 1×1 classifier and a float32
-sigmoid output named "mask". 'same' padding throughout, so output size = input size.
+conv up (computed as a 1×1 conv and a pixel shuffle: `subpixel_upconv`), skip connections by
+concatenation, dropout at the bottleneck, a 1×1 classifier and a float32 sigmoid output named "mask". 'same' padding throughout, so output size = input size.
 """
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ import keras
 from islesbench.models.batch_norm import FusedBatchNormalization
 from islesbench.models.initialization import prior_bias
 from islesbench.models.resnet50_dilated import BN_MOMENTUM
+from islesbench.models.subpixel_upconv import SubpixelConv2DTranspose
 
 
 def _double_conv(x, filters: int, name: str):
@@ -53,7 +54,7 @@ def build_unet(
     x = keras.layers.Dropout(dropout, name="unet_bottleneck_dropout")(x)
     for level in reversed(range(depth)):
         filters = base_width * 2**level
-        x = keras.layers.Conv2DTranspose(filters, 2, strides=2, name=f"unet_up{level}_upconv")(x)
+        x = SubpixelConv2DTranspose(filters, 2, strides=2, name=f"unet_up{level}_upconv")(x)
         x = keras.layers.Concatenate(name=f"unet_up{level}_concat")([x, skips[level]])
         x = _double_conv(x, filters, f"unet_up{level}")
     x = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(), name="unet_logits")(x)
