@@ -20,6 +20,8 @@ LOSSES = ("focal", "ce", "dice", "focal+dice")
 PROFILES = ("quick", "paper")
 # train.precision: `auto` resolves per machine (islesbench/runtime/precision.py); the others are Keras policies.
 PRECISIONS = ("auto", "float32", "mixed_bfloat16", "mixed_float16")
+# model.weight_gradients: `auto` resolves per machine (islesbench/models/matmul_gradients.py).
+WEIGHT_GRADIENTS = ("auto", "native", "matmul")
 # train.fraction_steps: what one epoch is when steps_per_epoch is None and a run trains on a share of its patients.
 FRACTION_STEPS = ("matched", "proportional")
 # The input channels, in order, that every model sees (CTP maps and the CT baseline).
@@ -39,6 +41,9 @@ class ModelConfig:
     anisotropic: bool = True  # V-Net: in-plane-only kernels and pooling while depth is small
     freeze_encoder_epochs: int = 0  # PSPNet: warm-up epochs with a frozen pretrained encoder
     encoder_width: float = 1.0  # PSPNet: channel multiplier of the ResNet-50 (1.0 = the paper's)
+    # PSPNet: how its convolutions' weight gradients are computed (islesbench/models/matmul_gradients.py):
+    # "auto" resolves per machine and is stored resolved, as train.precision.
+    weight_gradients: str = "auto"
 
 
 @dataclass
@@ -166,6 +171,8 @@ class ExperimentConfig:
                 f"{m.encoder_width} (the quick profile's); use --profile paper or override model.encoder_width=1.0")
         if not 0 < m.encoder_width <= 4:
             problems.append(f"model.encoder_width must lie in (0, 4], not {m.encoder_width}")
+        if m.weight_gradients not in WEIGHT_GRADIENTS:
+            problems.append(f"model.weight_gradients must be one of {', '.join(WEIGHT_GRADIENTS)}, not {m.weight_gradients!r}")
         if m.freeze_encoder_epochs and not m.pretrained:
             problems.append("model.freeze_encoder_epochs needs a pretrained encoder")
         if not 0 < d.train_fraction <= 1:

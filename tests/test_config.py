@@ -34,6 +34,7 @@ def test_json_round_trip(tmp_path):
     ({"data": {"input_size": 100}}, "multiple of 8"),
     ({"loss": {"alpha": 1.5}}, "loss.alpha"),
     ({"model": {"freeze_encoder_epochs": 2}}, "needs a pretrained encoder"),
+    ({"model": {"weight_gradients": "fast"}}, "model.weight_gradients must be one of auto, native, matmul"),
 ])
 def test_invalid_combinations_fail_at_start(overrides, message):
     with pytest.raises(IslesbenchError, match=message):

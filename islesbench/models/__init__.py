@@ -32,7 +32,10 @@ from islesbench.errors import IslesbenchError
 
 
 def _build_pspnet(input_channels: int, input_size: int | None, modalities, options: dict):
+    import keras
+
     from islesbench.models.imagenet_inputs import channel_windows
+    from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
     from islesbench.models.pretrained import load_encoder_weights
     from islesbench.models.pspnet import build_pspnet
 
@@ -42,6 +45,9 @@ def _build_pspnet(input_channels: int, input_size: int | None, modalities, optio
     # ResNet-50 weights (ImageNet, a .h5 file) expect caffe-style inputs; a .keras checkpoint learnt on normalised maps.
     if pretrained_source(pretrained) and resnet50_weights(pretrained):
         windows = channel_windows(modalities, input_channels)
+    # "auto" resolves against the policy the model is being built under (cross_validation stores the same).
+    options["weight_gradients"] = resolve_weight_gradients(options.get("weight_gradients", "native"),
+                                                           keras.config.dtype_policy().name)
     model = build_pspnet(input_channels, input_size, aux=aux_weight > 0, input_windows=windows, **options)
     if pretrained_source(pretrained):
         load_encoder_weights(model, str(pretrained))
@@ -82,7 +88,8 @@ class ModelSpec:
 
 # The registry: every learned model (config.ARCHS adds the "threshold" baseline, which has no network).
 MODELS = {
-    "pspnet": ModelSpec(_build_pspnet, is_3d=False, options=("pretrained", "dropout", "aux_weight", "encoder_width"),
+    "pspnet": ModelSpec(_build_pspnet, is_3d=False, options=("pretrained", "dropout", "aux_weight", "encoder_width",
+                                                              "weight_gradients"),
                         size_multiple=8, pretrained=True),
     "unet": ModelSpec(_build_unet, is_3d=False, options=("base_width", "depth", "dropout")),
     "vnet": ModelSpec(_build_vnet, is_3d=True, options=("base_width", "depth", "dropout", "anisotropic")),

@@ -23,6 +23,7 @@ from islesbench.models.batch_norm import FusedBatchNormalization
 # imported here also so that loading a checkpoint that has the mapping finds the registered layer
 from islesbench.models.imagenet_inputs import LAYER_NAME, CaffeInputMapping
 from islesbench.models.initialization import prior_bias
+from islesbench.models.matmul_gradients import conv2d_class
 from islesbench.models.resnet50_dilated import BN_MOMENTUM, resnet50_dilated, scaled
 
 PPM_BINS = (1, 2, 3, 6)
@@ -126,7 +127,7 @@ class BilinearResizeLike(keras.layers.Layer):
         return (x_shape[0], ref_shape[1], ref_shape[2], x_shape[3])
 
 
-def conv_bn_relu(x, filters: int, kernel: int, name: str):
+def conv_bn_relu(x, filters: int, kernel: int, name: str, conv=keras.layers.Conv2D):
     """Convolution (no bias), batch norm, ReLU: the PSP head's block (and the restoration decoder's).
 
     Args:
@@ -134,19 +135,20 @@ def conv_bn_relu(x, filters: int, kernel: int, name: str):
         filters: F, the output channels.
         kernel: the square kernel size (3 or 1), 'same' padding.
         name: prefix of the three layers' names.
+        conv: the convolution layer class (keras.layers.Conv2D or `matmul_gradients.MatmulGradientConv2D`).
 
     Returns:
         (B, H, W, F) Keras tensor.
     """
-    x = keras.layers.Conv2D(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
+    x = conv(filters, kernel, padding="same", use_bias=False, name=name + "_conv")(x)
     x = FusedBatchNormalization(momentum=BN_MOMENTUM, name=name + "_bn")(x)
     return keras.layers.Activation("relu", name=name + "_relu")(x)
 
 
-def _classifier(x, inputs, dropout: float, name: str):
+def _classifier(x, inputs, dropout: float, name: str, conv=keras.layers.Conv2D):
     """Dropout, one logit per pixel, bilinear ×8 to the input's size, float32 sigmoid named `name`."""
     x = keras.layers.Dropout(dropout, name=name + "_dropout")(x)
-    x = keras.layers.Conv2D(1, 1, bias_initializer=prior_bias(), name=name + "_logits")(x)
+    x = conv(1, 1, bias_initializer=prior_bias(), name=name + "_logits")(x)
     x = BilinearResizeLike(name=name + "_upsample")([x, inputs])
     return keras.layers.Activation("sigmoid", dtype="float32", name=name)(x)
 
@@ -158,6 +160,7 @@ def build_pspnet(
     aux: bool = False,
     encoder_width: float = 1.0,
     input_windows: list | None = None,
+    weight_gradients: str = "native",
 ) -> keras.Model:
     """PSPNet with a dilated ResNet-50 encoder (random init).
 
@@ -169,6 +172,8 @@ def build_pspnet(
         encoder_width: scales the encoder's and the head's channels (1.0: the paper's ResNet-50).
         input_windows: C [low, high] pairs in normalised units: puts the fixed caffe-style input mapping
             before conv1, for an encoder that starts from ResNet-50 weights (islesbench/models/imagenet_inputs.py).
+        weight_gradients: "native" or "matmul": how every convolution's weight gradients are computed
+            (islesbench/models/matmul_gradients.py); the forward pass and the weights are the same.
 
     Returns:
         A keras.Model from float32 "image" (H, W, C) to float32 sigmoid "mask" (H, W, 1) probabilities,
@@ -178,20 +183,21 @@ def build_pspnet(
     x = inputs
     if input_windows is not None:
         x = CaffeInputMapping(input_windows, name=LAYER_NAME)(inputs)
-    stages = resnet50_dilated(x, encoder_width)
+    conv = conv2d_class(weight_gradients)
+    stages = resnet50_dilated(x, encoder_width, conv)
     ppm_channels, aux_channels = scaled(PPM_CHANNELS, encoder_width), scaled(AUX_CHANNELS, encoder_width)
     features = stages["conv5"]
     branches = [features]
     for bins in PPM_BINS:
         name = f"ppm_{bins}"
         y = AdaptiveAveragePooling2D(bins, name=name + "_pool")(features)
-        y = conv_bn_relu(y, ppm_channels, 1, name)
+        y = conv_bn_relu(y, ppm_channels, 1, name, conv)
         branches.append(BilinearResizeLike(name=name + "_resize")([y, features]))
     x = keras.layers.Concatenate(name="ppm_concat")(branches)
-    x = conv_bn_relu(x, ppm_channels, 3, "head")
-    mask = _classifier(x, inputs, dropout, "mask")
+    x = conv_bn_relu(x, ppm_channels, 3, "head", conv)
+    mask = _classifier(x, inputs, dropout, "mask", conv)
     if not aux:
         return keras.Model(inputs, mask, name="pspnet")
-    y = conv_bn_relu(stages["conv4"], aux_channels, 3, "aux_head")
-    aux_out = _classifier(y, inputs, 0.1, "aux")
+    y = conv_bn_relu(stages["conv4"], aux_channels, 3, "aux_head", conv)
+    aux_out = _classifier(y, inputs, 0.1, "aux", conv)
     return keras.Model(inputs, {"mask": mask, "aux": aux_out}, name="pspnet")

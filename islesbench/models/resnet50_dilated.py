@@ -41,23 +41,23 @@ def is_encoder_layer_name(name: str) -> bool:
     return name.startswith(ENCODER_PREFIXES)
 
 
-def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool, name: str):
+def _bottleneck(x, filters: int, stride: int, dilation: int, conv_shortcut: bool, name: str, conv):
     """keras.applications' `block1` (ResNet v1 bottleneck, stride on the first 1×1) with a dilated 3×3.
 
     `filters` arrives already scaled by the encoder width.
     """
     if conv_shortcut:
-        shortcut = keras.layers.Conv2D(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
+        shortcut = conv(4 * filters, 1, strides=stride, name=name + "_0_conv")(x)
         shortcut = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_0_bn")(shortcut)
     else:
         shortcut = x
-    x = keras.layers.Conv2D(filters, 1, strides=stride, name=name + "_1_conv")(x)
+    x = conv(filters, 1, strides=stride, name=name + "_1_conv")(x)
     x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_1_bn")(x)
     x = keras.layers.Activation("relu", name=name + "_1_relu")(x)
-    x = keras.layers.Conv2D(filters, 3, padding="same", dilation_rate=dilation, name=name + "_2_conv")(x)
+    x = conv(filters, 3, padding="same", dilation_rate=dilation, name=name + "_2_conv")(x)
     x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name=name + "_2_bn")(x)
     x = keras.layers.Activation("relu", name=name + "_2_relu")(x)
-    x = keras.layers.Conv2D(4 * filters, 1, name=name + "_3_conv")(x)
+    x = conv(4 * filters, 1, name=name + "_3_conv")(x)
     # gamma 0: the block starts as the identity (islesbench.models.initialization).
     x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM,
                                            gamma_initializer=RESIDUAL_GAMMA, name=name + "_3_bn")(x)
@@ -78,7 +78,7 @@ def scaled(channels: int, width: float) -> int:
     return max(8, int(round(channels * width)))
 
 
-def resnet50_dilated(inputs, width: float = 1.0) -> dict:
+def resnet50_dilated(inputs, width: float = 1.0, conv=keras.layers.Conv2D) -> dict:
     """Apply the dilated ResNet-50 to a Keras tensor.
 
     Args:
@@ -86,6 +86,8 @@ def resnet50_dilated(inputs, width: float = 1.0) -> dict:
         width: scales every layer's channels (1.0 is ResNet-50 itself, the only width pretrained
             ResNet-50 weights fit; the quick CPU profile uses 0.125, about a sixtieth of the FLOPs, with
             the same depth and dilations).
+        conv: the convolution layer class: keras.layers.Conv2D, or a subclass with the same weights
+            (`islesbench.models.matmul_gradients.MatmulGradientConv2D`).
 
     Returns:
         {"conv1".."conv5": stage outputs}: conv1 (the stem's activation, before pooling: the restoration
@@ -93,7 +95,7 @@ def resnet50_dilated(inputs, width: float = 1.0) -> dict:
         (B, H/8, W/8, 512/1024/2048·width).
     """
     x = keras.layers.ZeroPadding2D(padding=3, name="conv1_pad")(inputs)
-    x = keras.layers.Conv2D(scaled(64, width), 7, strides=2, name="conv1_conv")(x)
+    x = conv(scaled(64, width), 7, strides=2, name="conv1_conv")(x)
     x = FusedBatchNormalization(axis=-1, epsilon=BN_EPSILON, momentum=BN_MOMENTUM, name="conv1_bn")(x)
     x = keras.layers.Activation("relu", name="conv1_relu")(x)
     outputs = {"conv1": x}
@@ -101,8 +103,8 @@ def resnet50_dilated(inputs, width: float = 1.0) -> dict:
     x = keras.layers.MaxPooling2D(3, strides=2, name="pool1_pool")(x)
     for stage, (filters, blocks, stride, dilation) in STAGES.items():
         f = scaled(filters, width)
-        x = _bottleneck(x, f, stride, dilation, conv_shortcut=True, name=f"{stage}_block1")
+        x = _bottleneck(x, f, stride, dilation, conv_shortcut=True, name=f"{stage}_block1", conv=conv)
         for i in range(2, blocks + 1):
-            x = _bottleneck(x, f, 1, dilation, conv_shortcut=False, name=f"{stage}_block{i}")
+            x = _bottleneck(x, f, 1, dilation, conv_shortcut=False, name=f"{stage}_block{i}", conv=conv)
         outputs[stage] = x
     return outputs

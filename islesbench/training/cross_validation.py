@@ -32,11 +32,17 @@ _IGNORED_FOR_IDENTITY = ("fold", "provenance", "provenance_earlier", "train_pati
 
 
 def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
-    """`config` validated, with its precision resolved, and its pretrained encoder found: every fault of the
-    configuration itself, before any data work (`run_configuration` checks again; both are cheap)."""
+    """`config` validated, with its precision (and PSPNet's weight gradients) resolved, and its pretrained
+    encoder found: every fault of the configuration itself, before any data work (`run_configuration` checks
+    again; both are cheap)."""
     config.validate()
     # What ran, not what was asked: `auto` is stored resolved, so config.json and the report name the precision.
     config = apply_overrides(config, {"train": {"precision": precision.resolve(config.train.precision)}})
+    if config.model.arch == "pspnet":  # the only model with a choice of weight gradients (ModelConfig)
+        from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
+
+        config = apply_overrides(config, {"model": {"weight_gradients": resolve_weight_gradients(
+            config.model.weight_gradients, config.train.precision)}})
     encoder = pretrain_records.read_pretrained(config.model.pretrained)  # an islesbench checkpoint (or per-fold folder)
     if config.model.pretrained and encoder is None:
         from islesbench.models import pretrained as pretrained_weights

@@ -246,3 +246,16 @@ def test_a_run_keeps_the_patient_map_it_trained_with(tiny_prepared, tmp_path):
     run_configuration(tiny_config(model={"arch": "threshold"}), tiny_prepared, tmp_path, folds=[0])
     kept = json.loads((run_layout.run_dir(tmp_path, "threshold") / "patients.json").read_text())
     assert kept["patients"] == tiny_prepared.patients() and kept["copied_from"] == str(tiny_prepared.paths.patients)
+
+
+@pytest.mark.parametrize("arch, asked, precision_name, stored", [
+    ("pspnet", "auto", "float32", "native"), ("pspnet", "matmul", "float32", "matmul"),
+    ("pspnet", "native", "mixed_bfloat16", "native"), ("unet", "auto", "mixed_bfloat16", "auto"),
+])
+def test_pspnet_weight_gradients_are_stored_resolved(arch, asked, precision_name, stored):
+    """As the precision: config.json says which weight gradients ran (islesbench/models/matmul_gradients.py)."""
+    from islesbench.training.cross_validation import check_configuration
+
+    config = apply_overrides(profile_config("quick", arch), {"model": {"weight_gradients": asked},
+                                                             "train": {"precision": precision_name}})
+    assert check_configuration(config).model.weight_gradients == stored
