@@ -16,7 +16,7 @@ def load_checkpoint(path):
     A missing or damaged file is one IslesbenchError naming it."""
     import keras
 
-    from islesbench.models import dice_metric, losses, pspnet, unet, vnet  # noqa: F401  (registration side effects)
+    from islesbench.models import dice_metric, fused_adamw, losses, pspnet, unet, vnet  # noqa: F401  (registration)
 
     path = Path(path)
     if not path.is_file():
