@@ -42,7 +42,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 import numpy as np  # noqa: E402
 
 PRECISIONS = ("float32", "mixed_bfloat16")
-CSV_FIELDS = ["model", "profile", "size", "width", "mode", "batch", "precision", "gmac_per_slice", "s_per_step",
+CSV_FIELDS = ["model", "profile", "size", "width", "mode", "batch", "precision", "weight_gradients",
+              "gmac_per_slice", "s_per_step",
               "slices_per_s", "gflop_per_s", "matmul_f32_gflop_per_s", "matmul_bf16_gflop_per_s",
               "pct_of_f32_matmul", "pct_of_bf16_matmul", "commit", "tree_modified", "command", "cpu_model",
               "cpu_flags", "breakdown"]
@@ -111,6 +112,8 @@ def model_setup(arch: str, profile: str, args):
     config = profile_config(profile, arch)
     if profile == "paper":
         config = apply_overrides(config, {"data": {"input_size": 256}})
+    if arch == "pspnet":
+        config = apply_overrides(config, {"model": {"weight_gradients": getattr(args, "weight_gradients", "auto")}})
     size = config.data.input_size
     depth = config.data.slab_depth
     shape = (depth, size, size, args.channels) if is_3d(arch) else (size, size, args.channels)
@@ -124,7 +127,9 @@ def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, di
 
     from islesbench.models import build_from_config
     from islesbench.models.losses import get_loss
+    from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
     from islesbench.runtime import precision as precisions
+    from islesbench.training.compile import cosine_adamw
 
     config, shape, batch, slices_per_sample = model_setup(arch, profile, args)
     keras.utils.set_random_seed(0)
@@ -136,13 +141,16 @@ def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, di
     macs = forward_macs(model, x[:1])
     rows = []
     infer = time_steps(lambda: model.predict_on_batch(x), args.steps, args.warmup)
-    model.compile(optimizer=keras.optimizers.AdamW(1e-4), loss=get_loss("focal"))
+    # islesbench's optimizer (a fused AdamW update on TensorFlow), so the step is the one training runs
+    model.compile(optimizer=cosine_adamw(1e-4, 1e-4, total_steps=1000), loss=get_loss("focal"))
     train = time_steps(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
+    weight_gradients = resolve_weight_gradients(config.model.weight_gradients, precision) if arch == "pspnet" else ""
     for mode, seconds, factor in (("inference", infer, 1), ("training", train, 3)):
         flops = 2 * macs * factor * batch
         rows.append({
             "model": arch, "profile": profile, "size": shape[-2], "width": _width(config), "mode": mode,
-            "batch": batch, "precision": precision, "gmac_per_slice": round(macs / slices_per_sample / 1e9, 3),
+            "batch": batch, "precision": precision, "weight_gradients": weight_gradients,
+            "gmac_per_slice": round(macs / slices_per_sample / 1e9, 3),
             "s_per_step": round(seconds, 4), "slices_per_s": round(batch * slices_per_sample / seconds, 2),
             "gflop_per_s": round(flops / seconds / 1e9, 1),
         })
@@ -285,6 +293,8 @@ def main(argv=None) -> int:
     parser.add_argument("--steps", type=int, default=3, help="timed steps per measurement (the best counts)")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
     parser.add_argument("--channels", type=int, default=5)
+    parser.add_argument("--weight-gradients", default="auto", choices=["auto", "native", "matmul"],
+                        help="the PSPNet's ModelConfig.weight_gradients (islesbench/models/matmul_gradients.py)")
     parser.add_argument("--breakdown", action="store_true", help="profile each training step by layer type")
     parser.add_argument("--probe", action="store_true", help="also time plain vs dilated 3x3 convs")
     parser.add_argument("--csv", help="append result rows to this CSV file")
