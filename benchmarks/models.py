@@ -16,7 +16,10 @@ channels), ×2 for FLOPs; a training step counts 3× the forward pass (backward 
 activations, pooling and the PPM/resize contractions are left out (< 1 % here). The references are a
 2048² GEMM in float32 and in bfloat16, timed in the same process just before and after each model (mean
 of the two), so "% of matmul" compares like with like on a shared machine.
-A V-Net sample is a slab of `--slab-depth` slices; its slices/s counts slices.
+A V-Net sample is a slab of `--slab-depth` slices; its slices/s counts slices. The training step is the one
+`islesbench run` takes: islesbench's optimizer (`training.compile.cosine_adamw`, a fused AdamW update on
+TensorFlow; before 9a70cca this script used Keras' AdamW) and the PSPNet's `--weight-gradients` (default
+`auto`, as training; the CSV's weight_gradients column says what it resolved to).
 `--breakdown` profiles three training steps (TensorFlow's profiler) and gives each layer type's share of
 the op time, dilated convolutions apart: where a model stays below the matmul rate, this names the layers.
 
