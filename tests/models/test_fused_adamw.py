@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from benchmark_scripts import load
+from benchmark_scripts import training_step_ops
 
 from islesbench.training.compile import cosine_adamw
 from islesbench.models.fused_adamw import FusedAdamW
@@ -46,9 +46,7 @@ def test_updates_match_keras_adamw(warmup):
 def test_the_training_optimizer_runs_one_adam_kernel_per_variable_and_none_of_keras_element_wise_update():
     model = _model()
     model.compile(optimizer=cosine_adamw(1e-3, 1e-4, total_steps=100), loss="mse")
-    x, y = _data()
-    model.train_on_batch(x, y)  # trace first
-    ran = [op_type for _, op_type, _ in load("models").profiled_ops(lambda: model.train_on_batch(x, y))]
+    ran = [op_type for _, op_type in training_step_ops(model, *_data())]
     assert ran.count("ResourceApplyAdam") == len(model.trainable_variables)
     assert "Sqrt" not in ran  # Keras' update takes one per variable
 

@@ -4,7 +4,7 @@ import keras
 import numpy as np
 import pytest
 
-from benchmark_scripts import load
+from benchmark_scripts import training_step_ops
 
 from islesbench.models.matmul_gradients import MatmulGradientConv2D, conv2d_class, resolve
 
@@ -81,10 +81,6 @@ def test_auto_is_matmul_only_for_tensorflow_on_a_cpu_in_bfloat16():
 
 
 def test_a_training_step_runs_no_oneDNN_weight_gradient_for_stride_one_convolutions():
-    from tensorflow.python.util import _pywrap_util_port
-
-    if not _pywrap_util_port.IsMklEnabled():
-        pytest.skip("TensorFlow runs without oneDNN here (TF_ENABLE_ONEDNN_OPTS=0 or not an x86 build)")
     inputs = keras.Input((8, 8, 16))
     x = MatmulGradientConv2D(16, 3, padding="same", dilation_rate=2, dtype="mixed_bfloat16", name="wide")(inputs)
     x = MatmulGradientConv2D(32, 1, dtype="mixed_bfloat16", name="point")(x)
@@ -93,8 +89,7 @@ def test_a_training_step_runs_no_oneDNN_weight_gradient_for_stride_one_convoluti
     rng = np.random.default_rng(0)
     x = rng.normal(size=(2, 8, 8, 16)).astype("float32")
     y = rng.normal(size=(2, 8, 8, 1)).astype("float32")
-    model.train_on_batch(x, y)  # trace and optimise first
-    ran = [(name, op_type) for name, op_type, _ in load("models").profiled_ops(lambda: model.train_on_batch(x, y))]
+    ran = training_step_ops(model, x, y)
     filters = [name for name, op_type in ran if "BackpropFilter" in op_type]
     assert filters and all("logits" in name for name in filters), filters  # only the plain Conv2D's
     assert any("MatMul" in op_type for _, op_type in ran)
