@@ -1,14 +1,14 @@
 """AdamW whose Adam update is one fused kernel per variable on TensorFlow: `FusedAdamW`.
 
-Keras' Adam writes its update in `keras.ops`: eleven element-wise ops per variable (subtract, multiply,
-square, sqrt, divide, three assignments, …), each a pass over the float32 weights and moments. On a CPU
-those passes add up: 0.27 s of the paper PSPNet's 6.4 s bfloat16 training step (25 M weights), measured by
+Keras' Adam writes its update in `keras.ops`: about a dozen element-wise ops per variable (subtract,
+multiply, square, sqrt, divide, three assignments, …), each a pass over the float32 weights and moments. On a CPU
+those passes add up: 0.27 s of the paper PSPNet's 6.6 s bfloat16 training step (25 M weights), measured by
 op on a 2-core AMX CPU. TensorFlow's ResourceApplyAdam does the same update in one pass:
 
     alpha = lr · sqrt(1 − β₂ᵗ) / (1 − β₁ᵗ);  m += (g − m)(1 − β₁);  v += (g² − v)(1 − β₂);  w −= m · alpha / (sqrt(v) + ε)
 
 which is Keras' formula term for term. Weight decay stays Keras' own (applied before the update), and the
-optimizer's variables, names and config are AdamW's, so checkpoints resume either way. Other backends,
+optimizer's variables, names and config are AdamW's (a checkpoint names the class it was saved with). Other backends,
 AMSGrad, non-float32 variables and runs under a tf.distribute strategy (whose update context Keras manages)
 take Keras' update. Floating-point contraction inside the fused kernel may round the last bit differently.
 It lives with the models because a .keras checkpoint holds its optimizer (`saving.load_checkpoint`).

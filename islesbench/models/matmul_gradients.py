@@ -7,10 +7,10 @@ such matmul.
 
 Why: oneDNN's bfloat16 weight-gradient kernel (Conv2DBackpropFilter, `brgconv_bwd_w` on AMX) runs the
 paper PSPNet's wide layers at a third to a half of the rate of the same contraction as a matmul:
-`benchmarks/models.py --probe` measured 302–351 GFLOP/s for its 1×1 convolutions and the head's
-3×3 4096→512 against 710–785 for the matmuls, on a 2-core AMX CPU, where that one head gradient took
-1.5 s of an 8 s training step. On the U-Net's narrow, wide-image layers it is the other way round
-(oneDNN 900–1000 GFLOP/s, the matmuls 80–430), so only the PSPNet uses this layer, and only where
+`benchmarks/models.py --probe` measured 302–336 GFLOP/s for its 1×1 convolutions (710–785 as matmuls)
+and 351 for the head's 3×3 4096→512 (its nine tap matmuls: about 800), on a 2-core AMX CPU, where that
+one head gradient took 1.5 s of an 8 s training step. On the U-Net's narrow, wide-image layers it is the other way round
+(oneDNN 900–1040 GFLOP/s, the matmuls 75–430), so only the PSPNet uses this layer, and only where
 `resolve` says so. The input gradient stays the backend's (a transposed convolution) and the forward pass
 is untouched; the weight gradients sum in another order, so training is not bit-identical to Keras' layer.
 
