@@ -147,7 +147,8 @@ def bench_model(arch: str, profile: str, precision: str, args) -> tuple[list, di
     # islesbench's optimizer (a fused AdamW update on TensorFlow), so the step is the one training runs
     model.compile(optimizer=cosine_adamw(1e-4, 1e-4, total_steps=1000), loss=get_loss("focal"))
     train = time_steps(lambda: model.train_on_batch(x, y), args.steps, args.warmup)
-    weight_gradients = resolve_weight_gradients(config.model.weight_gradients, precision) if arch == "pspnet" else ""
+    weight_gradients = (resolve_weight_gradients(config.model.weight_gradients, precision, config.model.encoder_width)
+                        if arch == "pspnet" else "")
     for mode, seconds, factor in (("inference", infer, 1), ("training", train, 3)):
         flops = 2 * macs * factor * batch
         rows.append({

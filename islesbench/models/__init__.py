@@ -47,7 +47,8 @@ def _build_pspnet(input_channels: int, input_size: int | None, modalities, optio
         windows = channel_windows(modalities, input_channels)
     # "auto" resolves against the policy the model is being built under (cross_validation stores the same).
     options["weight_gradients"] = resolve_weight_gradients(options.get("weight_gradients", "native"),
-                                                           keras.config.dtype_policy().name)
+                                                           keras.config.dtype_policy().name,
+                                                           options.get("encoder_width", 1.0))
     model = build_pspnet(input_channels, input_size, aux=aux_weight > 0, input_windows=windows, **options)
     if pretrained_source(pretrained):
         load_encoder_weights(model, str(pretrained))

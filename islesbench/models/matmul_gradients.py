@@ -15,8 +15,8 @@ one head gradient took 1.5 s of an 8 s training step. On the U-Net's narrow, wid
 is untouched; the weight gradients sum in another order, so training is not bit-identical to Keras' layer.
 
 `ModelConfig.weight_gradients`: "native" (the backend's kernels), "matmul" (this layer's), or "auto":
-matmul where it was measured to pay, TensorFlow on a CPU in mixed bfloat16; native elsewhere (GPUs,
-float32, JAX). A run stores the resolved value.
+matmul where it was measured to pay, the full-width PSPNet on TensorFlow on a CPU in mixed bfloat16;
+native elsewhere (GPUs, float32, JAX, the quick profile's narrow PSPNet). A run stores the resolved value.
 """
 
 from __future__ import annotations
@@ -25,19 +25,25 @@ import keras
 from keras import ops
 
 
-def resolve(choice: str, precision: str) -> str:
-    """`choice` with "auto" replaced: "matmul" for TensorFlow on a CPU in mixed bfloat16, else "native".
+def resolve(choice: str, precision: str, encoder_width: float = 1.0) -> str:
+    """`choice` with "auto" replaced: "matmul" for the full-width PSPNet trained by TensorFlow on a CPU in
+    mixed bfloat16, else "native".
+
+    Full width only: the quick profile's eighth-width PSPNet measured 3–6 % slower a step with the matmul
+    form (0.320–0.325 s against 0.307–0.312 s, `benchmarks/models.py --weight-gradients`), its layers
+    being too narrow for oneDNN's weight-gradient kernel to fall behind.
 
     Args:
         choice: one of islesbench.config.WEIGHT_GRADIENTS.
         precision: the resolved training precision (a Keras dtype policy name).
+        encoder_width: the PSPNet's ModelConfig.encoder_width.
 
     Returns:
         "native" or "matmul".
     """
     if choice != "auto":
         return choice
-    if precision != "mixed_bfloat16" or keras.backend.backend() != "tensorflow":
+    if precision != "mixed_bfloat16" or keras.backend.backend() != "tensorflow" or encoder_width < 1.0:
         return "native"
     import tensorflow as tf
 

@@ -42,7 +42,7 @@ def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
         from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
 
         config = apply_overrides(config, {"model": {"weight_gradients": resolve_weight_gradients(
-            config.model.weight_gradients, config.train.precision)}})
+            config.model.weight_gradients, config.train.precision, config.model.encoder_width)}})
     encoder = pretrain_records.read_pretrained(config.model.pretrained)  # an islesbench checkpoint (or per-fold folder)
     if config.model.pretrained and encoder is None:
         from islesbench.models import pretrained as pretrained_weights

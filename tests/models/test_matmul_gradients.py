@@ -69,11 +69,12 @@ def test_the_layer_saves_and_loads_as_itself(tmp_path):
     np.testing.assert_array_equal(loaded(x), model(x))
 
 
-def test_auto_is_matmul_only_for_tensorflow_on_a_cpu_in_bfloat16():
+def test_auto_is_matmul_only_for_the_full_width_pspnet_on_tensorflow_on_a_cpu_in_bfloat16():
     import tensorflow as tf
 
     assert resolve("auto", "float32") == "native"
     assert resolve("auto", "mixed_bfloat16") == ("native" if tf.config.list_physical_devices("GPU") else "matmul")
+    assert resolve("auto", "mixed_bfloat16", encoder_width=0.125) == "native"  # the quick profile's PSPNet
     assert resolve("native", "mixed_bfloat16") == "native" and resolve("matmul", "float32") == "matmul"
     assert conv2d_class("native") is keras.layers.Conv2D and conv2d_class("matmul") is MatmulGradientConv2D
     with pytest.raises(ValueError):

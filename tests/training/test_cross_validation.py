@@ -248,14 +248,15 @@ def test_a_run_keeps_the_patient_map_it_trained_with(tiny_prepared, tmp_path):
     assert kept["patients"] == tiny_prepared.patients() and kept["copied_from"] == str(tiny_prepared.paths.patients)
 
 
-@pytest.mark.parametrize("arch, asked, precision_name, stored", [
-    ("pspnet", "auto", "float32", "native"), ("pspnet", "matmul", "float32", "matmul"),
-    ("pspnet", "native", "mixed_bfloat16", "native"), ("unet", "auto", "mixed_bfloat16", "auto"),
+@pytest.mark.parametrize("arch, width, asked, precision_name, stored", [
+    ("pspnet", 1.0, "auto", "float32", "native"), ("pspnet", 0.125, "matmul", "float32", "matmul"),
+    ("pspnet", 1.0, "native", "mixed_bfloat16", "native"), ("pspnet", 0.125, "auto", "mixed_bfloat16", "native"),
+    ("unet", 1.0, "auto", "mixed_bfloat16", "auto"),
 ])
-def test_pspnet_weight_gradients_are_stored_resolved(arch, asked, precision_name, stored):
+def test_pspnet_weight_gradients_are_stored_resolved(arch, width, asked, precision_name, stored):
     """As the precision: config.json says which weight gradients ran (islesbench/models/matmul_gradients.py)."""
     from islesbench.training.cross_validation import check_configuration
 
-    config = apply_overrides(profile_config("quick", arch), {"model": {"weight_gradients": asked},
+    config = apply_overrides(profile_config("quick", arch), {"model": {"weight_gradients": asked, "encoder_width": width},
                                                              "train": {"precision": precision_name}})
     assert check_configuration(config).model.weight_gradients == stored
