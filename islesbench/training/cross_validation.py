@@ -38,7 +38,10 @@ def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
     config.validate()
     # What ran, not what was asked: `auto` is stored resolved, so config.json and the report name the precision.
     config = apply_overrides(config, {"train": {"precision": precision.resolve(config.train.precision)}})
-    if config.model.arch == "pspnet":  # the only model with a choice of weight gradients (ModelConfig)
+    from islesbench.models import MODELS
+
+    spec = MODELS.get(config.model.arch)
+    if spec is not None and "weight_gradients" in spec.options:  # the registry says which models take it
         from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
 
         config = apply_overrides(config, {"model": {"weight_gradients": resolve_weight_gradients(
