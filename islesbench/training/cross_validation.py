@@ -20,6 +20,7 @@ from islesbench.data import fractions
 from islesbench.errors import IslesbenchError
 from islesbench.inference import threshold_rule
 from islesbench.inference.validation_output import write_validation
+from islesbench.models import MODELS
 from islesbench.runtime import distribute, precision
 from islesbench.storage import manifest, pretrain_records, provenance, run_layout
 from islesbench.training import checkpoints, fold, model_reuse
@@ -38,8 +39,6 @@ def check_configuration(config: ExperimentConfig) -> ExperimentConfig:
     config.validate()
     # What ran, not what was asked: `auto` is stored resolved, so config.json and the report name the precision.
     config = apply_overrides(config, {"train": {"precision": precision.resolve(config.train.precision)}})
-    from islesbench.models import MODELS
-
     spec = MODELS.get(config.model.arch)
     if spec is not None and "weight_gradients" in spec.options:  # the registry says which models take it
         from islesbench.models.matmul_gradients import resolve as resolve_weight_gradients
